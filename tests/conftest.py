@@ -1,0 +1,51 @@
+"""Shared fixtures: tiny networks, a tiny synthetic dataset, and a clean dtype policy."""
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+import tf_cyclegan as tc  # noqa: E402
+from tf_cyclegan.synthetic import make_demo_data  # noqa: E402
+
+TINY_SIZE = 32
+
+
+def tiny_cyclegan(**kwargs):
+    """Four 4-filter networks: a CycleGAN that traces and steps in seconds."""
+    def gen(name):
+        return tc.build_resnet_generator(filters=4, num_residual_blocks=1, name=name)
+
+    def disc(name):
+        return tc.build_patchgan_discriminator(filters=4, name=name)
+
+    kwargs.setdefault("pool_size", 3)
+    kwargs.setdefault("pool_seed", 0)
+    return tc.CycleGAN(gen("gen_a2b"), gen("gen_b2a"), disc("disc_a"), disc("disc_b"), **kwargs)
+
+
+def random_pairs(count=4, size=TINY_SIZE, seed=0):
+    rng = np.random.default_rng(seed)
+    real_a = rng.uniform(-1, 1, (count, size, size, 3)).astype("float32")
+    real_b = rng.uniform(-1, 1, (count, size, size, 3)).astype("float32")
+    return tf.data.Dataset.from_tensor_slices((real_a, real_b)).batch(1)
+
+
+@pytest.fixture(autouse=True)
+def float32_policy():
+    """Every test starts and ends under float32, whatever a test set."""
+    keras.mixed_precision.set_global_policy("float32")
+    yield
+    keras.mixed_precision.set_global_policy("float32")
+
+
+@pytest.fixture(scope="session")
+def demo_root(tmp_path_factory):
+    """A tiny synthetic dataset: 6 training images per domain, 3 test images, 36 px."""
+    root = tmp_path_factory.mktemp("demo")
+    make_demo_data(root, num_train=6, num_test=3, size=36, seed=1)
+    return root

@@ -1,0 +1,213 @@
+"""Typed training configuration: frozen dataclasses with the paper's defaults.
+
+A YAML file holds only overrides of these defaults, and `--set section.key=value`
+overrides that. Unknown keys and values of the wrong type or range stop everything
+before any work, with a message naming the key.
+"""
+
+import dataclasses
+import difflib
+import typing
+from dataclasses import dataclass, field
+from typing import Literal, Optional, Union
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A configuration key or value that cannot be used."""
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where the images come from and how they are augmented."""
+
+    root: Optional[str] = None  # folder with trainA/, trainB/ (and testA/, testB/)
+    train_a: Optional[str] = None  # or two explicit folders
+    train_b: Optional[str] = None
+    tfds: Optional[str] = None  # or a TFDS name, e.g. cycle_gan/horse2zebra
+    tfds_data_dir: Optional[str] = None
+    load_size: int = 286
+    crop_size: int = 256
+    batch_size: int = 1
+    flip: bool = True
+    cache: bool = True
+    num_samples: int = 4  # test images in the per-epoch sample grid
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Network sizes and loss weights (the reference's `resnet_9blocks` and `basic` D)."""
+
+    filters: int = 64
+    num_residual_blocks: int = 9
+    disc_filters: int = 64
+    disc_layers: int = 3
+    lambda_cycle: float = 10.0
+    lambda_identity: float = 0.5
+    pool_size: int = 50
+    gan_mode: Literal["lsgan", "vanilla"] = "lsgan"
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation: Adam(2e-4, 0.5), 100 epochs constant then 100 of linear decay."""
+
+    epochs: int = 100
+    epochs_decay: int = 100
+    learning_rate: float = 2e-4
+    beta_1: float = 0.5
+    precision: Literal["auto", "float32", "mixed_float16", "mixed_bfloat16"] = "auto"
+    jit_compile: Union[bool, Literal["auto"]] = "auto"
+    steps_per_epoch: Optional[int] = None  # cap an epoch's steps (None: max(|A|, |B|) pairs)
+    seed: Optional[int] = 0
+    verbose: int = 1
+
+
+@dataclass(frozen=True)
+class Config:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self):
+        return dataclasses.asdict(self)
+
+
+_POSITIVE = {
+    "data.load_size", "data.crop_size", "data.batch_size", "model.filters",
+    "model.disc_filters", "model.disc_layers", "train.learning_rate", "train.steps_per_epoch",
+}
+_NON_NEGATIVE = {
+    "data.num_samples", "model.num_residual_blocks", "model.lambda_cycle",
+    "model.lambda_identity", "model.pool_size", "train.epochs", "train.epochs_decay",
+    "train.verbose",
+}
+
+
+def _matches(value, annotation):
+    origin = typing.get_origin(annotation)
+    if origin is Union:
+        return any(_matches(value, arg) for arg in typing.get_args(annotation))
+    if origin is Literal:
+        return value in typing.get_args(annotation) and not isinstance(value, bool)
+    if annotation is type(None):
+        return value is None
+    if annotation is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if annotation is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, annotation)
+
+
+def _check_value(key, value, annotation):
+    if not _matches(value, annotation):
+        raise ConfigError(f"Bad value for {key}: expected {_describe(annotation)}. Received: {value!r}")
+    if value is not None and not isinstance(value, (bool, str)):
+        if key in _POSITIVE and value <= 0:
+            raise ConfigError(f"{key} must be positive. Received: {value!r}")
+        if key in _NON_NEGATIVE and value < 0:
+            raise ConfigError(f"{key} must not be negative. Received: {value!r}")
+    if key == "train.beta_1" and not 0 <= value < 1:
+        raise ConfigError(f"train.beta_1 must be in [0, 1). Received: {value!r}")
+    return float(value) if annotation is float else value
+
+
+def _describe(annotation):
+    origin = typing.get_origin(annotation)
+    if origin is Union:
+        return " or ".join(_describe(arg) for arg in typing.get_args(annotation))
+    if origin is Literal:
+        return "one of " + ", ".join(repr(arg) for arg in typing.get_args(annotation))
+    return "null" if annotation is type(None) else annotation.__name__
+
+
+def _merge(node, overrides, prefix):
+    if not isinstance(overrides, dict):
+        raise ConfigError(f"{prefix or 'The config'} must be a mapping. Received: {overrides!r}")
+    hints = typing.get_type_hints(type(node))
+    changes = {}
+    for key, value in overrides.items():
+        path = f"{prefix}.{key}" if prefix else str(key)
+        if key not in hints:
+            close = difflib.get_close_matches(str(key), list(hints), n=1)
+            hint = f"; did you mean '{close[0]}'?" if close else f"; known keys: {', '.join(hints)}"
+            raise ConfigError(f"Unknown key '{key}' in {prefix or 'the config'}{hint}")
+        current = getattr(node, key)
+        if dataclasses.is_dataclass(current):
+            changes[key] = _merge(current, value or {}, path)
+        else:
+            changes[key] = _check_value(path, value, hints[key])
+    return dataclasses.replace(node, **changes)
+
+
+def _set_nested(tree, dotted_key, value):
+    *parents, leaf = dotted_key.split(".")
+    for part in parents:
+        tree = tree.setdefault(part, {})
+        if not isinstance(tree, dict):
+            raise ConfigError(f"Cannot set {dotted_key}: {part} is not a section")
+    tree[leaf] = value
+
+
+def parse_set(assignments):
+    """['model.lambda_identity=0', ...] -> nested dict; values are parsed as YAML scalars."""
+    tree = {}
+    for assignment in assignments or ():
+        key, sep, raw = assignment.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set takes section.key=value. Received: {assignment!r}")
+        _set_nested(tree, key.strip(), yaml.safe_load(raw) if raw.strip() else None)
+    return tree
+
+
+def _deep_update(base, extra):
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            _deep_update(base[key], value)
+        else:
+            base[key] = value
+    return base
+
+
+def _check_consistency(config):
+    data = config.data
+    if data.crop_size > data.load_size:
+        raise ConfigError(
+            f"data.crop_size must not exceed data.load_size. Received: crop_size={data.crop_size}, "
+            f"load_size={data.load_size}"
+        )
+    if data.crop_size % 4:
+        raise ConfigError(f"data.crop_size must be a multiple of 4 (the generator downsamples twice). "
+                          f"Received: {data.crop_size}")
+    sources = [name for name, on in (("root", data.root), ("tfds", data.tfds),
+                                     ("train_a/train_b", data.train_a or data.train_b)) if on]
+    if len(sources) > 1:
+        raise ConfigError(f"Give one data source, not {' and '.join('data.' + s for s in sources)}")
+    if bool(data.train_a) != bool(data.train_b):
+        raise ConfigError("data.train_a and data.train_b go together")
+    return config
+
+
+def load_config(path=None, overrides=None, sets=None):
+    """Paper defaults <- YAML file at `path` <- `overrides` dict <- `--set` assignments."""
+    tree = {}
+    if path is not None:
+        try:
+            with open(path) as f:
+                loaded = yaml.safe_load(f)
+        except OSError as error:
+            raise ConfigError(f"Cannot read config file {str(path)!r}: {error.strerror}") from None
+        except yaml.YAMLError as error:
+            raise ConfigError(f"Config file {str(path)!r} is not valid YAML: {error}") from None
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ConfigError(f"Config file {str(path)!r} must hold a mapping. Received: {loaded!r}")
+        _deep_update(tree, loaded or {})
+    _deep_update(tree, overrides or {})
+    _deep_update(tree, parse_set(sets))
+    return _check_consistency(_merge(Config(), tree, ""))
+
+
+def dump_config(config, path):
+    with open(path, "w") as f:
+        yaml.safe_dump(config.to_dict(), f, sort_keys=False)

@@ -1,0 +1,46 @@
+"""The paper's learning-rate schedule: constant, then linear decay to zero."""
+
+import keras
+
+
+def linear_decay_factor(epoch, epochs, epochs_decay):
+    """Multiplier of the base rate at 0-based `epoch`, as the reference's `lambda_rule`.
+
+    Constant for `epochs` epochs, then falling linearly over `epochs_decay` epochs:
+    the reference divides by `epochs_decay + 1`, so the last epoch still trains.
+    """
+    return 1.0 - max(0, epoch + 1 - epochs) / float(epochs_decay + 1)
+
+
+class LinearDecay(keras.callbacks.Callback):
+    """Sets both CycleGAN optimizers' learning rate at the start of each epoch.
+
+    Driven by the epoch number, not an optimizer's iteration count (which stops
+    advancing on steps the loss scaler skips), so it also lands right on resume.
+
+    Args:
+        learning_rate: float, default 2e-4. Base rate of both optimizers.
+        epochs: int, default 100. Epochs at the base rate.
+        epochs_decay: int, default 100. Epochs of linear decay after them.
+
+    Example:
+    >>> LinearDecay(2e-4, epochs=100, epochs_decay=100)  # doctest: +ELLIPSIS
+    <...LinearDecay object at ...>
+    """
+
+    def __init__(self, learning_rate=2e-4, epochs=100, epochs_decay=100):
+        super().__init__()
+        self.learning_rate = learning_rate
+        self.epochs = epochs
+        self.epochs_decay = epochs_decay
+
+    def rate(self, epoch):
+        return self.learning_rate * linear_decay_factor(epoch, self.epochs, self.epochs_decay)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        for optimizer in (self.model.gen_optimizer, self.model.disc_optimizer):
+            optimizer.learning_rate = self.rate(epoch)
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            logs["learning_rate"] = float(self.model.gen_optimizer.learning_rate)

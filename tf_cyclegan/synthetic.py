@@ -1,0 +1,109 @@
+"""The bundled synthetic dataset: a translation task with a known, exact answer.
+
+Domain A: scenes of flat-coloured circles, rectangles and triangles in warm hues on a
+pale warm background. Domain B: the restyling T of the same scene distribution, where
+T rotates every colour's hue by 120 degrees (exactly a cyclic permutation of R, G, B)
+and darkens each pixel that touches a differently coloured pixel (an outline along
+every shape's boundary). T is a function of the pixels alone and looks only at a
+3x3 neighbourhood, so it commutes with flipping and, up to the one-pixel crop border,
+with cropping: it can be learned from random crops of unpaired images. Training
+scenes of A and B are drawn independently; `testB_paired/` holds T of each testA image,
+so translation error against ground truth can be measured.
+"""
+
+import colorsys
+import os
+
+import numpy as np
+import tensorflow as tf
+
+OUTLINE_DARKNESS = 0.25
+
+
+def _color(rng, saturation, value):
+    hue = rng.uniform(0.0, 60.0) / 360.0
+    return np.array(colorsys.hsv_to_rgb(hue, rng.uniform(*saturation), rng.uniform(*value)))
+
+
+def make_scene(rng, size):
+    """One domain-A scene, float32 RGB in [0, 1] of shape (size, size, 3)."""
+    image = np.empty((size, size, 3), np.float32)
+    image[:] = _color(rng, (0.1, 0.25), (0.85, 1.0))
+    yy, xx = np.mgrid[0:size, 0:size] + 0.5
+    for _ in range(rng.integers(2, 7)):
+        kind = rng.integers(3)
+        cy, cx = rng.uniform(0, size, 2)
+        radius = rng.uniform(0.08, 0.25) * size
+        if kind == 0:
+            mask = (yy - cy) ** 2 + (xx - cx) ** 2 <= radius**2
+        elif kind == 1:
+            half_h, half_w = radius * rng.uniform(0.5, 1.0, 2)
+            mask = (np.abs(yy - cy) <= half_h) & (np.abs(xx - cx) <= half_w)
+        else:  # a triangle pointing up: inside three half-planes
+            mask = (yy <= cy + radius * 0.6) & (np.abs(xx - cx) <= (yy - (cy - radius)) * 0.7)
+        image[mask] = _color(rng, (0.55, 1.0), (0.6, 1.0))
+    return np.round(image * 255) / 255
+
+
+def restyle(image):
+    """T: hue rotated by 120 degrees, and dark outlines where neighbouring colours differ.
+
+    Works on float or uint8 arrays of shape (H, W, 3); edges are replicated, so an image
+    border is never an outline.
+    """
+    image = np.asarray(image)
+    rotated = image[..., [2, 0, 1]]  # (r, g, b) -> (b, r, g): red becomes green, hue +120
+    padded = np.pad(image, ((1, 1), (1, 1), (0, 0)), mode="edge")
+    height, width = image.shape[:2]
+    boundary = np.zeros((height, width), bool)
+    for dy in (0, 1, 2):
+        for dx in (0, 1, 2):
+            neighbour = padded[dy:dy + height, dx:dx + width]
+            boundary |= np.any(neighbour != image, axis=-1)
+    out = rotated.astype(np.float32)
+    out[boundary] *= OUTLINE_DARKNESS
+    return np.round(out).astype(image.dtype) if image.dtype == np.uint8 else out
+
+
+def _write_png(path, image_uint8):
+    tf.io.write_file(path, tf.io.encode_png(image_uint8))
+
+
+def make_demo_data(root, num_train=200, num_test=20, size=72, seed=0):
+    """Writes trainA, trainB, testA, testB and testB_paired PNG folders under `root`.
+
+    Args:
+        root: output folder (created).
+        num_train: int, default 200. Training images per domain.
+        num_test: int, default 20. Test images per domain.
+        size: int, default 72. Square image size; a multiple of 4 for full-image inference.
+        seed: int, default 0. The same seed writes the same files.
+
+    Returns:
+        The dict of folder names to lists of written paths.
+    """
+    if size % 4 or size < 8:
+        raise ValueError(f"size must be a multiple of 4 and at least 8. Received: size={size!r}")
+    rng = np.random.default_rng(seed)
+    written = {}
+
+    def scenes(count):
+        return [np.round(make_scene(rng, size) * 255).astype(np.uint8) for _ in range(count)]
+
+    # Each split's scenes are drawn independently: A and B are unpaired.
+    splits = {
+        "trainA": scenes(num_train),
+        "trainB": [restyle(scene) for scene in scenes(num_train)],
+        "testA": scenes(num_test),
+        "testB": [restyle(scene) for scene in scenes(num_test)],
+    }
+    splits["testB_paired"] = [restyle(scene) for scene in splits["testA"]]
+    for split, images in splits.items():
+        folder = os.path.join(os.fspath(root), split)
+        os.makedirs(folder, exist_ok=True)
+        written[split] = []
+        for i, image in enumerate(images):
+            path = os.path.join(folder, f"{i:04d}.png")
+            _write_png(path, image)
+            written[split].append(path)
+    return written
