@@ -22,10 +22,10 @@ AUTOTUNE = tf.data.AUTOTUNE
 def decode_image(contents):
     """Decodes JPEG/PNG/BMP/GIF bytes to uint8 RGB: grey expanded, alpha dropped, 16-bit scaled."""
     image = tf.io.decode_image(contents, channels=0, dtype=tf.uint16, expand_animations=False)
-    channels = tf.shape(image)[-1]
-    image = tf.cond(channels < 3, lambda: tf.image.grayscale_to_rgb(image[..., :1]), lambda: image[..., :3])
     # dtype=uint16 maps 8-bit data onto the full 16-bit range too, so one conversion fits both.
-    return tf.cast(tf.bitwise.right_shift(image, 8), tf.uint8)
+    image = tf.cast(tf.bitwise.right_shift(image, 8), tf.uint8)
+    channels = tf.shape(image)[-1]
+    return tf.cond(channels < 3, lambda: tf.image.grayscale_to_rgb(image[..., :1]), lambda: image[..., :3])
 
 
 def to_minus_one_one(image):
@@ -156,12 +156,17 @@ def make_tfds_dataset(name, split_a="trainA", split_b="trainB", data_dir=None, d
     builder = tfds.builder(name, data_dir=data_dir)
     if download:
         builder.download_and_prepare()
-    lengths = {split: builder.info.splits[split].num_examples for split in (split_a, split_b)}
 
     def images(split):
         return builder.as_dataset(split=split, shuffle_files=True).map(lambda ex: ex["image"])
 
-    return zip_domains(images(split_a), lengths[split_a], images(split_b), lengths[split_b], **kwargs)
+    def length(split):
+        try:
+            return builder.info.splits[split].num_examples
+        except KeyError:  # no split metadata (e.g. under tfds.testing.mock_data): count
+            return int(images(split).reduce(0, lambda count, _: count + 1))
+
+    return zip_domains(images(split_a), length(split_a), images(split_b), length(split_b), **kwargs)
 
 
 def load_image(path):

@@ -33,6 +33,9 @@ class ImagePool(keras.layers.Layer):
     """
 
     def __init__(self, pool_size=50, seed=None, **kwargs):
+        # Fakes are kept at full precision whatever the global policy: the generators end
+        # in float32, and a mixed policy's autocast would hide the variables' in-place ops.
+        kwargs.setdefault("dtype", "float32")
         super().__init__(**kwargs)
         if not isinstance(pool_size, int) or pool_size < 0:
             raise ValueError(f"pool_size must be a non-negative int. Received: pool_size={pool_size!r}")
@@ -70,7 +73,7 @@ class ImagePool(keras.layers.Layer):
             pool.scatter_nd_update([[slot]], image[None])
 
         def query(i, returned):
-            image = images[i]
+            image = tf.gather(images, i)
 
             def fill():
                 store(count.read_value(), image)
@@ -78,15 +81,15 @@ class ImagePool(keras.layers.Layer):
                 return image
 
             def swap():
-                old = tf.identity(pool[slots[i]])
+                old = tf.gather(pool, slots[i])
                 with tf.control_dependencies([old]):
-                    store(slots[i], image)
+                    store(tf.gather(slots, i), image)
                 return old
 
             out = tf.cond(
                 count.read_value() < self.pool_size,
                 fill,
-                lambda: tf.cond(use_old[i], swap, lambda: image),
+                lambda: tf.cond(tf.gather(use_old, i), swap, lambda: image),
             )
             return i + 1, returned.write(i, out)
 

@@ -9,7 +9,9 @@ import os
 
 import numpy as np
 
-from tf_cyclegan.data import list_images, load_image
+import tensorflow as tf
+
+from tf_cyclegan.data import decode_image, list_images, to_minus_one_one, to_uint8
 from tf_cyclegan.inference import translate
 
 
@@ -23,8 +25,12 @@ def mae_and_psnr(prediction, target):
     return mae, psnr
 
 
-def _to_unit(image):
-    return (np.asarray(image, np.float64) + 1.0) / 2.0
+def _read_uint8(path):
+    return decode_image(tf.io.read_file(os.fspath(path)))
+
+
+def _unit(image_uint8):
+    return np.asarray(image_uint8, np.float64) / 255.0
 
 
 def paired_translation_error(gen_a2b, test_a_dir, paired_dir):
@@ -38,11 +44,11 @@ def paired_translation_error(gen_a2b, test_a_dir, paired_dir):
         path_paired = os.path.join(os.fspath(paired_dir), os.path.basename(path_a))
         if not os.path.exists(path_paired):
             raise FileNotFoundError(f"No ground truth for {path_a}: expected {path_paired}")
-        real_a = load_image(path_a)
-        target = _to_unit(load_image(path_paired))
-        fake_b = np.round(np.clip(_to_unit(translate(gen_a2b, real_a)), 0, 1) * 255) / 255
+        real_a = _read_uint8(path_a)
+        target = _unit(_read_uint8(path_paired))
+        fake_b = _unit(to_uint8(translate(gen_a2b, to_minus_one_one(real_a))))
         model_scores.append(mae_and_psnr(fake_b, target))
-        baseline_scores.append(mae_and_psnr(_to_unit(real_a), target))
+        baseline_scores.append(mae_and_psnr(_unit(real_a), target))
     model_mae, model_psnr = np.mean(model_scores, axis=0)
     base_mae, base_psnr = np.mean(baseline_scores, axis=0)
     return {

@@ -1,0 +1,56 @@
+import json
+import os
+
+import pytest
+
+from tf_cyclegan.cli import main
+
+
+def test_make_demo_data(tmp_path, capsys):
+    assert main(["make-demo-data", str(tmp_path / "d"), "--num-train", "2", "--num-test", "1", "--size", "16"]) == 0
+    assert sorted(os.listdir(tmp_path / "d")) == ["testA", "testB", "testB_paired", "trainA", "trainB"]
+    assert "trainA: 2" in capsys.readouterr().out
+
+
+def test_unknown_config_key_stops_before_any_work(tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    code = main(["train", "--set", "model.lamda_cycle=3", "--run-dir", str(run_dir)])
+    assert code == 2
+    assert "Unknown key 'lamda_cycle' in model; did you mean 'lambda_cycle'" in capsys.readouterr().err
+    assert not run_dir.exists()
+
+
+def test_missing_domain_folder_stops_with_its_name(tmp_path, capsys):
+    (tmp_path / "data" / "trainA").mkdir(parents=True)
+    code = main(["train", "--set", f"data.root={tmp_path / 'data'}", "--run-dir", str(tmp_path / "run")])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "trainA" in err and "No readable images" in err
+    assert not (tmp_path / "run" / "model.keras").exists()
+
+
+@pytest.mark.slow
+def test_train_writes_a_complete_run_directory(demo_root, tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    code = main([
+        "train", "--config", "configs/demo.yaml", "--run-dir", str(run_dir),
+        "--set", f"data.root={demo_root}", "--set", "data.load_size=36", "--set", "data.crop_size=32",
+        "--set", "model.filters=4", "--set", "model.num_residual_blocks=1", "--set", "model.disc_filters=4",
+        "--set", "train.epochs=1", "--set", "train.epochs_decay=1", "--set", "train.verbose=0",
+        "--set", "data.num_samples=2",
+    ])
+    assert code == 0
+    files = set(os.listdir(run_dir))
+    assert {"config.yaml", "model.keras", "log.csv", "results.json", "logs", "samples"} <= files
+    assert sorted(os.listdir(run_dir / "samples")) == ["epoch_001.png", "epoch_002.png"]
+    result = json.loads((run_dir / "results.json").read_text())
+    assert result["paired_test"]["images"] == 3
+    assert result["paired_test"]["baseline"]["mae"] > 0
+    rows = (run_dir / "log.csv").read_text().splitlines()
+    header = rows[0].split(",")
+    assert {"gen_total", "disc_a", "cycle_b", "learning_rate"} <= set(header)
+    rates = [float(row.split(",")[header.index("learning_rate")]) for row in rows[1:]]
+    assert rates == pytest.approx([2e-4, 1e-4])  # 1 constant epoch, then decay over 1 (/2)
+    assert "baseline" in capsys.readouterr().out
+    # Neither temporary nor partial model files are left behind.
+    assert not [name for name in files if ".tmp" in name]

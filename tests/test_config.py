@@ -1,0 +1,65 @@
+import pytest
+
+from tf_cyclegan.config import Config, ConfigError, load_config, parse_set
+
+
+def test_defaults_are_the_papers():
+    config = Config()
+    assert (config.data.load_size, config.data.crop_size, config.data.batch_size) == (286, 256, 1)
+    assert (config.model.filters, config.model.num_residual_blocks, config.model.pool_size) == (64, 9, 50)
+    assert (config.model.lambda_cycle, config.model.lambda_identity, config.model.gan_mode) == (10.0, 0.5, "lsgan")
+    assert (config.train.epochs, config.train.epochs_decay) == (100, 100)
+    assert (config.train.learning_rate, config.train.beta_1) == (2e-4, 0.5)
+
+
+def test_yaml_overrides_then_set(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("model:\n  lambda_identity: 0\n  filters: 32\ntrain:\n  epochs: 3\n")
+    config = load_config(path, sets=["model.filters=16", "train.precision=float32", "data.root=x"])
+    assert config.model.lambda_identity == 0.0 and isinstance(config.model.lambda_identity, float)
+    assert config.model.filters == 16 and config.train.epochs == 3
+    assert config.train.precision == "float32" and config.data.root == "x"
+
+
+def test_unknown_key_is_named_with_a_suggestion(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("model:\n  lamda_cycle: 5\n")
+    with pytest.raises(ConfigError, match="Unknown key 'lamda_cycle' in model; did you mean 'lambda_cycle'"):
+        load_config(path)
+    with pytest.raises(ConfigError, match="Unknown key 'optim'"):
+        load_config(overrides={"optim": {}})
+
+
+@pytest.mark.parametrize("assignment,message", [
+    ("model.filters=abc", "model.filters"),
+    ("model.filters=1.5", "model.filters"),
+    ("data.flip=3", "data.flip"),
+    ("model.gan_mode=wgan", "gan_mode.*'wgan'"),
+    ("train.precision=float16", "train.precision"),
+    ("data.batch_size=0", "data.batch_size must be positive"),
+    ("model.lambda_cycle=-1", "model.lambda_cycle must not be negative"),
+    ("train.beta_1=1.5", "beta_1"),
+    ("data.crop_size=300", "crop_size must not exceed"),
+    ("data.crop_size=30", "multiple of 4"),
+])
+def test_bad_values_are_named(assignment, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(sets=[assignment])
+
+
+def test_bad_files_and_assignments(tmp_path):
+    with pytest.raises(ConfigError, match="Cannot read config file"):
+        load_config(tmp_path / "missing.yaml")
+    (tmp_path / "list.yaml").write_text("- 1\n- 2\n")
+    with pytest.raises(ConfigError, match="must hold a mapping"):
+        load_config(tmp_path / "list.yaml")
+    with pytest.raises(ConfigError, match="section.key=value"):
+        parse_set(["model.filters"])
+    with pytest.raises(ConfigError, match="one data source"):
+        load_config(sets=["data.root=a", "data.tfds=cycle_gan/horse2zebra"])
+
+
+def test_shipped_configs_load():
+    assert load_config("configs/demo.yaml").data.root == "data/demo"
+    paper = load_config("configs/horse2zebra.yaml")
+    assert paper.model == Config().model and paper.train.epochs == 100

@@ -1,0 +1,172 @@
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from conftest import TINY_SIZE, random_pairs, tiny_cyclegan
+from tf_cyclegan import CycleGAN
+from tf_cyclegan.losses import discriminator_loss, gan_loss, l1_loss
+
+NETWORKS = ("gen_a2b", "gen_b2a", "disc_a", "disc_b")
+
+
+def _weights(model):
+    return {name: [v.numpy().copy() for v in getattr(model, name).trainable_variables] for name in NETWORKS}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("policy", ["float32", "mixed_bfloat16", "mixed_float16"])
+def test_one_fit_epoch_changes_all_four_networks(policy):
+    keras.mixed_precision.set_global_policy(policy)
+    model = tiny_cyclegan()
+    model.compile()
+    before = _weights(model)
+    # 12 steps: under mixed_float16 the first few overflow at the initial 2**15 loss scale
+    # and are skipped while the scale halves.
+    history = model.fit(random_pairs(count=12), epochs=1, verbose=0)
+    after = _weights(model)
+    for name in NETWORKS:
+        changed = [not np.array_equal(b, a) for b, a in zip(before[name], after[name])]
+        assert all(changed), f"{name}: {changed.count(False)} variables did not change under {policy}"
+    for key, values in history.history.items():
+        assert np.isfinite(values[-1]), (key, values)
+    assert set(history.history) >= {"gen_total", "gan_a2b", "cycle_a", "identity_b", "disc_a", "disc_b"}
+    if policy == "mixed_float16":
+        for optimizer in (model.gen_optimizer, model.disc_optimizer):
+            assert isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
+            assert 0 < int(optimizer.inner_optimizer.iterations.numpy()) <= 12
+
+
+@pytest.mark.slow
+def test_loss_scaling_acts_on_both_optimizers_under_mixed_float16():
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    model = tiny_cyclegan(pool_size=0)
+    model.compile()
+    scales = [float(opt.dynamic_scale.numpy()) for opt in (model.gen_optimizer, model.disc_optimizer)]
+    assert scales == [2.0**15, 2.0**15]
+    # An image with an overflowing value makes every gradient non-finite: a loss-scaled
+    # optimizer skips the update and halves its scale instead of writing NaNs.
+    real_a = np.full((1, TINY_SIZE, TINY_SIZE, 3), 6e4, "float32")
+    real_b = np.zeros((1, TINY_SIZE, TINY_SIZE, 3), "float32")
+    before = _weights(model)
+    model.train_on_batch(real_a, real_b)
+    after = _weights(model)
+    for name in NETWORKS:
+        assert all(np.array_equal(b, a) for b, a in zip(before[name], after[name])), name
+    for opt in (model.gen_optimizer, model.disc_optimizer):
+        assert float(opt.dynamic_scale.numpy()) == 2.0**14
+        # The skipped step did not advance the inner optimizer's count.
+        assert int(opt.inner_optimizer.iterations.numpy()) == 0
+
+
+def test_generator_loss_is_the_paper_combination():
+    model = tiny_cyclegan(lambda_cycle=10.0, lambda_identity=0.5)
+    real_a, real_b = (np.random.default_rng(i).uniform(-1, 1, (2, 32, 32, 3)).astype("float32") for i in (0, 1))
+    losses, fake_a, fake_b = model._cycle_losses(real_a, real_b, training=False)
+
+    fake_b_direct = model.gen_a2b(real_a)
+    fake_a_direct = model.gen_b2a(real_b)
+    np.testing.assert_allclose(fake_b, fake_b_direct, atol=1e-6)
+    expected = {
+        "gan_a2b": gan_loss(model.disc_b(fake_b_direct), True),
+        "gan_b2a": gan_loss(model.disc_a(fake_a_direct), True),
+        "cycle_a": l1_loss(real_a, model.gen_b2a(fake_b_direct)),
+        "cycle_b": l1_loss(real_b, model.gen_a2b(fake_a_direct)),
+        "identity_a": l1_loss(real_a, model.gen_b2a(real_a)),
+        "identity_b": l1_loss(real_b, model.gen_a2b(real_b)),
+    }
+    for name, value in expected.items():
+        np.testing.assert_allclose(losses[name], value, rtol=1e-5, atol=1e-6, err_msg=name)
+    total = (expected["gan_a2b"] + expected["gan_b2a"] + 10 * (expected["cycle_a"] + expected["cycle_b"])
+             + 5 * (expected["identity_a"] + expected["identity_b"]))
+    np.testing.assert_allclose(losses["gen_total"], total, rtol=1e-5)
+
+
+def test_zero_identity_weight_skips_the_identity_passes():
+    model = tiny_cyclegan(lambda_identity=0.0)
+    calls = {"gen_a2b": 0, "gen_b2a": 0}
+    for name in calls:
+        network = getattr(model, name)
+        original = network.call
+
+        def counting(*args, _name=name, _original=original, **kwargs):
+            calls[_name] += 1
+            return _original(*args, **kwargs)
+
+        network.call = counting
+    x = np.zeros((1, 32, 32, 3), "float32")
+    losses, _, _ = model._cycle_losses(x, x, training=False)
+    assert "identity_a" not in losses and "identity_b" not in losses
+    assert calls == {"gen_a2b": 2, "gen_b2a": 2}
+
+
+def test_discriminator_test_loss_uses_current_fakes():
+    model = tiny_cyclegan()
+    model.compile()
+    real_a, real_b = (np.random.default_rng(i).uniform(-1, 1, (1, 32, 32, 3)).astype("float32") for i in (2, 3))
+    logs = model.test_on_batch(real_a, real_b, return_dict=True)
+    fake_a = model.gen_b2a(real_b)
+    expected = discriminator_loss(model.disc_a(real_a), model.disc_a(fake_a)).numpy()[0]
+    np.testing.assert_allclose(logs["disc_a"], expected, rtol=1e-5)
+
+
+def test_optimizers_are_built_on_their_own_networks_only():
+    model = tiny_cyclegan()
+    model.compile()
+    assert model.optimizer is model.gen_optimizer
+    gen_vars = {id(v) for v in model.generator_variables}
+    disc_vars = {id(v) for v in model.discriminator_variables}
+    assert {id(v) for v in model.gen_optimizer._trainable_variables} == gen_vars
+    assert {id(v) for v in model.disc_optimizer._trainable_variables} == disc_vars
+    default = model.disc_optimizer
+    assert isinstance(default, keras.optimizers.Adam)
+    assert np.isclose(float(default.learning_rate), 2e-4) and default.beta_1 == 0.5
+
+
+def test_compile_rejects_a_single_optimizer_or_a_loss():
+    model = tiny_cyclegan()
+    with pytest.raises(ValueError, match="optimizer="):
+        model.compile(optimizer="adam")
+    with pytest.raises(ValueError, match="loss="):
+        model.compile(loss="mse")
+
+
+def test_bad_arguments_are_named():
+    with pytest.raises(ValueError, match="gan_mode"):
+        tiny_cyclegan(gan_mode="wgan")
+    with pytest.raises(ValueError, match="lambda_cycle=-1"):
+        tiny_cyclegan(lambda_cycle=-1)
+
+
+@pytest.mark.slow
+def test_keras_file_round_trip_keeps_outputs_optimizer_state_and_pools(tmp_path):
+    model = tiny_cyclegan(gan_mode="vanilla", lambda_identity=0.0)
+    model.compile(jit_compile=False)
+    model.fit(random_pairs(), epochs=1, verbose=0)
+    model.save(tmp_path / "model.keras")
+    loaded = keras.saving.load_model(tmp_path / "model.keras")
+
+    assert isinstance(loaded, CycleGAN)
+    assert (loaded.gan_mode, loaded.lambda_identity, loaded.pool_size) == ("vanilla", 0.0, 3)
+    x = np.random.default_rng(5).uniform(-1, 1, (1, 40, 24, 3)).astype("float32")
+    for name in NETWORKS:
+        np.testing.assert_array_equal(getattr(loaded, name)(x).numpy(), getattr(model, name)(x).numpy())
+    for attr in ("gen_optimizer", "disc_optimizer"):
+        saved, restored = getattr(model, attr), getattr(loaded, attr)
+        assert len(saved.variables) == len(restored.variables)
+        moments = [v for v in saved.variables if "momentum" in v.path]
+        assert moments and any(np.abs(v.numpy()).max() > 0 for v in moments), attr
+        for a, b in zip(saved.variables, restored.variables):
+            np.testing.assert_array_equal(np.asarray(a), np.asarray(b), err_msg=f"{attr}: {a.path}")
+    np.testing.assert_array_equal(loaded.pool_a.images.numpy(), model.pool_a.images.numpy())
+    assert int(loaded.pool_b.count.numpy()) == int(model.pool_b.count.numpy()) == 3
+
+    # The restored model trains on from where it stopped.
+    loaded.fit(random_pairs(seed=1), epochs=1, verbose=0)
+    assert int(loaded.disc_optimizer.iterations.numpy()) == 8
+
+
+def test_call_translates_a_to_b_at_any_size():
+    model = tiny_cyclegan()
+    x = tf.zeros((1, 24, 36, 3))
+    np.testing.assert_array_equal(model(x).numpy(), model.gen_a2b(x).numpy())

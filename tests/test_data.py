@@ -1,0 +1,118 @@
+import logging
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tf_cyclegan.data import decode_image, list_images, make_tfds_dataset, make_unpaired_dataset
+
+
+def _write(path, image, fmt="png"):
+    image = tf.convert_to_tensor(image)
+    encoded = tf.io.encode_png(image) if fmt == "png" else tf.io.encode_jpeg(image)
+    tf.io.write_file(str(path), encoded)
+    return str(path)
+
+
+def _folder(root, name, count, size=(40, 50), seed=0):
+    folder = root / name
+    folder.mkdir()
+    rng = np.random.default_rng(seed)
+    for i in range(count):
+        _write(folder / f"{i}.png", rng.integers(0, 256, size + (3,), dtype=np.uint8))
+    return folder
+
+
+def test_batches_have_crop_shape_range_and_epoch_length(tmp_path):
+    dir_a, dir_b = _folder(tmp_path, "trainA", 5), _folder(tmp_path, "trainB", 3, seed=1)
+    ds = make_unpaired_dataset(dir_a, dir_b, load_size=36, crop_size=32, batch_size=1)
+    batches = list(ds)
+    assert len(batches) == 5  # max(|A|, |B|)
+    for real_a, real_b in batches:
+        for image in (real_a, real_b):
+            assert image.shape == (1, 32, 32, 3) and image.dtype == tf.float32
+            assert -1.0 <= float(tf.reduce_min(image)) and float(tf.reduce_max(image)) <= 1.0
+    # Every A image is seen once per epoch; B (the smaller domain) repeats.
+    assert len(list(make_unpaired_dataset(dir_a, dir_b, 36, 32, batch_size=2))) == 2
+
+
+def test_augmentation_is_fresh_each_epoch_with_cache(tmp_path):
+    dir_a = _folder(tmp_path, "a", 1, size=(64, 64))
+    ds = make_unpaired_dataset(dir_a, dir_a, load_size=64, crop_size=32, cache=True, seed=0)
+    crops = [next(iter(ds))[0].numpy() for _ in range(6)]
+    assert any(not np.array_equal(crops[0], crop) for crop in crops[1:])
+
+
+def test_the_smaller_domain_is_reshuffled(tmp_path):
+    dir_a = _folder(tmp_path, "a", 12, size=(8, 8))
+    dir_b = _folder(tmp_path, "b", 12, size=(8, 8), seed=3)
+    ds = make_unpaired_dataset(dir_a, dir_b, load_size=8, crop_size=8, flip=False, seed=1)
+    first = [a.numpy() for a, _ in ds]
+    second = [a.numpy() for a, _ in ds]
+    assert not all(np.array_equal(x, y) for x, y in zip(first, second))
+    assert sorted(x.sum() for x in first) == pytest.approx(sorted(x.sum() for x in second))
+
+
+def test_decodes_grey_alpha_sixteen_bit_jpeg_bmp_and_gif(tmp_path):
+    grey = np.arange(16, dtype=np.uint8).reshape(4, 4, 1) * 16
+    rgba = np.dstack([np.full((4, 4, 3), 200, np.uint8), np.zeros((4, 4, 1), np.uint8)])
+    deep = (np.arange(16, dtype=np.uint16).reshape(4, 4, 1) * 4096).repeat(3, axis=2)
+    cases = {
+        "grey.png": (tf.io.encode_png(grey), np.repeat(grey, 3, axis=2)),
+        "rgba.png": (tf.io.encode_png(rgba), rgba[..., :3]),
+        "deep.png": (tf.io.encode_png(deep), (deep >> 8).astype(np.uint8)),
+    }
+    for name, (encoded, expected) in cases.items():
+        np.testing.assert_array_equal(decode_image(encoded).numpy(), expected, err_msg=name)
+    jpeg = decode_image(tf.io.encode_jpeg(np.full((8, 8, 3), 120, np.uint8), quality=100)).numpy()
+    assert jpeg.shape == (8, 8, 3) and np.abs(jpeg.astype(int) - 120).max() <= 2
+    # A 2x1 24-bit BMP and a 1x1 GIF, written byte by byte (TF encodes neither).
+    bmp = (b"BM" + (62).to_bytes(4, "little") + b"\0\0\0\0" + (54).to_bytes(4, "little")
+           + (40).to_bytes(4, "little") + (2).to_bytes(4, "little") + (1).to_bytes(4, "little")
+           + (1).to_bytes(2, "little") + (24).to_bytes(2, "little") + b"\0" * 24
+           + bytes([255, 0, 0, 0, 0, 255]) + b"\0\0")
+    np.testing.assert_array_equal(decode_image(bmp).numpy(), [[[0, 0, 255], [255, 0, 0]]])
+    gif = (b"GIF89a" + bytes.fromhex("0100 0100 80 00 00") + bytes.fromhex("000000 ffffff")
+           + bytes.fromhex("21f904 01 0000 00 00") + bytes.fromhex("2c 0000 0000 0100 0100 00")
+           + bytes.fromhex("02 02 4401 00") + b";")
+    assert decode_image(gif).numpy().shape == (1, 1, 3)
+
+
+def test_corrupt_and_non_image_files_are_skipped_with_a_warning_naming_them(tmp_path, caplog):
+    folder = _folder(tmp_path, "trainA", 2)
+    (folder / "notes.png").write_text("not an image")
+    good = (folder / "0.png").read_bytes()
+    (folder / "truncated.png").write_bytes(good[: len(good) // 2])
+    (folder / "readme.txt").write_text("ignored: not an image extension")
+    with caplog.at_level(logging.WARNING):
+        paths = list_images(folder)
+    assert [os.path.basename(p) for p in paths] == ["0.png", "1.png"]
+    assert "notes.png" in caplog.text and "truncated.png" in caplog.text
+    assert "readme.txt" not in caplog.text
+
+
+def test_empty_or_missing_folder_stops_with_its_name(tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="empty"):
+        make_unpaired_dataset(tmp_path / "empty", tmp_path / "empty")
+    with pytest.raises(FileNotFoundError, match="missing_b"):
+        make_unpaired_dataset(_folder(tmp_path, "a", 1), tmp_path / "missing_b")
+
+
+def test_images_smaller_than_the_crop_are_resized_up(tmp_path):
+    folder = _folder(tmp_path, "small", 2, size=(10, 7))
+    real_a, _ = next(iter(make_unpaired_dataset(folder, folder, load_size=36, crop_size=32)))
+    assert real_a.shape == (1, 32, 32, 3)
+
+
+def test_tfds_source_gives_the_same_pipeline():
+    import tensorflow_datasets as tfds
+
+    with tfds.testing.mock_data(num_examples=4):
+        ds = make_tfds_dataset("cycle_gan/horse2zebra", load_size=36, crop_size=32, batch_size=2)
+        batches = list(ds)
+    assert len(batches) == 2
+    real_a, real_b = batches[0]
+    assert real_a.shape == (2, 32, 32, 3) and real_b.dtype == tf.float32
+    assert float(tf.reduce_min(real_a)) >= -1 and float(tf.reduce_max(real_b)) <= 1

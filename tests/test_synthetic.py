@@ -1,0 +1,44 @@
+import numpy as np
+import tensorflow as tf
+
+from tf_cyclegan.synthetic import make_demo_data, make_scene, restyle
+
+
+def _read(path):
+    return tf.io.decode_png(tf.io.read_file(path)).numpy()
+
+
+def test_writes_the_split_layout_deterministically(tmp_path):
+    first = make_demo_data(tmp_path / "one", num_train=3, num_test=2, size=24, seed=7)
+    second = make_demo_data(tmp_path / "two", num_train=3, num_test=2, size=24, seed=7)
+    assert {k: len(v) for k, v in first.items()} == {
+        "trainA": 3, "trainB": 3, "testA": 2, "testB": 2, "testB_paired": 2}
+    for split in first:
+        for a, b in zip(first[split], second[split]):
+            np.testing.assert_array_equal(_read(a), _read(b))
+    assert _read(first["trainA"][0]).shape == (24, 24, 3)
+
+
+def test_paired_folder_holds_the_restyled_test_images_and_b_is_unpaired(tmp_path):
+    written = make_demo_data(tmp_path, num_train=3, num_test=3, size=24, seed=2)
+    for path_a, path_paired in zip(written["testA"], written["testB_paired"]):
+        np.testing.assert_array_equal(restyle(_read(path_a)), _read(path_paired))
+    for path_a, path_b in zip(written["trainA"], written["trainB"]):
+        assert not np.array_equal(restyle(_read(path_a)), _read(path_b))
+
+
+def test_restyle_commutes_with_flip_and_with_crop_away_from_the_crop_border():
+    scene = np.round(make_scene(np.random.default_rng(0), 48) * 255).astype(np.uint8)
+    np.testing.assert_array_equal(restyle(scene[:, ::-1]), restyle(scene)[:, ::-1])
+    crop = scene[5:37, 9:41]
+    np.testing.assert_array_equal(restyle(crop)[1:-1, 1:-1], restyle(scene)[6:36, 10:40])
+
+
+def test_restyle_rotates_hue_and_outlines_boundaries():
+    image = np.zeros((6, 6, 3), np.uint8)
+    image[:] = (250, 240, 200)
+    image[2:4, 2:4] = (200, 40, 10)  # a red square
+    out = restyle(image)
+    np.testing.assert_array_equal(out[0, 0], (200, 250, 240))  # background: (r, g, b) -> (b, r, g)
+    assert out[2, 2].max() < 60 and out[1, 1].max() < 70  # both sides of the boundary are dark
+    assert np.array_equal(out[5, 5], out[0, 0])
