@@ -199,7 +199,7 @@ class CycleGAN(keras.Model):
         return losses, fake_a, fake_b
 
     def train_step(self, data):
-        real_a, real_b = data
+        real_a, real_b, _ = keras.utils.unpack_x_y_sample_weight(data)
         self._build_for_batch(real_a)
 
         with tf.GradientTape(persistent=True) as gen_tape:
@@ -229,7 +229,7 @@ class CycleGAN(keras.Model):
         return self._track(losses)
 
     def test_step(self, data):
-        real_a, real_b = data
+        real_a, real_b, _ = keras.utils.unpack_x_y_sample_weight(data)
         losses, fake_a, fake_b = self._cycle_losses(real_a, real_b, training=False)
         losses["disc_a"] = discriminator_loss(self.disc_a(real_a), self.disc_a(fake_a), self.gan_mode)
         losses["disc_b"] = discriminator_loss(self.disc_b(real_b), self.disc_b(fake_b), self.gan_mode)

@@ -1,7 +1,7 @@
 """The bundled synthetic dataset: a translation task with a known, exact answer.
 
-Domain A: scenes of flat-coloured circles, rectangles and triangles in warm hues on a
-pale warm background. Domain B: the restyling T of the same scene distribution, where
+Domain A: scenes of flat-coloured circles, rectangles and triangles in warm hues (red to
+yellow) on cream paper. Domain B: the restyling T of the same scene distribution, where
 T rotates every colour's hue by 120 degrees (exactly a cyclic permutation of R, G, B)
 and darkens each pixel that touches a differently coloured pixel (an outline along
 every shape's boundary). T is a function of the pixels alone and looks only at a
@@ -20,15 +20,14 @@ import tensorflow as tf
 OUTLINE_DARKNESS = 0.25
 
 
-def _color(rng, saturation, value):
-    hue = rng.uniform(0.0, 60.0) / 360.0
-    return np.array(colorsys.hsv_to_rgb(hue, rng.uniform(*saturation), rng.uniform(*value)))
+def _color(rng, hue, saturation, value):
+    return np.array(colorsys.hsv_to_rgb(rng.uniform(*hue) / 360.0, rng.uniform(*saturation), rng.uniform(*value)))
 
 
 def make_scene(rng, size):
     """One domain-A scene, float32 RGB in [0, 1] of shape (size, size, 3)."""
     image = np.empty((size, size, 3), np.float32)
-    image[:] = _color(rng, (0.1, 0.25), (0.85, 1.0))
+    image[:] = _color(rng, (35.0, 50.0), (0.1, 0.2), (0.85, 1.0))  # cream paper
     yy, xx = np.mgrid[0:size, 0:size] + 0.5
     for _ in range(rng.integers(2, 7)):
         kind = rng.integers(3)
@@ -41,7 +40,7 @@ def make_scene(rng, size):
             mask = (np.abs(yy - cy) <= half_h) & (np.abs(xx - cx) <= half_w)
         else:  # a triangle pointing up: inside three half-planes
             mask = (yy <= cy + radius * 0.6) & (np.abs(xx - cx) <= (yy - (cy - radius)) * 0.7)
-        image[mask] = _color(rng, (0.55, 1.0), (0.6, 1.0))
+        image[mask] = _color(rng, (0.0, 60.0), (0.55, 1.0), (0.6, 1.0))  # red to yellow
     return np.round(image * 255) / 255
 
 
