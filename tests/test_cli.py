@@ -26,7 +26,21 @@ def test_missing_domain_folder_stops_with_its_name(tmp_path, capsys):
     assert code == 2
     err = capsys.readouterr().err
     assert "trainA" in err and "No readable images" in err
-    assert not (tmp_path / "run" / "model.keras").exists()
+    assert not (tmp_path / "run").exists()
+
+
+def _check_tensorboard_tags(log_dir):
+    """Reads the event files back with TensorBoard's own reader."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    train = EventAccumulator(str(log_dir / "train"), size_guidance={"tensors": 0}).Reload()
+    tags = set(train.Tags()["tensors"]) | set(train.Tags()["scalars"])
+    for term in ("gen_total", "gan_a2b", "gan_b2a", "cycle_a", "cycle_b", "disc_a", "disc_b", "learning_rate"):
+        assert f"epoch_{term}" in tags, (term, sorted(tags))
+    samples = EventAccumulator(str(log_dir / "samples"), size_guidance={"tensors": 0}).Reload()
+    [image_tag] = samples.Tags()["tensors"]
+    events = samples.Tensors(image_tag)
+    assert [event.step for event in events] == [1, 2]
 
 
 @pytest.mark.slow
@@ -52,5 +66,6 @@ def test_train_writes_a_complete_run_directory(demo_root, tmp_path, capsys):
     rates = [float(row.split(",")[header.index("learning_rate")]) for row in rows[1:]]
     assert rates == pytest.approx([2e-4, 1e-4])  # 1 constant epoch, then decay over 1 (/2)
     assert "baseline" in capsys.readouterr().out
+    _check_tensorboard_tags(run_dir / "logs")
     # Neither temporary nor partial model files are left behind.
     assert not [name for name in files if ".tmp" in name]

@@ -90,7 +90,6 @@ def train_and_evaluate(config, run_dir):
         dict with the run directory, the final losses and, where the data has
         `testB_paired/`, the paired translation error (see `paired_translation_error`).
     """
-    _check_writable(run_dir)
     if config.train.seed is not None:
         keras.utils.set_random_seed(config.train.seed)
     # Everything that can fail on bad input happens before any network is built.
@@ -98,10 +97,19 @@ def train_and_evaluate(config, run_dir):
     if config.train.steps_per_epoch:
         dataset = dataset.take(config.train.steps_per_epoch)
     samples = _sample_images(config.data, config.data.num_samples)
+    _check_writable(run_dir)
     dump_config(config, os.path.join(run_dir, "config.yaml"))
 
     policy = set_precision(config.train.precision)
     logger.info("Precision policy: %s", policy)
+    try:
+        return _train(config, run_dir, dataset, samples, policy)
+    finally:
+        # The policy is process-global; later models in this process start from float32.
+        keras.mixed_precision.set_global_policy("float32")
+
+
+def _train(config, run_dir, dataset, samples, policy):
     model = build_cyclegan(config.model, seed=config.train.seed)
     t = config.train
     model.compile(
@@ -135,5 +143,4 @@ def train_and_evaluate(config, run_dir):
         )
     with open(os.path.join(run_dir, "results.json"), "w") as f:
         json.dump(result, f, indent=2)
-    keras.mixed_precision.set_global_policy("float32")
     return result
