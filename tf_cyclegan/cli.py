@@ -41,6 +41,29 @@ def _make_demo_data(args):
     print(f"Wrote the synthetic dataset to {args.out}/ ({counts})")
 
 
+def _export(args):
+    from tf_cyclegan.export import export_model
+
+    written = export_model(args.model, args.out, formats=_split(args.formats),
+                           directions=_split(args.directions), tflite_size=args.tflite_size)
+    for direction, files in written.items():
+        for name, path in files.items():
+            print(f"{direction:4s} {name:16s} {path}")
+
+
+def _translate(args):
+    from tf_cyclegan.batch_translate import translate_paths
+    from tf_cyclegan.translators import load_translator
+
+    translator = load_translator(args.model, args.direction, tile=args.tile)
+    written, skipped = translate_paths(translator, args.inputs, args.out)
+    print(f"Translated {len(written)} image(s) into {args.out}/" + (f"; skipped {len(skipped)}" if skipped else ""))
+
+
+def _split(text):
+    return tuple(part.strip() for part in text.split(",") if part.strip())
+
+
 def build_parser():
     parser = argparse.ArgumentParser(prog="tf-cyclegan", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -51,6 +74,23 @@ def build_parser():
                        help="override one config value (repeatable)")
     train.add_argument("--run-dir", help="where the run's files go (default: runs/<config>-<time>)")
     train.set_defaults(func=_train)
+
+    export = commands.add_parser("export", help="export generators to SavedModel and TFLite")
+    export.add_argument("model", help="a run directory or a .keras file")
+    export.add_argument("--formats", default="savedmodel,tflite")
+    export.add_argument("--directions", default="a2b,b2a")
+    export.add_argument("--out", required=True, help="output folder, e.g. saved_models/NAME")
+    export.add_argument("--tflite-size", type=int, help="TFLite input size (default: training crop)")
+    export.set_defaults(func=_export)
+
+    translate = commands.add_parser("translate", help="translate image files or folders")
+    translate.add_argument("--model", required=True,
+                           help="a .keras file, run directory, SavedModel directory or .tflite file")
+    translate.add_argument("--direction", default="a2b", choices=("a2b", "b2a"))
+    translate.add_argument("--out", required=True, help="output folder")
+    translate.add_argument("--tile", type=int, default=512, help="tile size for large images")
+    translate.add_argument("inputs", nargs="+", help="image files or folders")
+    translate.set_defaults(func=_translate)
 
     demo = commands.add_parser("make-demo-data", help="write the synthetic dataset")
     demo.add_argument("out", help="output folder")

@@ -38,6 +38,14 @@ def to_uint8(image):
     return tf.cast(tf.clip_by_value(tf.round((tf.cast(image, tf.float32) + 1.0) * 127.5), 0, 255), tf.uint8)
 
 
+def describe_error(error):
+    """The first line of an exception's message, without TF's op and function decorations."""
+    message = str(error).splitlines()[0] if str(error) else type(error).__name__
+    if "}} " in message:
+        message = message.split("}} ", 1)[1]
+    return message.split(" [Op:", 1)[0].strip()
+
+
 def _is_readable_image(path):
     try:
         with open(path, "rb") as f:
@@ -46,7 +54,7 @@ def _is_readable_image(path):
             return f"not a JPEG, PNG, BMP or GIF file (starts with {head[:4]!r})"
         decode_image(tf.io.read_file(path))
     except (OSError, tf.errors.OpError) as error:
-        return str(error).splitlines()[0] if str(error) else type(error).__name__
+        return describe_error(error)
     return None
 
 

@@ -1,0 +1,156 @@
+"""Exporting one generator for serving and phones: SavedModel and TFLite, with metadata.
+
+Each generator is exported on its own, never the training wrapper. The SavedModel
+needs only TensorFlow to load; the TFLite files use built-in ops only, so they run on
+a phone's interpreter (checked with LiteRT, `ai_edge_litert`).
+"""
+
+import json
+import os
+import tempfile
+
+import keras
+import tensorflow as tf
+
+from tf_cyclegan.data import to_minus_one_one, to_uint8
+
+TFLITE_VARIANTS = ("float32", "float16", "int8")
+FORMATS = ("savedmodel", "tflite")
+
+
+def _pad_translate_crop(generator, images):
+    """Reflection-pads [N, H, W, 3] floats to multiples of 4, translates, crops back."""
+    height, width = tf.shape(images)[1], tf.shape(images)[2]
+    pad_h, pad_w = (-height) % 4, (-width) % 4
+    padded = tf.pad(images, [[0, 0], [0, pad_h], [0, pad_w], [0, 0]], mode="REFLECT")
+    output = tf.cast(generator(padded, training=False), tf.float32)
+    return output[:, :height, :width, :]
+
+
+def export_savedmodel(generator, path):
+    """Writes a SavedModel with two signatures, for images of any size.
+
+    `serving_default`: uint8 images [N, H, W, 3] -> uint8 images of the same size.
+    `translate_float`: float32 images in [-1, 1] -> float32 in [-1, 1].
+    """
+    archive = keras.export.ExportArchive()
+    archive.track(generator)
+
+    def translate_uint8(images):
+        return {"images": to_uint8(_pad_translate_crop(generator, to_minus_one_one(images)))}
+
+    def translate_float(images):
+        return {"images": _pad_translate_crop(generator, images)}
+
+    archive.add_endpoint("serving_default", translate_uint8,
+                         input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8, name="images")])
+    archive.add_endpoint("translate_float", translate_float,
+                         input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32, name="images")])
+    archive.write_out(os.fspath(path), verbose=False)
+    return path
+
+
+def tflite_bytes(generator, size, variant="float32"):
+    """Converts the generator at a fixed [1, size, size, 3] float input to a TFLite flatbuffer.
+
+    `float32`: as trained. `float16`: weights stored in float16 (half the file).
+    `int8`: dynamic-range quantisation, int8 weights (about a quarter of the file).
+    Built-in ops only: no Flex/SELECT_TF_OPS, so the file runs on a phone.
+    """
+    if variant not in TFLITE_VARIANTS:
+        raise ValueError(f"variant must be one of {TFLITE_VARIANTS}. Received: variant={variant!r}")
+    if size % 4:
+        raise ValueError(f"The TFLite input size must be a multiple of 4. Received: size={size}")
+    # Through a fixed-size SavedModel, as Keras' own LiteRT export does: converting from
+    # there freezes the variables into constants (no READ_VARIABLE ops in the file).
+    archive = keras.export.ExportArchive()
+    archive.track(generator)
+    archive.add_endpoint(
+        "serving_default",
+        lambda images: tf.cast(generator(images, training=False), tf.float32),
+        input_signature=[tf.TensorSpec([1, size, size, 3], tf.float32, name="images")],
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        archive.write_out(tmp, verbose=False)
+        converter = tf.lite.TFLiteConverter.from_saved_model(tmp)
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+        if variant != "float32":
+            converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        if variant == "float16":
+            converter.target_spec.supported_types = [tf.float16]
+        return converter.convert()
+
+
+def export_generator(generator, out_dir, formats=FORMATS, tflite_size=256, metadata=None):
+    """Exports one generator into `out_dir` in each of `formats`, with `metadata.json`.
+
+    Returns:
+        dict of written file or folder paths by name.
+    """
+    unknown = sorted(set(formats) - set(FORMATS))
+    if unknown:
+        raise ValueError(f"Unknown export format(s) {unknown}; choose from {FORMATS}")
+    os.makedirs(out_dir, exist_ok=True)
+    written = {}
+    if "savedmodel" in formats:
+        written["savedmodel"] = export_savedmodel(generator, os.path.join(out_dir, "savedmodel"))
+    if "tflite" in formats:
+        for variant in TFLITE_VARIANTS:
+            path = os.path.join(out_dir, f"generator_{variant}.tflite")
+            with open(path, "wb") as f:
+                f.write(tflite_bytes(generator, tflite_size, variant))
+            written[f"tflite_{variant}"] = path
+    meta = {
+        **(metadata or {}),
+        "normalisation": "images in [-1, 1] = uint8 / 127.5 - 1; SavedModel serving_default takes uint8",
+        "tflite_input_shape": [1, tflite_size, tflite_size, 3] if "tflite" in formats else None,
+        "files": {name: os.path.relpath(path, out_dir) for name, path in written.items()},
+    }
+    with open(os.path.join(out_dir, "metadata.json"), "w") as f:
+        json.dump(meta, f, indent=2)
+    written["metadata"] = os.path.join(out_dir, "metadata.json")
+    return written
+
+
+def export_model(model_path, out_dir, formats=FORMATS, directions=("a2b", "b2a"), tflite_size=None):
+    """Exports the generators of a trained CycleGAN (`.keras` file or run directory).
+
+    Writes `out_dir/<direction>/` for each direction, each with its own metadata.json:
+    direction, training config (where the run directory has one), training crop size,
+    normalisation, package version and steps trained.
+    """
+    import yaml
+
+    from tf_cyclegan import __version__
+
+    model_path = os.fspath(model_path)
+    run_dir = model_path if os.path.isdir(model_path) else os.path.dirname(model_path)
+    keras_file = os.path.join(model_path, "model.keras") if os.path.isdir(model_path) else model_path
+    if not (os.path.isfile(keras_file) and keras_file.endswith(".keras")):
+        raise ValueError(f"Cannot export from {model_path!r}: expected a .keras file or a run directory "
+                         "holding model.keras")
+    model = keras.saving.load_model(keras_file)
+    if not hasattr(model, "gen_a2b"):
+        raise ValueError(f"{keras_file!r} holds a {type(model).__name__}, not a CycleGAN")
+    config = None
+    if os.path.isfile(os.path.join(run_dir, "config.yaml")):
+        with open(os.path.join(run_dir, "config.yaml")) as f:
+            config = yaml.safe_load(f)
+    crop_size = config["data"]["crop_size"] if config else None
+    if model.pool_size and model.pool_a.built:
+        crop_size = int(model.pool_a.images.shape[1])
+    tflite_size = tflite_size or crop_size or 256
+    steps = int(model.gen_optimizer.iterations.numpy()) if model.compiled else None
+    written = {}
+    for direction in directions:
+        if direction not in ("a2b", "b2a"):
+            raise ValueError(f"direction must be a2b or b2a. Received: {direction!r}")
+        metadata = {
+            "direction": direction, "training_config": config, "training_crop_size": crop_size,
+            "package_version": __version__, "steps_trained": steps,
+        }
+        written[direction] = export_generator(
+            getattr(model, f"gen_{direction}"), os.path.join(out_dir, direction),
+            formats=formats, tflite_size=tflite_size, metadata=metadata,
+        )
+    return written

@@ -1,0 +1,107 @@
+"""Loading a generator from any of the forms we write, behind one `translate(image)` call.
+
+Accepted: a `.keras` file (a CycleGAN or a single generator), a run directory holding
+`model.keras`, a SavedModel directory (or an export folder with one per direction), and
+a `.tflite` file (run with LiteRT). Full images go through in one pass up to
+`max_pixels`; larger images, and every image for the fixed-size TFLite model, are tiled.
+"""
+
+import os
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from tf_cyclegan.inference import translate as translate_full
+from tf_cyclegan.tiling import translate_tiled
+
+DIRECTIONS = ("a2b", "b2a")
+EXPECTED = "a .keras file, a run directory holding model.keras, a SavedModel directory, or a .tflite file"
+
+
+class Translator:
+    """Translates (H, W, 3) float images in [-1, 1] of any size."""
+
+    fixed_size = None
+
+    def __init__(self, max_pixels=2048 * 2048, tile=512, overlap=64):
+        self.max_pixels = max_pixels
+        self.tile = tile
+        self.overlap = overlap
+
+    def run(self, batch):
+        raise NotImplementedError
+
+    def translate(self, image):
+        image = np.asarray(image, np.float32)
+        height, width = image.shape[:2]
+        if self.fixed_size is None and height * width <= self.max_pixels:
+            return self.run(image[None])[0]
+        tile = self.fixed_size or self.tile
+        overlap = min(self.overlap, tile // 4)
+        return translate_tiled(lambda piece: self.run(piece[None])[0], image, tile, overlap)
+
+
+class KerasTranslator(Translator):
+    def __init__(self, generator, **kwargs):
+        super().__init__(**kwargs)
+        self.generator = generator
+
+    def run(self, batch):
+        return keras.ops.convert_to_numpy(translate_full(self.generator, batch))
+
+
+class SavedModelTranslator(Translator):
+    def __init__(self, path, **kwargs):
+        super().__init__(**kwargs)
+        self.function = tf.saved_model.load(os.fspath(path)).signatures["translate_float"]
+
+    def run(self, batch):
+        return self.function(images=tf.constant(batch, tf.float32))["images"].numpy()
+
+
+class TFLiteTranslator(Translator):
+    def __init__(self, path, **kwargs):
+        super().__init__(**kwargs)
+        from ai_edge_litert.interpreter import Interpreter
+
+        self.interpreter = Interpreter(model_path=os.fspath(path))
+        self.interpreter.allocate_tensors()
+        self.input = self.interpreter.get_input_details()[0]
+        self.output = self.interpreter.get_output_details()[0]
+        self.fixed_size = int(self.input["shape"][1])
+
+    def run(self, batch):
+        self.interpreter.set_tensor(self.input["index"], np.asarray(batch, np.float32))
+        self.interpreter.invoke()
+        return self.interpreter.get_tensor(self.output["index"]).copy()
+
+
+def _generator_from_keras(path, direction):
+    model = keras.saving.load_model(os.fspath(path))
+    if hasattr(model, "gen_a2b"):
+        return getattr(model, f"gen_{direction}")
+    return model
+
+
+def load_translator(path, direction="a2b", **kwargs):
+    """Opens `path` (see module docstring) as a `Translator` for `direction`."""
+    if direction not in DIRECTIONS:
+        raise ValueError(f"direction must be one of {DIRECTIONS}. Received: direction={direction!r}")
+    path = os.fspath(path)
+    if os.path.isdir(os.path.join(path, direction)):  # an export folder: one subfolder per direction
+        path = os.path.join(path, direction)
+    if os.path.isfile(path) and path.endswith(".keras"):
+        return KerasTranslator(_generator_from_keras(path, direction), **kwargs)
+    if os.path.isfile(path) and path.endswith(".tflite"):
+        return TFLiteTranslator(path, **kwargs)
+    if os.path.isdir(path):
+        if os.path.isfile(os.path.join(path, "model.keras")):
+            return KerasTranslator(_generator_from_keras(os.path.join(path, "model.keras"), direction), **kwargs)
+        if os.path.isfile(os.path.join(path, "saved_model.pb")):
+            return SavedModelTranslator(path, **kwargs)
+        if os.path.isfile(os.path.join(path, "savedmodel", "saved_model.pb")):
+            return SavedModelTranslator(os.path.join(path, "savedmodel"), **kwargs)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"Model not found: {path!r}; expected {EXPECTED}")
+    raise ValueError(f"Cannot load a model from {path!r}: expected {EXPECTED}")
