@@ -75,9 +75,10 @@ def build_parser():
     train.add_argument("--run-dir", help="where the run's files go (default: runs/<config>-<time>)")
     train.set_defaults(func=_train)
 
-    export = commands.add_parser("export", help="export generators to SavedModel and TFLite")
+    export = commands.add_parser("export", help="export generators to SavedModel, TFLite and ONNX")
     export.add_argument("model", help="a run directory or a .keras file")
-    export.add_argument("--formats", default="savedmodel,tflite")
+    export.add_argument("--formats", default="savedmodel,tflite",
+                        help="comma-separated: savedmodel, tflite, onnx (onnx needs the [onnx] extra)")
     export.add_argument("--directions", default="a2b,b2a")
     export.add_argument("--out", required=True, help="output folder, e.g. saved_models/NAME")
     export.add_argument("--tflite-size", type=int, help="TFLite input size (default: training crop)")
@@ -85,7 +86,7 @@ def build_parser():
 
     translate = commands.add_parser("translate", help="translate image files or folders")
     translate.add_argument("--model", required=True,
-                           help="a .keras file, run directory, SavedModel directory or .tflite file")
+                           help="a .keras file, run directory, SavedModel directory, .tflite or .onnx file")
     translate.add_argument("--direction", default="a2b", choices=("a2b", "b2a"))
     translate.add_argument("--out", required=True, help="output folder")
     translate.add_argument("--tile", type=int, default=512, help="tile size for large images")

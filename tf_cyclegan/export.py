@@ -15,7 +15,8 @@ import tensorflow as tf
 from tf_cyclegan.data import to_minus_one_one, to_uint8
 
 TFLITE_VARIANTS = ("float32", "float16", "int8")
-FORMATS = ("savedmodel", "tflite")
+FORMATS = ("savedmodel", "tflite", "onnx")
+DEFAULT_FORMATS = ("savedmodel", "tflite")
 
 
 def _pad_translate_crop(generator, images):
@@ -81,7 +82,17 @@ def tflite_bytes(generator, size, variant="float32"):
         return converter.convert()
 
 
-def export_generator(generator, out_dir, formats=FORMATS, tflite_size=256, metadata=None):
+def export_onnx(generator, path):
+    """Writes an ONNX file with dynamic batch, height and width (H and W multiples of 4),
+    through Keras' own export (tf2onnx underneath: `pip install tf_cyclegan[onnx]`)."""
+    generator.export(
+        os.fspath(path), format="onnx", verbose=False,
+        input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32, name="images")],
+    )
+    return path
+
+
+def export_generator(generator, out_dir, formats=DEFAULT_FORMATS, tflite_size=256, metadata=None):
     """Exports one generator into `out_dir` in each of `formats`, with `metadata.json`.
 
     Returns:
@@ -94,6 +105,8 @@ def export_generator(generator, out_dir, formats=FORMATS, tflite_size=256, metad
     written = {}
     if "savedmodel" in formats:
         written["savedmodel"] = export_savedmodel(generator, os.path.join(out_dir, "savedmodel"))
+    if "onnx" in formats:
+        written["onnx"] = export_onnx(generator, os.path.join(out_dir, "generator.onnx"))
     if "tflite" in formats:
         for variant in TFLITE_VARIANTS:
             path = os.path.join(out_dir, f"generator_{variant}.tflite")
@@ -103,6 +116,7 @@ def export_generator(generator, out_dir, formats=FORMATS, tflite_size=256, metad
     meta = {
         **(metadata or {}),
         "normalisation": "images in [-1, 1] = uint8 / 127.5 - 1; SavedModel serving_default takes uint8",
+        "onnx_input": "float32 [N, H, W, 3] in [-1, 1], H and W multiples of 4" if "onnx" in formats else None,
         "tflite_input_shape": [1, tflite_size, tflite_size, 3] if "tflite" in formats else None,
         "files": {name: os.path.relpath(path, out_dir) for name, path in written.items()},
     }
@@ -112,7 +126,7 @@ def export_generator(generator, out_dir, formats=FORMATS, tflite_size=256, metad
     return written
 
 
-def export_model(model_path, out_dir, formats=FORMATS, directions=("a2b", "b2a"), tflite_size=None):
+def export_model(model_path, out_dir, formats=DEFAULT_FORMATS, directions=("a2b", "b2a"), tflite_size=None):
     """Exports the generators of a trained CycleGAN (`.keras` file or run directory).
 
     Writes `out_dir/<direction>/` for each direction, each with its own metadata.json:

@@ -1,8 +1,8 @@
 """Loading a generator from any of the forms we write, behind one `translate(image)` call.
 
 Accepted: a `.keras` file (a CycleGAN or a single generator), a run directory holding
-`model.keras`, a SavedModel directory (or an export folder with one per direction), and
-a `.tflite` file (run with LiteRT). Full images go through in one pass up to
+`model.keras`, a SavedModel directory (or an export folder with one per direction), a
+`.tflite` file (run with LiteRT) and an `.onnx` file (run with onnxruntime). Full images go through in one pass up to
 `max_pixels`; larger images, and every image for the fixed-size TFLite model, are tiled.
 """
 
@@ -16,7 +16,8 @@ from tf_cyclegan.inference import translate as translate_full
 from tf_cyclegan.tiling import translate_tiled
 
 DIRECTIONS = ("a2b", "b2a")
-EXPECTED = "a .keras file, a run directory holding model.keras, a SavedModel directory, or a .tflite file"
+EXPECTED = ("a .keras file, a run directory holding model.keras, a SavedModel directory, "
+            "a .tflite file or an .onnx file")
 
 
 class Translator:
@@ -77,6 +78,21 @@ class TFLiteTranslator(Translator):
         return self.interpreter.get_tensor(self.output["index"]).copy()
 
 
+class OnnxTranslator(Translator):
+    def __init__(self, path, **kwargs):
+        super().__init__(**kwargs)
+        import onnxruntime
+
+        self.session = onnxruntime.InferenceSession(os.fspath(path), providers=["CPUExecutionProvider"])
+        self.input_name = self.session.get_inputs()[0].name
+
+    def run(self, batch):
+        batch = np.asarray(batch, np.float32)
+        height, width = batch.shape[1:3]
+        padded = np.pad(batch, ((0, 0), (0, -height % 4), (0, -width % 4), (0, 0)), mode="reflect")
+        return self.session.run(None, {self.input_name: padded})[0][:, :height, :width]
+
+
 def _generator_from_keras(path, direction):
     model = keras.saving.load_model(os.fspath(path))
     if hasattr(model, "gen_a2b"):
@@ -95,6 +111,8 @@ def load_translator(path, direction="a2b", **kwargs):
         return KerasTranslator(_generator_from_keras(path, direction), **kwargs)
     if os.path.isfile(path) and path.endswith(".tflite"):
         return TFLiteTranslator(path, **kwargs)
+    if os.path.isfile(path) and path.endswith(".onnx"):
+        return OnnxTranslator(path, **kwargs)
     if os.path.isdir(path):
         if os.path.isfile(os.path.join(path, "model.keras")):
             return KerasTranslator(_generator_from_keras(os.path.join(path, "model.keras"), direction), **kwargs)

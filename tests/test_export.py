@@ -1,0 +1,122 @@
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from conftest import tiny_cyclegan
+from tf_cyclegan import build_resnet_generator
+from tf_cyclegan.export import export_generator, export_model, tflite_bytes
+from tf_cyclegan.inference import translate
+
+
+def _psnr(output, reference):
+    mse = np.mean(((output - reference) / 2.0) ** 2)  # in [0, 1] units
+    return 10 * np.log10(1.0 / mse)
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    generator = build_resnet_generator(filters=8, num_residual_blocks=2)
+    out = tmp_path_factory.mktemp("export")
+    export_generator(generator, out, formats=("savedmodel", "tflite", "onnx"), tflite_size=64,
+                     metadata={"direction": "a2b"})
+    return generator, out
+
+
+def _run_tflite(path, image):
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_path=str(path))
+    interpreter.allocate_tensors()
+    interpreter.set_tensor(interpreter.get_input_details()[0]["index"], image)
+    interpreter.invoke()
+    ops = {op["op_name"] for op in interpreter._get_ops_details()}
+    return interpreter.get_tensor(interpreter.get_output_details()[0]["index"]), ops
+
+
+def test_savedmodel_float_signature_matches_keras_at_an_odd_size(exported):
+    generator, out = exported
+    loaded = tf.saved_model.load(str(out / "savedmodel"))
+    assert set(loaded.signatures) == {"serving_default", "translate_float"}
+    image = np.random.default_rng(0).uniform(-1, 1, (1, 67, 131, 3)).astype(np.float32)
+    result = loaded.signatures["translate_float"](images=tf.constant(image))["images"].numpy()
+    assert result.shape == (1, 67, 131, 3)
+    assert np.abs(result - translate(generator, image).numpy()).max() <= 1e-4
+
+
+def test_savedmodel_uint8_signature_keeps_size(exported):
+    _, out = exported
+    loaded = tf.saved_model.load(str(out / "savedmodel"))
+    images = np.random.default_rng(1).integers(0, 256, (2, 67, 131, 3), dtype=np.uint8)
+    result = loaded.signatures["serving_default"](images=tf.constant(images))["images"]
+    assert result.shape == (2, 67, 131, 3) and result.dtype == tf.uint8
+
+
+def test_tflite_variants_against_keras(exported):
+    generator, out = exported
+    image = np.random.default_rng(2).uniform(-1, 1, (1, 64, 64, 3)).astype(np.float32)
+    reference = generator(image).numpy()
+    outputs = {}
+    for variant in ("float32", "float16", "int8"):
+        outputs[variant], ops = _run_tflite(out / f"generator_{variant}.tflite", image)
+        assert not any(op.startswith("Flex") or op == "CUSTOM" for op in ops), ops
+    assert np.abs(outputs["float32"] - reference).max() <= 1e-3
+    assert _psnr(outputs["float16"], reference) >= 40.0
+    assert _psnr(outputs["int8"], reference) >= 30.0  # floor stated in the README
+    sizes = {v: os.path.getsize(out / f"generator_{v}.tflite") for v in outputs}
+    assert sizes["int8"] < sizes["float16"] < sizes["float32"]
+
+
+def test_savedmodel_loads_without_tf_cyclegan(exported, tmp_path):
+    _, out = exported
+    script = textwrap.dedent(f"""
+        import sys
+        sys.modules["tf_cyclegan"] = None  # any import of the package now fails
+        import numpy as np, tensorflow as tf
+        model = tf.saved_model.load({str(out / "savedmodel")!r})
+        image = np.zeros((1, 30, 50, 3), np.uint8)
+        print(model.signatures["serving_default"](images=tf.constant(image))["images"].shape)
+    """)
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    result = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "(1, 30, 50, 3)" in result.stdout
+
+
+def test_tflite_size_must_suit_the_generator():
+    with pytest.raises(ValueError, match="multiple of 4"):
+        tflite_bytes(build_resnet_generator(filters=4, num_residual_blocks=1), 30)
+
+
+def test_export_model_writes_both_directions_with_metadata(tmp_path):
+    model = tiny_cyclegan()
+    model.compile()
+    model.build((None, 32, 32, 3))
+    model.save(tmp_path / "model.keras")
+    written = export_model(tmp_path / "model.keras", tmp_path / "out", formats=("savedmodel",))
+    assert set(written) == {"a2b", "b2a"}
+    meta = json.loads((tmp_path / "out" / "b2a" / "metadata.json").read_text())
+    assert meta["direction"] == "b2a" and meta["training_crop_size"] == 32
+    assert meta["steps_trained"] == 0 and meta["package_version"]
+    assert os.path.isfile(tmp_path / "out" / "a2b" / "savedmodel" / "saved_model.pb")
+    with pytest.raises(ValueError, match="expected a .keras file or a run directory"):
+        export_model(tmp_path / "out", tmp_path / "again")
+
+
+def test_onnx_matches_keras_with_dynamic_height_and_width(exported):
+    import onnxruntime
+
+    generator, out = exported
+    session = onnxruntime.InferenceSession(str(out / "generator.onnx"), providers=["CPUExecutionProvider"])
+    dims = session.get_inputs()[0].shape
+    assert not isinstance(dims[1], int) and not isinstance(dims[2], int)  # symbolic H and W
+    for shape in [(1, 68, 132, 3), (2, 40, 24, 3)]:
+        image = np.random.default_rng(3).uniform(-1, 1, shape).astype(np.float32)
+        result = session.run(None, {session.get_inputs()[0].name: image})[0]
+        assert np.abs(result - generator(image).numpy()).max() <= 1e-4
