@@ -66,7 +66,8 @@ class TFLiteTranslator(Translator):
         super().__init__(**kwargs)
         from ai_edge_litert.interpreter import Interpreter
 
-        self.interpreter = Interpreter(model_path=os.fspath(path))
+        # LiteRT runs on one thread unless told; XNNPACK (its default CPU delegate) scales.
+        self.interpreter = Interpreter(model_path=os.fspath(path), num_threads=os.cpu_count())
         self.interpreter.allocate_tensors()
         self.input = self.interpreter.get_input_details()[0]
         self.output = self.interpreter.get_output_details()[0]
