@@ -41,6 +41,10 @@ def _check_tensorboard_tags(log_dir):
     [image_tag] = samples.Tags()["tensors"]
     events = samples.Tensors(image_tag)
     assert [event.step for event in events] == [1, 2]
+    evaluation = EventAccumulator(str(log_dir / "eval"), size_guidance={"tensors": 0}).Reload()
+    eval_tags = set(evaluation.Tags()["tensors"])
+    assert {"eval/a2b/cycle_l1", "eval/b2a/cycle_l1", "eval/a2b/paired_mae", "eval/a2b/paired_ssim"} <= eval_tags
+    assert [event.step for event in evaluation.Tensors("eval/a2b/paired_mae")] == [2]
 
 
 @pytest.mark.slow
@@ -51,7 +55,7 @@ def test_train_writes_a_complete_run_directory(demo_root, tmp_path, capsys):
         "--set", f"data.root={demo_root}", "--set", "data.load_size=36", "--set", "data.crop_size=32",
         "--set", "model.filters=4", "--set", "model.num_residual_blocks=1", "--set", "model.disc_filters=4",
         "--set", "train.epochs=1", "--set", "train.epochs_decay=1", "--set", "train.verbose=0",
-        "--set", "data.num_samples=2",
+        "--set", "data.num_samples=2", "--set", "eval.every_n_epochs=2",
     ])
     assert code == 0
     files = set(os.listdir(run_dir))

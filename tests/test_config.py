@@ -41,6 +41,7 @@ def test_unknown_key_is_named_with_a_suggestion(tmp_path):
     ("train.beta_1=1.5", "beta_1"),
     ("data.crop_size=300", "crop_size must not exceed"),
     ("data.crop_size=30", "multiple of 4"),
+    ("eval.every_n_epochs=1", "needs data.root"),
 ])
 def test_bad_values_are_named(assignment, message):
     with pytest.raises(ConfigError, match=message):

@@ -60,6 +60,39 @@ def _translate(args):
     print(f"Translated {len(written)} image(s) into {args.out}/" + (f"; skipped {len(skipped)}" if skipped else ""))
 
 
+def _evaluate(args):
+    import json
+
+    from tf_cyclegan.evaluate import evaluate, format_report
+    from tf_cyclegan.fid import InceptionFeatures
+    from tf_cyclegan.translators import load_translator
+
+    directions = ("a2b", "b2a") if args.direction == "both" else (args.direction,)
+    translators = {}
+    for direction in ("a2b", "b2a"):
+        try:
+            translators[direction] = load_translator(args.model, direction)
+        except (ValueError, FileNotFoundError, KeyError):
+            if direction in directions:
+                raise
+    # A single-direction file (.tflite, .onnx, one SavedModel) serves whichever direction was
+    # asked; it cannot cycle back, so cycle consistency is left out for it.
+    if _single_direction(args.model):
+        translators = {directions[0]: translators[directions[0]]}
+    features = None if args.no_fid else InceptionFeatures(args.inception_weights)
+    report = evaluate(translators, args.data, directions, features=features)
+    print(format_report(report))
+    if args.out:
+        with open(args.out, "w") as f:
+            json.dump(report, f, indent=2)
+        print(f"Wrote {args.out}")
+
+
+def _single_direction(path):
+    return os.path.isfile(path) and not path.endswith(".keras") or os.path.isfile(
+        os.path.join(path, "saved_model.pb"))
+
+
 def _split(text):
     return tuple(part.strip() for part in text.split(",") if part.strip())
 
@@ -92,6 +125,17 @@ def build_parser():
     translate.add_argument("--tile", type=int, default=512, help="tile size for large images")
     translate.add_argument("inputs", nargs="+", help="image files or folders")
     translate.set_defaults(func=_translate)
+
+    evaluate = commands.add_parser("evaluate", help="FID, KID, cycle consistency and paired error")
+    evaluate.add_argument("--model", required=True, help="any model path `translate` accepts")
+    evaluate.add_argument("--data", required=True, help="folder with testA/ and testB/ (and testB_paired/)")
+    evaluate.add_argument("--direction", default="both", choices=("a2b", "b2a", "both"))
+    evaluate.add_argument("--out", help="write the report as JSON here")
+    evaluate.add_argument("--inception-weights", default="imagenet",
+                          help="local InceptionV3 (include_top=False) weights file, for machines "
+                               "without internet (default: download ImageNet weights once)")
+    evaluate.add_argument("--no-fid", action="store_true", help="skip FID and KID")
+    evaluate.set_defaults(func=_evaluate)
 
     demo = commands.add_parser("make-demo-data", help="write the synthetic dataset")
     demo.add_argument("out", help="output folder")

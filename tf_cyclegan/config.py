@@ -65,10 +65,20 @@ class TrainConfig:
 
 
 @dataclass(frozen=True)
+class EvalConfig:
+    """Evaluation during training (needs data.root with testA/ and testB/)."""
+
+    every_n_epochs: int = 0  # 0: never
+    max_images: int = 50
+    inception_weights: Optional[str] = None  # None: no FID/KID; "imagenet" or a weights file
+
+
+@dataclass(frozen=True)
 class Config:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
 
     def to_dict(self):
         return dataclasses.asdict(self)
@@ -77,11 +87,12 @@ class Config:
 _POSITIVE = {
     "data.load_size", "data.crop_size", "data.batch_size", "model.filters",
     "model.disc_filters", "model.disc_layers", "train.learning_rate", "train.steps_per_epoch",
+    "eval.max_images",
 }
 _NON_NEGATIVE = {
     "data.num_samples", "model.num_residual_blocks", "model.lambda_cycle",
     "model.lambda_identity", "model.pool_size", "train.epochs", "train.epochs_decay",
-    "train.verbose",
+    "train.verbose", "eval.every_n_epochs",
 }
 
 
@@ -186,6 +197,8 @@ def _check_consistency(config):
         raise ConfigError(f"Give one data source, not {' and '.join('data.' + s for s in sources)}")
     if bool(data.train_a) != bool(data.train_b):
         raise ConfigError("data.train_a and data.train_b go together")
+    if config.eval.every_n_epochs and not data.root:
+        raise ConfigError("eval.every_n_epochs needs data.root (with testA/ and testB/)")
     return config
 
 

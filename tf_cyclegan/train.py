@@ -17,6 +17,8 @@ from tf_cyclegan.config import ConfigError, dump_config
 from tf_cyclegan.cyclegan import CycleGAN
 from tf_cyclegan.data import list_images, load_image, make_tfds_dataset, make_unpaired_dataset
 from tf_cyclegan.discriminator import build_patchgan_discriminator
+from tf_cyclegan.evaluate import EvaluationCallback
+from tf_cyclegan.fid import InceptionFeatures
 from tf_cyclegan.generator import build_resnet_generator
 from tf_cyclegan.paired_metrics import paired_translation_error
 from tf_cyclegan.precision import set_precision
@@ -126,6 +128,10 @@ def _train(config, run_dir, dataset, samples, policy):
         keras.callbacks.CSVLogger(os.path.join(run_dir, "log.csv")),
         SaveModelEachEpoch(model_path),
     ]
+    if config.eval.every_n_epochs:
+        features = InceptionFeatures(config.eval.inception_weights) if config.eval.inception_weights else None
+        callbacks.append(EvaluationCallback(config.data.root, config.eval.every_n_epochs, log_dir,
+                                               max_images=config.eval.max_images, features=features))
     if samples:
         callbacks.append(SampleGrid(*samples, out_dir=os.path.join(run_dir, "samples"), log_dir=log_dir))
     history = model.fit(dataset, epochs=t.epochs + t.epochs_decay, callbacks=callbacks, verbose=t.verbose)

@@ -1,0 +1,162 @@
+"""`evaluate`: how good is a trained translation, in numbers rather than samples.
+
+Per direction (a2b translates testA and compares with testB; b2a the reverse):
+- FID and KID between translated test images and the real test images of the target
+  domain, from InceptionV3 pool features of every test image;
+- cycle consistency: mean L1 between each test image and its round trip, in [-1, 1] units;
+- where ROOT has `testB_paired/` (the synthetic dataset), a2b's MAE, PSNR and SSIM against
+  the ground truth, next to the same figures for the untranslated input (the baseline).
+"""
+
+import os
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from tf_cyclegan.data import decode_image, list_images, to_minus_one_one, to_uint8
+from tf_cyclegan.fid import fid_from_features, kid_from_features
+from tf_cyclegan.paired_metrics import mae_and_psnr
+
+SPLITS = {"a2b": ("testA", "testB"), "b2a": ("testB", "testA")}
+
+
+def _load(paths):
+    return [to_minus_one_one(decode_image(tf.io.read_file(path))).numpy() for path in paths]
+
+
+def _translate_all(translator, images, label, progress):
+    bar = keras.utils.Progbar(len(images), unit_name="image") if progress else None
+    if bar is not None:
+        print(label)
+    outputs = []
+    for i, image in enumerate(images):
+        outputs.append(np.clip(translator.translate(image), -1, 1))
+        if bar is not None:
+            bar.update(i + 1)
+    return outputs
+
+
+def _quantise(image):
+    """As a saved 8-bit image would be, in [0, 1]."""
+    return to_uint8(image).numpy().astype(np.float64) / 255.0
+
+
+def paired_scores(fakes, sources, paired_paths):
+    """MAE, PSNR and SSIM of each translation and of each untranslated input vs ground truth."""
+    model, baseline = [], []
+    for fake, source, path in zip(fakes, sources, paired_paths):
+        target = decode_image(tf.io.read_file(path)).numpy().astype(np.float64) / 255.0
+        for scores, image in ((model, _quantise(fake)), (baseline, _quantise(source))):
+            mae, psnr = mae_and_psnr(image, target)
+            ssim = float(tf.image.ssim(tf.constant(image, tf.float32), tf.constant(target, tf.float32), 1.0))
+            scores.append((mae, psnr, ssim))
+    keys = ("mae", "psnr", "ssim")
+    return ({k: float(v) for k, v in zip(keys, np.mean(model, axis=0))},
+            {k: float(v) for k, v in zip(keys, np.mean(baseline, axis=0))})
+
+
+def evaluate(translators, root, directions=("a2b", "b2a"), features=None, kid_subsets=100, progress=True,
+             max_images=None):
+    """Evaluates translators {"a2b": Translator, "b2a": Translator} on ROOT's test folders.
+
+    Args:
+        translators: a Translator per available direction (see `load_translator`).
+        root: folder with testA/ and testB/ (and optionally testB_paired/).
+        directions: which directions to report.
+        features: an `InceptionFeatures` (or any images -> (N, D) callable); None skips FID/KID.
+        max_images: use only the first N test images per folder (None: all of them).
+    """
+    report = {}
+    real_features = {}
+    for direction in directions:
+        if direction not in translators:
+            raise ValueError(f"No {direction} generator in the model given")
+        source_split, target_split = SPLITS[direction]
+        source_paths = list_images(os.path.join(root, source_split))[:max_images]
+        sources = _load(source_paths)
+        fakes = _translate_all(translators[direction], sources, f"Translating {source_split} ({direction})",
+                               progress)
+        result = {"images": len(sources)}
+        if features is not None:
+            if target_split not in real_features:
+                real_features[target_split] = features(
+                    _load(list_images(os.path.join(root, target_split))[:max_images]))
+            fake_features = features(fakes)
+            result["fid"] = fid_from_features(fake_features, real_features[target_split])
+            kid_mean, kid_std = kid_from_features(fake_features, real_features[target_split], kid_subsets)
+            result["kid"] = {"mean": kid_mean, "std": kid_std}
+        reverse = "b2a" if direction == "a2b" else "a2b"
+        if reverse in translators:
+            cycled = _translate_all(translators[reverse], fakes, f"Cycling back ({reverse})", progress)
+            result["cycle_l1"] = float(np.mean([np.abs(c - s).mean() for c, s in zip(cycled, sources)]))
+        paired_dir = os.path.join(root, "testB_paired")
+        if direction == "a2b" and os.path.isdir(paired_dir):
+            paired = [os.path.join(paired_dir, os.path.basename(p)) for p in source_paths]
+            missing = [p for p in paired if not os.path.exists(p)]
+            if missing:
+                raise FileNotFoundError(f"No ground truth for {len(missing)} testA images, e.g. {missing[0]}")
+            result["paired"], result["baseline"] = paired_scores(fakes, sources, paired)
+        report[direction] = result
+    return report
+
+
+def format_report(report):
+    lines = [f"{'':5s}{'images':>7s}{'FID':>9s}{'KID x1e3':>16s}{'cycle L1':>10s}"]
+    for direction, r in report.items():
+        fid = f"{r['fid']:9.2f}" if "fid" in r else f"{'-':>9s}"
+        kid = (f"{r['kid']['mean'] * 1e3:8.2f} ± {r['kid']['std'] * 1e3:5.2f}" if "kid" in r else f"{'-':>16s}")
+        cycle = f"{r['cycle_l1']:10.4f}" if "cycle_l1" in r else f"{'-':>10s}"
+        lines.append(f"{direction:5s}{r['images']:7d}{fid}{kid}{cycle}")
+        if "paired" in r:
+            for name in ("paired", "baseline"):
+                s = r[name]
+                label = "model" if name == "paired" else "baseline (untranslated)"
+                lines.append(f"     vs ground truth, {label}: MAE {s['mae']:.4f}  PSNR {s['psnr']:.2f} dB  "
+                             f"SSIM {s['ssim']:.4f}")
+    return "\n".join(lines)
+
+
+class EvaluationCallback(keras.callbacks.Callback):
+    """Runs `evaluate` every `every_n_epochs` epochs on the model's own generators and logs
+    each figure to TensorBoard (`eval/<direction>/<name>`, in `logs/eval`).
+
+    Args:
+        root: folder with testA/, testB/ (and testB_paired/).
+        every_n_epochs: int.
+        log_dir: TensorBoard folder, or None.
+        max_images: test images per folder (a subset keeps it quick).
+        features: feature extractor for FID/KID, or None to skip them.
+    """
+
+    def __init__(self, root, every_n_epochs, log_dir=None, max_images=50, features=None):
+        super().__init__()
+        self.root = root
+        self.every_n_epochs = every_n_epochs
+        self.max_images = max_images
+        self.features = features
+        self.writer = tf.summary.create_file_writer(os.path.join(log_dir, "eval")) if log_dir else None
+
+    def on_epoch_end(self, epoch, logs=None):
+        if (epoch + 1) % self.every_n_epochs:
+            return
+        from tf_cyclegan.translators import KerasTranslator
+
+        translators = {"a2b": KerasTranslator(self.model.gen_a2b), "b2a": KerasTranslator(self.model.gen_b2a)}
+        report = evaluate(translators, self.root, features=self.features, kid_subsets=20, progress=False,
+                          max_images=self.max_images)
+        scalars = {}
+        for direction, result in report.items():
+            for name in ("fid", "cycle_l1"):
+                if name in result:
+                    scalars[f"eval/{direction}/{name}"] = result[name]
+            if "kid" in result:
+                scalars[f"eval/{direction}/kid"] = result["kid"]["mean"]
+            for name, value in result.get("paired", {}).items():
+                scalars[f"eval/{direction}/paired_{name}"] = value
+        # Written to TensorBoard only: the CSV log fixes its columns at the first epoch.
+        if self.writer is not None:
+            with self.writer.as_default():
+                for tag, value in scalars.items():
+                    tf.summary.scalar(tag, value, step=epoch + 1)
+            self.writer.flush()
