@@ -2,8 +2,8 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-
 from conftest import TINY_SIZE, random_pairs, tiny_cyclegan
+
 from tf_cyclegan import CycleGAN
 from tf_cyclegan.losses import discriminator_loss, gan_loss, l1_loss
 

@@ -3,8 +3,8 @@ import json
 import keras
 import numpy as np
 import pytest
-
 from conftest import tiny_cyclegan
+
 from tf_cyclegan.cli import main
 from tf_cyclegan.data import list_images, load_image
 from tf_cyclegan.evaluate import evaluate, format_report

@@ -7,8 +7,8 @@ import textwrap
 import numpy as np
 import pytest
 import tensorflow as tf
-
 from conftest import tiny_cyclegan
+
 from tf_cyclegan import build_resnet_generator
 from tf_cyclegan.export import export_generator, export_model, tflite_bytes
 from tf_cyclegan.inference import translate

@@ -3,7 +3,12 @@ import pytest
 import scipy.linalg
 
 from tf_cyclegan.fid import (
-    InceptionFeatures, fid_from_features, frechet_distance, kid_from_features, polynomial_mmd2)
+    InceptionFeatures,
+    fid_from_features,
+    frechet_distance,
+    kid_from_features,
+    polynomial_mmd2,
+)
 
 
 def _scipy_frechet(mu1, s1, mu2, s2):

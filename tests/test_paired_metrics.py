@@ -53,4 +53,5 @@ def _restyle_in_tf(x):
 def test_perfect_translation_scores_zero_error(demo_root):
     result = paired_translation_error(_generator(_restyle_in_tf), demo_root / "testA", demo_root / "testB_paired")
     assert result["model"]["mae"] == 0.0 and result["model"]["psnr"] == 100.0
+    assert result["model"]["ssim"] == pytest.approx(1.0, abs=1e-6)
     assert result["baseline"]["mae"] > 0.05 and result["error_ratio"] == 0.0

@@ -1,13 +1,18 @@
 import numpy as np
 import pytest
 import tensorflow as tf
-
 from conftest import tiny_cyclegan
+
 from tf_cyclegan.batch_translate import translate_paths
 from tf_cyclegan.export import export_generator
 from tf_cyclegan.inference import translate
 from tf_cyclegan.translators import (
-    KerasTranslator, OnnxTranslator, SavedModelTranslator, TFLiteTranslator, load_translator)
+    KerasTranslator,
+    OnnxTranslator,
+    SavedModelTranslator,
+    TFLiteTranslator,
+    load_translator,
+)
 
 
 @pytest.fixture(scope="module")

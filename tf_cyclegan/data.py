@@ -92,10 +92,12 @@ def resize_to_load_size(image, load_size):
     return tf.cast(tf.clip_by_value(tf.round(resized), 0, 255), tf.uint8)
 
 
-def random_crop_and_flip(image, crop_size, flip=True):
-    image = tf.image.random_crop(image, (crop_size, crop_size, 3))
+def random_crop_and_flip(image, crop_size, flip, seed):
+    """Random square crop and horizontal flip, drawn from a per-image stateless `seed` pair."""
+    crop_seed, flip_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
+    image = tf.image.stateless_random_crop(image, (crop_size, crop_size, 3), seed=crop_seed)
     if flip:
-        image = tf.image.random_flip_left_right(image)
+        image = tf.image.stateless_random_flip_left_right(image, seed=flip_seed)
     return image
 
 
@@ -109,7 +111,11 @@ def _domain(images, length, load_size, crop_size, flip, cache, shuffle, seed):
         images = images.shuffle(min(length, 10_000), seed=seed, reshuffle_each_iteration=True)
     images = images.repeat()
     if crop_size:
-        images = images.map(lambda image: random_crop_and_flip(image, crop_size, flip), num_parallel_calls=AUTOTUNE)
+        # Seeds from a stream that is drawn anew on every pass: stateful random ops would
+        # replay the same crops each epoch once a global seed is set (as training does).
+        seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
+        images = tf.data.Dataset.zip((images, seeds)).map(
+            lambda image, pair: random_crop_and_flip(image, crop_size, flip, pair), num_parallel_calls=AUTOTUNE)
     return images.map(to_minus_one_one, num_parallel_calls=AUTOTUNE)
 
 

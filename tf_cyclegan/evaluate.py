@@ -14,9 +14,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tf_cyclegan.data import decode_image, list_images, to_minus_one_one, to_uint8
+from tf_cyclegan.data import decode_image, list_images, to_minus_one_one
 from tf_cyclegan.fid import fid_from_features, kid_from_features
-from tf_cyclegan.paired_metrics import mae_and_psnr
+from tf_cyclegan.paired_metrics import paired_paths_for, paired_scores
 
 SPLITS = {"a2b": ("testA", "testB"), "b2a": ("testB", "testA")}
 
@@ -35,25 +35,6 @@ def _translate_all(translator, images, label, progress):
         if bar is not None:
             bar.update(i + 1)
     return outputs
-
-
-def _quantise(image):
-    """As a saved 8-bit image would be, in [0, 1]."""
-    return to_uint8(image).numpy().astype(np.float64) / 255.0
-
-
-def paired_scores(fakes, sources, paired_paths):
-    """MAE, PSNR and SSIM of each translation and of each untranslated input vs ground truth."""
-    model, baseline = [], []
-    for fake, source, path in zip(fakes, sources, paired_paths):
-        target = decode_image(tf.io.read_file(path)).numpy().astype(np.float64) / 255.0
-        for scores, image in ((model, _quantise(fake)), (baseline, _quantise(source))):
-            mae, psnr = mae_and_psnr(image, target)
-            ssim = float(tf.image.ssim(tf.constant(image, tf.float32), tf.constant(target, tf.float32), 1.0))
-            scores.append((mae, psnr, ssim))
-    keys = ("mae", "psnr", "ssim")
-    return ({k: float(v) for k, v in zip(keys, np.mean(model, axis=0))},
-            {k: float(v) for k, v in zip(keys, np.mean(baseline, axis=0))})
 
 
 def evaluate(translators, root, directions=("a2b", "b2a"), features=None, kid_subsets=100, progress=True,
@@ -92,10 +73,7 @@ def evaluate(translators, root, directions=("a2b", "b2a"), features=None, kid_su
             result["cycle_l1"] = float(np.mean([np.abs(c - s).mean() for c, s in zip(cycled, sources)]))
         paired_dir = os.path.join(root, "testB_paired")
         if direction == "a2b" and os.path.isdir(paired_dir):
-            paired = [os.path.join(paired_dir, os.path.basename(p)) for p in source_paths]
-            missing = [p for p in paired if not os.path.exists(p)]
-            if missing:
-                raise FileNotFoundError(f"No ground truth for {len(missing)} testA images, e.g. {missing[0]}")
+            paired = paired_paths_for(source_paths, paired_dir)
             result["paired"], result["baseline"] = paired_scores(fakes, sources, paired)
         report[direction] = result
     return report

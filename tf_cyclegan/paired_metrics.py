@@ -8,7 +8,6 @@ testA image; comparing the translation with it, and the untranslated input with 
 import os
 
 import numpy as np
-
 import tensorflow as tf
 
 from tf_cyclegan.data import decode_image, list_images, to_minus_one_one, to_uint8
@@ -25,35 +24,51 @@ def mae_and_psnr(prediction, target):
     return mae, psnr
 
 
-def _read_uint8(path):
-    return decode_image(tf.io.read_file(os.fspath(path)))
+def _read_unit(path):
+    return decode_image(tf.io.read_file(os.fspath(path))).numpy().astype(np.float64) / 255.0
 
 
-def _unit(image_uint8):
-    return np.asarray(image_uint8, np.float64) / 255.0
+def _quantise(image):
+    """A [-1, 1] image as a saved 8-bit image would be, in [0, 1]."""
+    return to_uint8(image).numpy().astype(np.float64) / 255.0
+
+
+def paired_scores(fakes, sources, paired_paths):
+    """Mean MAE, PSNR and SSIM ([0, 1] pixel units) of translations and of the untranslated
+    inputs (the do-nothing baseline) against ground truth. Translations are rounded to 8
+    bits first, as a saved image would be.
+
+    Returns:
+        (model scores, baseline scores), each {"mae", "psnr", "ssim"}.
+    """
+    model, baseline = [], []
+    for fake, source, path in zip(fakes, sources, paired_paths):
+        target = _read_unit(path)
+        for scores, image in ((model, _quantise(fake)), (baseline, _quantise(source))):
+            mae, psnr = mae_and_psnr(image, target)
+            ssim = float(tf.image.ssim(tf.constant(image, tf.float32), tf.constant(target, tf.float32), 1.0))
+            scores.append((mae, psnr, ssim))
+    keys = ("mae", "psnr", "ssim")
+    return ({k: float(v) for k, v in zip(keys, np.mean(model, axis=0))},
+            {k: float(v) for k, v in zip(keys, np.mean(baseline, axis=0))})
+
+
+def paired_paths_for(source_paths, paired_dir):
+    """The ground-truth file of each source image (same name in `paired_dir`); all must exist."""
+    paired = [os.path.join(os.fspath(paired_dir), os.path.basename(p)) for p in source_paths]
+    missing = [p for p in paired if not os.path.exists(p)]
+    if missing:
+        raise FileNotFoundError(f"No ground truth for {len(missing)} test image(s), e.g. {missing[0]}")
+    return paired
 
 
 def paired_translation_error(gen_a2b, test_a_dir, paired_dir):
-    """Mean MAE and PSNR over the test set, in [0, 1] pixel units, for model and baseline.
-
-    Translated images are rounded to 8 bits first, as a saved image would be.
-    """
+    """The error of `gen_a2b` on every testA image against ground truth, next to the baseline's."""
     paths_a = list_images(test_a_dir)
-    model_scores, baseline_scores = [], []
-    for path_a in paths_a:
-        path_paired = os.path.join(os.fspath(paired_dir), os.path.basename(path_a))
-        if not os.path.exists(path_paired):
-            raise FileNotFoundError(f"No ground truth for {path_a}: expected {path_paired}")
-        real_a = _read_uint8(path_a)
-        target = _unit(_read_uint8(path_paired))
-        fake_b = _unit(to_uint8(translate(gen_a2b, to_minus_one_one(real_a))))
-        model_scores.append(mae_and_psnr(fake_b, target))
-        baseline_scores.append(mae_and_psnr(_unit(real_a), target))
-    model_mae, model_psnr = np.mean(model_scores, axis=0)
-    base_mae, base_psnr = np.mean(baseline_scores, axis=0)
+    sources = [to_minus_one_one(decode_image(tf.io.read_file(path))).numpy() for path in paths_a]
+    fakes = [translate(gen_a2b, source).numpy() for source in sources]
+    model, baseline = paired_scores(fakes, sources, paired_paths_for(paths_a, paired_dir))
     return {
-        "images": len(paths_a),
-        "model": {"mae": float(model_mae), "psnr": float(model_psnr)},
-        "baseline": {"mae": float(base_mae), "psnr": float(base_psnr)},
-        "error_ratio": float(model_mae / base_mae) if base_mae > 0 else float("nan"),
+        "images": len(paths_a), "model": model, "baseline": baseline,
+        "error_ratio": model["mae"] / baseline["mae"] if baseline["mae"] > 0 else float("nan"),
     }

@@ -10,7 +10,6 @@ import logging
 import os
 
 import keras
-import tensorflow as tf
 
 from tf_cyclegan.callbacks import SampleGrid, SaveModelEachEpoch, save_model_atomically
 from tf_cyclegan.config import ConfigError, dump_config
