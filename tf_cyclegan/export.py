@@ -13,19 +13,11 @@ import keras
 import tensorflow as tf
 
 from tf_cyclegan.data import to_minus_one_one, to_uint8
+from tf_cyclegan.inference import translate
 
 TFLITE_VARIANTS = ("float32", "float16", "int8")
 FORMATS = ("savedmodel", "tflite", "onnx")
 DEFAULT_FORMATS = ("savedmodel", "tflite")
-
-
-def _pad_translate_crop(generator, images):
-    """Reflection-pads [N, H, W, 3] floats to multiples of 4, translates, crops back."""
-    height, width = tf.shape(images)[1], tf.shape(images)[2]
-    pad_h, pad_w = (-height) % 4, (-width) % 4
-    padded = tf.pad(images, [[0, 0], [0, pad_h], [0, pad_w], [0, 0]], mode="REFLECT")
-    output = tf.cast(generator(padded, training=False), tf.float32)
-    return output[:, :height, :width, :]
 
 
 def export_savedmodel(generator, path):
@@ -38,10 +30,10 @@ def export_savedmodel(generator, path):
     archive.track(generator)
 
     def translate_uint8(images):
-        return {"images": to_uint8(_pad_translate_crop(generator, to_minus_one_one(images)))}
+        return {"images": to_uint8(translate(generator, to_minus_one_one(images)))}
 
     def translate_float(images):
-        return {"images": _pad_translate_crop(generator, images)}
+        return {"images": translate(generator, images)}
 
     archive.add_endpoint("serving_default", translate_uint8,
                          input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8, name="images")])

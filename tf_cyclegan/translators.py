@@ -7,6 +7,7 @@ go through in one pass up to
 `max_pixels`; larger images, and every image for the fixed-size TFLite model, are tiled.
 """
 
+import functools
 import os
 
 import keras
@@ -95,8 +96,16 @@ class OnnxTranslator(Translator):
         return self.session.run(None, {self.input_name: padded})[0][:, :height, :width]
 
 
+@functools.lru_cache(maxsize=2)
+def _load_keras(path, modified):
+    """One load per file version: evaluating both directions of a CycleGAN reads it once;
+    `modified` (the file's mtime) keys the cache, so a re-saved file is read again."""
+    return keras.saving.load_model(path)
+
+
 def _generator_from_keras(path, direction):
-    model = keras.saving.load_model(os.fspath(path))
+    path = os.path.abspath(os.fspath(path))
+    model = _load_keras(path, os.stat(path).st_mtime_ns)
     if hasattr(model, "gen_a2b"):
         return getattr(model, f"gen_{direction}")
     return model
