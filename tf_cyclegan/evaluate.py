@@ -14,7 +14,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tf_cyclegan.data import decode_image, list_images, to_minus_one_one
+from tf_cyclegan.data import list_images, load_image
 from tf_cyclegan.fid import fid_from_features, kid_from_features
 from tf_cyclegan.paired_metrics import paired_paths_for, paired_scores
 
@@ -22,7 +22,7 @@ SPLITS = {"a2b": ("testA", "testB"), "b2a": ("testB", "testA")}
 
 
 def _load(paths):
-    return [to_minus_one_one(decode_image(tf.io.read_file(path))).numpy() for path in paths]
+    return [load_image(path).numpy() for path in paths]
 
 
 def _translate_all(translator, images, label, progress):

@@ -10,7 +10,7 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from tf_cyclegan.data import decode_image, list_images, to_minus_one_one, to_uint8
+from tf_cyclegan.data import decode_image, list_images, load_image, to_uint8
 from tf_cyclegan.inference import translate
 
 
@@ -65,7 +65,7 @@ def paired_paths_for(source_paths, paired_dir):
 def paired_translation_error(gen_a2b, test_a_dir, paired_dir):
     """The error of `gen_a2b` on every testA image against ground truth, next to the baseline's."""
     paths_a = list_images(test_a_dir)
-    sources = [to_minus_one_one(decode_image(tf.io.read_file(path))).numpy() for path in paths_a]
+    sources = [load_image(path).numpy() for path in paths_a]
     fakes = [translate(gen_a2b, source).numpy() for source in sources]
     model, baseline = paired_scores(fakes, sources, paired_paths_for(paths_a, paired_dir))
     return {
