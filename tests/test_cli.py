@@ -2,6 +2,7 @@ import json
 import os
 
 import pytest
+import tensorflow as tf
 
 from tf_cyclegan.cli import main
 
@@ -40,7 +41,19 @@ def _check_tensorboard_tags(log_dir):
     samples = EventAccumulator(str(log_dir / "samples"), size_guidance={"tensors": 0}).Reload()
     [image_tag] = samples.Tags()["tensors"]
     events = samples.Tensors(image_tag)
-    assert [event.step for event in events] == [1, 2]
+    # Every 4 steps and at each epoch's end (6 steps an epoch), once per step.
+    assert [event.step for event in events] == [4, 6, 8, 12]
+    width, height, png = tf.make_ndarray(events[-1].tensor_proto)
+    grid = tf.io.decode_png(png).numpy()
+    # Two 36-px test samples per row-pair: real, fake, cycled for A then B.
+    assert grid.shape == (2 * 36, 6 * 36, 3) and (int(width), int(height)) == (6 * 36, 2 * 36)
+    steps = EventAccumulator(str(log_dir / "steps"), size_guidance={"tensors": 0}).Reload()
+    step_tags = set(steps.Tags()["tensors"])
+    assert {"loss/gen_total", "loss/disc_b", "loss/cycle_a", "learning_rate", "images_per_second"} <= step_tags
+    assert [event.step for event in steps.Tensors("loss/gen_total")] == [2, 4, 6, 8, 10, 12]
+    assert all(float(tf.make_ndarray(event.tensor_proto)) > 0 for event in steps.Tensors("images_per_second"))
+    plugins = {tag: steps.SummaryMetadata(tag).plugin_data.plugin_name for tag in steps.Tags()["tensors"]}
+    assert "hparams" in plugins.values()
     evaluation = EventAccumulator(str(log_dir / "eval"), size_guidance={"tensors": 0}).Reload()
     eval_tags = set(evaluation.Tags()["tensors"])
     assert {"eval/a2b/cycle_l1", "eval/b2a/cycle_l1", "eval/a2b/paired_mae", "eval/a2b/paired_ssim"} <= eval_tags
@@ -56,10 +69,13 @@ def test_train_writes_a_complete_run_directory(demo_root, tmp_path, capsys):
         "--set", "model.filters=4", "--set", "model.num_residual_blocks=1", "--set", "model.disc_filters=4",
         "--set", "train.epochs=1", "--set", "train.epochs_decay=1", "--set", "train.verbose=0",
         "--set", "data.num_samples=2", "--set", "eval.every_n_epochs=2",
+        "--set", "monitor.scalars_every_n_steps=2", "--set", "monitor.images_every_n_steps=4",
     ])
     assert code == 0
     files = set(os.listdir(run_dir))
-    assert {"config.yaml", "model.keras", "log.csv", "results.json", "logs", "samples"} <= files
+    assert {"config.yaml", "model.keras", "log.csv", "results.json", "logs", "samples", "backup",
+            "checkpoints"} <= files
+    assert sorted(os.listdir(run_dir / "checkpoints")) == ["epoch_0001.keras", "epoch_0002.keras"]
     assert sorted(os.listdir(run_dir / "samples")) == ["epoch_001.png", "epoch_002.png"]
     result = json.loads((run_dir / "results.json").read_text())
     assert result["paired_test"]["images"] == 3

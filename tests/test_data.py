@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tf_cyclegan.data import decode_image, list_images, make_tfds_dataset, make_unpaired_dataset
+from tf_cyclegan.data import DataPosition, decode_image, list_images, make_tfds_dataset, make_unpaired_dataset
 
 
 def _write(path, image, fmt="png"):
@@ -57,6 +57,34 @@ def test_the_smaller_domain_is_reshuffled(tmp_path):
     second = [a.numpy() for a, _ in ds]
     assert not all(np.array_equal(x, y) for x, y in zip(first, second))
     assert sorted(x.sum() for x in first) == pytest.approx(sorted(x.sum() for x in second))
+
+
+def _epoch(dataset):
+    return [(a.numpy(), b.numpy()) for a, b in dataset]
+
+
+def test_a_seeked_pass_reads_exactly_that_epoch_from_that_batch(tmp_path):
+    dir_a, dir_b = _folder(tmp_path, "a", 5), _folder(tmp_path, "b", 3, seed=1)
+    position = DataPosition()
+    dataset = make_unpaired_dataset(dir_a, dir_b, 36, 32, seed=7, position=position)
+    epochs = [_epoch(dataset) for _ in range(3)]
+    assert int(position.epoch.numpy()) == 3 and position.steps_per_epoch == 5
+    assert not np.array_equal(epochs[1][0][0], epochs[2][0][0])
+    # A new pipeline, as in a resumed process, and one that decodes files on every access.
+    resumed_position = DataPosition()
+    resumed = make_unpaired_dataset(dir_a, dir_b, 36, 32, seed=7, position=resumed_position, cache=False)
+    resumed_position.seek(2, 3)
+    rest_of_epoch = _epoch(resumed)
+    assert len(rest_of_epoch) == 2
+    for (a, b), (expected_a, expected_b) in zip(rest_of_epoch, epochs[2][3:]):
+        np.testing.assert_array_equal(a, expected_a)
+        np.testing.assert_array_equal(b, expected_b)
+    assert len(_epoch(resumed)) == 5  # the next pass is a whole epoch again
+
+
+def test_max_steps_caps_an_epoch(tmp_path):
+    folder = _folder(tmp_path, "a", 6)
+    assert len(list(make_unpaired_dataset(folder, folder, 36, 32, batch_size=2, max_steps=2))) == 2
 
 
 def test_decodes_grey_alpha_sixteen_bit_jpeg_bmp_and_gif(tmp_path):

@@ -1,6 +1,7 @@
-"""Callbacks that make a run watchable: sample grids and an atomic model save."""
+"""Callbacks that make a run watchable and keep its models: sample grids, `.keras` checkpoints."""
 
 import os
+import re
 
 import keras
 import tensorflow as tf
@@ -10,7 +11,8 @@ from tf_cyclegan.inference import translate
 
 
 class SampleGrid(keras.callbacks.Callback):
-    """After every epoch, translates fixed test images and writes a PNG grid and a TB image.
+    """Translates fixed test images: a PNG grid after every epoch, and a TensorBoard image
+    every `every_n_steps` steps (and at every epoch's end).
 
     Each row is one sample: real A, fake B, cycled A | real B, fake A, cycled B.
     All samples must share one size (they are resized to the first one's size).
@@ -19,10 +21,16 @@ class SampleGrid(keras.callbacks.Callback):
         images_a, images_b: lists of [-1, 1] float images (H, W, 3).
         out_dir: folder for `epoch_NNN.png`.
         log_dir: TensorBoard folder, or None for no image summary.
+        progress: `RunProgress` giving the global step for TensorBoard, or None (the epoch).
+        every_n_steps: int, 0 for epoch ends only.
     """
 
-    def __init__(self, images_a, images_b, out_dir, log_dir=None):
+    TAG = "samples/realA_fakeB_cycledA_realB_fakeA_cycledB"
+
+    def __init__(self, images_a, images_b, out_dir, log_dir=None, progress=None, every_n_steps=0):
         super().__init__()
+        self.progress = progress
+        self.every_n_steps = every_n_steps
         size = images_a[0].shape[:2]
         self.images_a = tf.stack([tf.image.resize(image, size) for image in images_a])
         self.images_b = tf.stack([tf.image.resize(image, size) for image in images_b])
@@ -42,14 +50,23 @@ class SampleGrid(keras.callbacks.Callback):
         ]
         return to_uint8(tf.concat(rows, axis=0))
 
+    def _log(self, grid, step):
+        if self.writer is not None:
+            with self.writer.as_default():
+                tf.summary.image(self.TAG, grid[None], step=step)
+            self.writer.flush()
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.every_n_steps and self.progress and self.progress.global_step % self.every_n_steps == 0:
+            self._log(self.grid(), self.progress.global_step)
+
     def on_epoch_end(self, epoch, logs=None):
         grid = self.grid()
         path = os.path.join(self.out_dir, f"epoch_{epoch + 1:03d}.png")
         tf.io.write_file(path, tf.io.encode_png(grid))
-        if self.writer is not None:
-            with self.writer.as_default():
-                tf.summary.image("samples/realA_fakeB_cycledA_realB_fakeA_cycledB", grid[None], step=epoch + 1)
-            self.writer.flush()
+        step = self.progress.global_step if self.progress else epoch + 1
+        if not (self.every_n_steps and step % self.every_n_steps == 0):
+            self._log(grid, step)
 
 
 def save_model_atomically(model, path):
@@ -59,14 +76,51 @@ def save_model_atomically(model, path):
     os.replace(tmp_path, path)
 
 
-class SaveModelEachEpoch(keras.callbacks.Callback):
-    """Keeps `path` holding the model as of the last finished epoch, replaced atomically."""
+class KerasCheckpoints(keras.callbacks.Callback):
+    """Saves `.keras` models every N epochs and/or steps into a folder, keeping the last `keep`.
 
-    def __init__(self, path):
+    Files are `epoch_NNNN.keras` and `step_NNNNNNNNNN.keras`, each written atomically.
+
+    Args:
+        directory: folder for the checkpoints.
+        progress: `RunProgress`, for the global step.
+        every_n_epochs: int, 0 for none.
+        every_n_steps: int, 0 for none.
+        keep: int, default 3. Checkpoints kept, newest first.
+    """
+
+    _NAME = re.compile(r"^(epoch|step)_(\d+)\.keras$")
+
+    def __init__(self, directory, progress, every_n_epochs=1, every_n_steps=0, keep=3):
         super().__init__()
-        self.path = path
+        self.directory = directory
+        self.progress = progress
+        self.every_n_epochs = every_n_epochs
+        self.every_n_steps = every_n_steps
+        self.keep = keep
+
+    def _save(self, name):
+        os.makedirs(self.directory, exist_ok=True)
+        save_model_atomically(self.model, os.path.join(self.directory, name))
+        self._prune()
+
+    def checkpoints(self):
+        """Checkpoint files, newest first (by the global step when each was written)."""
+        if not os.path.isdir(self.directory):
+            return []
+        paths = [os.path.join(self.directory, n) for n in os.listdir(self.directory) if self._NAME.match(n)]
+        return sorted(paths, key=os.path.getmtime, reverse=True)
+
+    def _prune(self):
+        for old in self.checkpoints()[self.keep:]:
+            os.remove(old)
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.every_n_steps and self.progress.global_step % self.every_n_steps == 0:
+            self._save(f"step_{self.progress.global_step:010d}.keras")
 
     def on_epoch_end(self, epoch, logs=None):
-        save_model_atomically(self.model, self.path)
+        if self.every_n_epochs and (epoch + 1) % self.every_n_epochs == 0:
+            self._save(f"epoch_{epoch + 1:04d}.keras")
 
 

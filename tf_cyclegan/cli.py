@@ -18,7 +18,7 @@ def _train(args):
         stem = os.path.splitext(os.path.basename(args.config))[0] if args.config else "run"
         run_dir = os.path.join("runs", f"{stem}-{time.strftime('%Y%m%d-%H%M%S')}")
     started = time.time()
-    result = train_and_evaluate(config, run_dir)
+    result = train_and_evaluate(config, run_dir, restart=args.restart)
     print(f"\nTraining took {time.time() - started:.0f} s. Results are in {run_dir}/ "
           "(model.keras, samples/, logs/ for TensorBoard, results.json)")
     paired = result.get("paired_test")
@@ -105,7 +105,10 @@ def build_parser():
     train.add_argument("--config", help="YAML file of overrides of the paper's defaults")
     train.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE", default=[],
                        help="override one config value (repeatable)")
-    train.add_argument("--run-dir", help="where the run's files go (default: runs/<config>-<time>)")
+    train.add_argument("--run-dir", help="where the run's files go (default: runs/<config>-<time>); "
+                       "an existing run there is resumed")
+    train.add_argument("--restart", action="store_true",
+                       help="start the run in --run-dir over instead of resuming it (deletes its files)")
     train.set_defaults(func=_train)
 
     export = commands.add_parser("export", help="export generators to SavedModel, TFLite and ONNX")
@@ -151,13 +154,18 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from tf_cyclegan.backup import BackupError
     from tf_cyclegan.config import ConfigError
+    from tf_cyclegan.monitor import TrainingDiverged
 
     try:
         args.func(args)
     except (ConfigError, FileNotFoundError, ValueError) as error:
         print(f"tf-cyclegan {args.command}: error: {error}", file=sys.stderr)
         return 2
+    except (BackupError, TrainingDiverged) as error:
+        print(f"tf-cyclegan {args.command}: error: {error}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -61,6 +61,7 @@ class TrainConfig:
     jit_compile: Union[bool, Literal["auto"]] = "auto"
     steps_per_epoch: Optional[int] = None  # cap an epoch's steps (None: max(|A|, |B|) pairs)
     seed: Optional[int] = 0
+    deterministic: bool = False  # enable_op_determinism(): a resumed run ends bit-identical
     verbose: int = 1
 
 
@@ -74,11 +75,32 @@ class EvalConfig:
 
 
 @dataclass(frozen=True)
+class CheckpointConfig:
+    """Backups of the full training state (for resuming) and `.keras` checkpoints (for use)."""
+
+    backup_every_n_steps: int = 500  # 0: at epoch ends only (always also at each epoch's end)
+    keep_backups: int = 2
+    keras_every_n_epochs: int = 1  # 0: never
+    keras_every_n_steps: int = 0  # 0: never
+    keep_keras: int = 3
+
+
+@dataclass(frozen=True)
+class MonitorConfig:
+    """What goes to TensorBoard between epochs."""
+
+    scalars_every_n_steps: int = 10
+    images_every_n_steps: int = 200  # 0: the sample grid at epoch ends only
+
+
+@dataclass(frozen=True)
 class Config:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    monitor: MonitorConfig = field(default_factory=MonitorConfig)
 
     def to_dict(self):
         return dataclasses.asdict(self)
@@ -87,12 +109,13 @@ class Config:
 _POSITIVE = {
     "data.load_size", "data.crop_size", "data.batch_size", "model.filters",
     "model.disc_filters", "model.disc_layers", "train.learning_rate", "train.steps_per_epoch",
-    "eval.max_images",
+    "eval.max_images", "checkpoint.keep_backups", "checkpoint.keep_keras", "monitor.scalars_every_n_steps",
 }
 _NON_NEGATIVE = {
     "data.num_samples", "model.num_residual_blocks", "model.lambda_cycle",
     "model.lambda_identity", "model.pool_size", "train.epochs", "train.epochs_decay",
-    "train.verbose", "eval.every_n_epochs",
+    "train.verbose", "eval.every_n_epochs", "checkpoint.backup_every_n_steps", "checkpoint.keras_every_n_epochs",
+    "checkpoint.keras_every_n_steps", "monitor.images_every_n_steps",
 }
 
 
@@ -197,6 +220,8 @@ def _check_consistency(config):
         raise ConfigError(f"Give one data source, not {' and '.join('data.' + s for s in sources)}")
     if bool(data.train_a) != bool(data.train_b):
         raise ConfigError("data.train_a and data.train_b go together")
+    if config.train.deterministic and config.train.seed is None:
+        raise ConfigError("train.deterministic needs a train.seed")
     if config.eval.every_n_epochs and not data.root:
         raise ConfigError("eval.every_n_epochs needs data.root (with testA/ and testB/)")
     return config

@@ -1,13 +1,15 @@
 """Unpaired training data: image folders or TFDS -> decode -> resize -> crop/flip -> [-1, 1].
 
-Decoding and the fixed resize to `load_size` may be cached; the random crop and flip
-run after the cache, so every epoch sees fresh augmentation. An epoch is
-max(|A|, |B|) pairs: each domain is reshuffled every pass and repeated as needed,
-so the smaller domain cycles while the larger is seen once (the reference's epoch).
+Decoding and the fixed resize to `load_size` may be done once, up front (`cache`); the
+random crop and flip come after, so every epoch sees fresh augmentation. An epoch is
+max(|A|, |B|) pairs: each domain is reshuffled every pass and repeated as needed, so the
+smaller domain cycles while the larger is seen once (the reference's epoch). Every pair
+is a pure function of (seed, epoch, index), which is what lets a run resume mid-epoch.
 """
 
 import logging
 import os
+import random
 from concurrent.futures import ThreadPoolExecutor
 
 import tensorflow as tf
@@ -101,49 +103,114 @@ def random_crop_and_flip(image, crop_size, flip, seed):
     return image
 
 
-def _domain(images, length, load_size, crop_size, flip, cache, shuffle, seed):
-    """One domain's stream: uint8 images (decoded) -> resized -> cached -> augmented floats."""
-    if load_size:
-        images = images.map(lambda image: resize_to_load_size(image, load_size), num_parallel_calls=AUTOTUNE)
-    if cache:
-        images = images.cache()
-    if shuffle:
-        images = images.shuffle(min(length, 10_000), seed=seed, reshuffle_each_iteration=True)
-    images = images.repeat()
-    if crop_size:
-        # Seeds from a stream that is drawn anew on every pass: stateful random ops would
-        # replay the same crops each epoch once a global seed is set (as training does).
-        seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
-        images = tf.data.Dataset.zip((images, seeds)).map(
-            lambda image, pair: random_crop_and_flip(image, crop_size, flip, pair), num_parallel_calls=AUTOTUNE)
-    return images.map(to_minus_one_one, num_parallel_calls=AUTOTUNE)
+class DataPosition:
+    """Where an epoch-indexed dataset stands: the epoch its next pass reads, and the batches
+    that pass skips at its start.
+
+    Every pass over the dataset (`fit` starts one per epoch) reads `epoch` and advances it,
+    so each epoch gets its own shuffle and augmentation; `seek` sets both for a resume.
+    Every pair is a pure function of (seed, epoch, index), so a resumed run reads exactly
+    the batches the interrupted one would have.
+    """
+
+    def __init__(self):
+        self.steps_per_epoch = None  # set by the dataset that uses it
+        with tf.device("/cpu:0"):
+            self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="data_epoch")
+            self.skip_batches = tf.Variable(0, dtype=tf.int64, trainable=False, name="data_skip_batches")
+
+    def seek(self, epoch, batch=0):
+        """The next pass reads epoch `epoch` (0-based) from its `batch`-th batch on."""
+        self.epoch.assign(int(epoch))
+        self.skip_batches.assign(int(batch))
 
 
-def _files(paths):
-    return tf.data.Dataset.from_tensor_slices(paths).map(
-        lambda path: decode_image(tf.io.read_file(path)), num_parallel_calls=AUTOTUNE
-    )
+class _Domain:
+    """One domain's images with random access by index: a folder read on demand, or
+    resized uint8 images held in memory (`cache`, and always for TFDS)."""
+
+    def __init__(self, length, load_size, paths=None, images=None):
+        self.length = length
+        self.load_size = load_size
+        self.paths = None
+        self.store = None
+        if images is not None:
+            self.store = self._materialize(images)
+        else:
+            self.paths = tf.constant(paths)
+
+    def _materialize(self, images):
+        if not self.load_size:
+            raise ValueError("Keeping images in memory needs a load_size (all images the same size)")
+        resized = images.map(lambda image: resize_to_load_size(image, self.load_size), num_parallel_calls=AUTOTUNE)
+        stacked = resized.batch(self.length).get_single_element()
+        with tf.device("/cpu:0"):
+            # A variable, not a constant: dataset graphs are copied when rewritten (sharding).
+            return tf.Variable(stacked, trainable=False, name="images")
+
+    def __getitem__(self, index):
+        if self.store is not None:
+            return tf.gather(self.store, index)
+        image = decode_image(tf.io.read_file(tf.gather(self.paths, index)))
+        if self.load_size:
+            image = resize_to_load_size(image, self.load_size)
+        return image
 
 
-def zip_domains(images_a, len_a, images_b, len_b, load_size=286, crop_size=256, batch_size=1,
-                flip=True, cache=True, shuffle=True, seed=None):
-    """Pairs two streams of uint8 images into an epoch of max(len_a, len_b) augmented pairs."""
-    if crop_size and load_size and crop_size > load_size:
-        raise ValueError(f"crop_size must not exceed load_size. Received: crop_size={crop_size}, load_size={load_size}")
-    pairs = max(len_a, len_b)
+def _shuffled_index(i, length, seed, epoch, pairs):
+    """The `i`-th image of an epoch: each pass over the domain is its own permutation."""
+    seeds = tf.stack([seed, epoch * pairs + i // length])  # passes per epoch <= pairs
+    return tf.random.experimental.index_shuffle(i % length, seeds, max_index=length - 1)
+
+
+def zip_domains(domain_a, domain_b, crop_size=256, batch_size=1, flip=True, shuffle=True, seed=None,
+                max_steps=None, position=None):
+    """Pairs two domains into epochs of max(|A|, |B|) augmented pairs, one epoch per pass."""
+    pairs = max(domain_a.length, domain_b.length)
     if pairs < batch_size:
         raise ValueError(f"batch_size={batch_size} exceeds the {pairs} image pairs of an epoch")
-    seed_b = None if seed is None else seed + 1
-    domain_a = _domain(images_a, len_a, load_size, crop_size, flip, cache, shuffle, seed)
-    domain_b = _domain(images_b, len_b, load_size, crop_size, flip, cache, shuffle, seed_b)
-    dataset = tf.data.Dataset.zip((domain_a, domain_b)).take(pairs)
-    # Fixed-size batches keep shapes static for XLA and for replicas under tf.distribute.
-    return dataset.batch(batch_size, drop_remainder=True).prefetch(AUTOTUNE)
+    steps = pairs // batch_size
+    if max_steps:
+        steps = min(steps, max_steps)
+    if seed is None:
+        seed = random.SystemRandom().randrange(2**31)
+    position = position or DataPosition()
+    position.steps_per_epoch = steps
+    # Distinct stateless seed streams for each domain's order and augmentation.
+    seeds = {key: tf.constant(4 * seed + offset, tf.int64)
+             for offset, key in enumerate(("order_a", "order_b", "augment_a", "augment_b"))}
+
+    def image(domain, key, epoch, i):
+        order_seed = seeds["order_" + key]
+        index = _shuffled_index(i, domain.length, order_seed, epoch, pairs) if shuffle else i % domain.length
+        picked = domain[index]
+        if crop_size:
+            # Stateless seeds from (seed, epoch, i): the same pair on a resumed run.
+            pair_seed = tf.stack([seeds["augment_" + key], epoch * pairs + i])
+            picked = random_crop_and_flip(picked, crop_size, flip, pair_seed)
+        return to_minus_one_one(picked)
+
+    def epoch_pairs(_):
+        epoch = position.epoch.assign_add(1) - 1
+        first = position.skip_batches.read_value() * batch_size
+        with tf.control_dependencies([first]):
+            reset = position.skip_batches.assign(0)
+        with tf.control_dependencies([reset]):
+            first = tf.identity(first)
+        return tf.data.Dataset.range(first, steps * batch_size).map(
+            lambda i: (image(domain_a, "a", epoch, i), image(domain_b, "b", epoch, i)),
+            num_parallel_calls=AUTOTUNE,
+        ).batch(batch_size, drop_remainder=True)  # fixed shapes for XLA and for replicas
+
+    return tf.data.Dataset.from_tensors(0).flat_map(epoch_pairs).prefetch(AUTOTUNE)
 
 
 def make_unpaired_dataset(dir_a, dir_b, load_size=286, crop_size=256, batch_size=1, flip=True,
-                          cache=True, shuffle=True, seed=None):
+                          cache=True, shuffle=True, seed=None, max_steps=None, position=None):
     """A `tf.data.Dataset` of `(real_a, real_b)` batches from two image folders.
+
+    Each pass is one epoch of max(|A|, |B|) pairs (or `max_steps` batches): both domains
+    in a fresh random order (the smaller one cycling), fresh crops and flips.
 
     Args:
         dir_a, dir_b: folders of domain A and B images (e.g. `trainA`, `trainB`).
@@ -151,36 +218,49 @@ def make_unpaired_dataset(dir_a, dir_b, load_size=286, crop_size=256, batch_size
         crop_size: int, default 256. Random square crop after the resize.
         batch_size: int, default 1.
         flip: bool, default True. Random horizontal flips.
-        cache: bool, default True. Keep decoded, resized uint8 images in memory.
+        cache: bool, default True. Decode and resize every image once, up front, and keep
+            the uint8 results in memory; False reads and decodes files on every access.
         shuffle: bool, default True.
-        seed: int or None.
+        seed: int or None (a random one). With a seed, epoch e is the same on every run.
+        max_steps: int or None. Cap on the batches of an epoch.
+        position: `DataPosition` or None. Shared with the caller to seek for a resume.
 
     Example:
     >>> ds = make_unpaired_dataset("data/demo/trainA", "data/demo/trainB", 72, 64)  # doctest: +SKIP
     """
-    paths_a, paths_b = list_images(dir_a), list_images(dir_b)
-    return zip_domains(_files(paths_a), len(paths_a), _files(paths_b), len(paths_b),
-                       load_size, crop_size, batch_size, flip, cache, shuffle, seed)
+    if crop_size and load_size and crop_size > load_size:
+        raise ValueError(f"crop_size must not exceed load_size. Received: crop_size={crop_size}, load_size={load_size}")
+    domains = []
+    for directory in (dir_a, dir_b):
+        paths = list_images(directory)
+        if cache:
+            files = tf.data.Dataset.from_tensor_slices(paths).map(
+                lambda path: decode_image(tf.io.read_file(path)), num_parallel_calls=AUTOTUNE)
+            domains.append(_Domain(len(paths), load_size, images=files))
+        else:
+            domains.append(_Domain(len(paths), load_size, paths=paths))
+    return zip_domains(*domains, crop_size=crop_size, batch_size=batch_size, flip=flip, shuffle=shuffle,
+                       seed=seed, max_steps=max_steps, position=position)
 
 
-def make_tfds_dataset(name, split_a="trainA", split_b="trainB", data_dir=None, download=True, **kwargs):
-    """The same pipeline over a TFDS CycleGAN dataset, e.g. `cycle_gan/horse2zebra`."""
+def make_tfds_dataset(name, split_a="trainA", split_b="trainB", data_dir=None, download=True, load_size=286,
+                      crop_size=256, cache=True, **kwargs):
+    """The same pipeline over a TFDS CycleGAN dataset, e.g. `cycle_gan/horse2zebra`.
+
+    TFDS gives no random access, so its images are always held in memory (`cache` is ignored).
+    """
     import tensorflow_datasets as tfds
 
+    del cache
     builder = tfds.builder(name, data_dir=data_dir)
     if download:
         builder.download_and_prepare()
-
-    def images(split):
-        return builder.as_dataset(split=split, shuffle_files=True).map(lambda ex: ex["image"])
-
-    def length(split):
-        try:
-            return builder.info.splits[split].num_examples
-        except KeyError:  # no split metadata (e.g. under tfds.testing.mock_data): count
-            return int(images(split).reduce(0, lambda count, _: count + 1))
-
-    return zip_domains(images(split_a), length(split_a), images(split_b), length(split_b), **kwargs)
+    domains = []
+    for split in (split_a, split_b):
+        images = builder.as_dataset(split=split, shuffle_files=False).map(lambda ex: ex["image"])
+        length = int(images.reduce(0, lambda count, _: count + 1))
+        domains.append(_Domain(length, load_size, images=images))
+    return zip_domains(*domains, crop_size=crop_size, **kwargs)
 
 
 def load_image(path):

@@ -97,6 +97,27 @@ class ImagePool(keras.layers.Layer):
         _, returned = tf.while_loop(lambda i, _: i < batch, query, (tf.constant(0), returned))
         return returned.stack()
 
+    def _saved_variables(self):
+        # Keras saves only a layer's own weights; the random stream's position is state too,
+        # without which a resumed run would draw the pool's choices over again.
+        return self._trainable_variables + self._non_trainable_variables + [self.seed_generator.state]
+
+    def save_own_variables(self, store):
+        for i, variable in enumerate(self._saved_variables()):
+            store[str(i)] = variable
+
+    def load_own_variables(self, store):
+        variables = self._saved_variables()
+        if len(store.keys()) == len(variables) - 1:
+            variables = variables[:-1]  # saved before the seed state was: keep the fresh stream
+        if len(store.keys()) != len(variables):
+            raise ValueError(
+                f"Layer '{self.name}' expects {len(variables)} saved variables (is it built?), "
+                f"but the file has {len(store.keys())}."
+            )
+        for i, variable in enumerate(variables):
+            variable.assign(store[str(i)])
+
     def compute_output_shape(self, input_shape):
         return input_shape
 

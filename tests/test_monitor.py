@@ -1,0 +1,55 @@
+import math
+import os
+
+import h5py
+import numpy as np
+import pytest
+
+from tf_cyclegan.backup import WEIGHTS, BackupManager, RunProgress
+from tf_cyclegan.config import load_config
+from tf_cyclegan.monitor import StopOnNonFinite, TrainingDiverged, flatten_config
+from tf_cyclegan.train import train_and_evaluate
+
+
+def test_non_finite_logs_stop_with_the_step_and_the_term():
+    progress = RunProgress(steps_per_epoch=10, epoch=1, first_batch=3)
+    guard = StopOnNonFinite(progress)
+    guard.on_train_batch_end(0, {"gen_total": 3.0, "disc_a": 0.2})  # finite: nothing happens
+    progress.on_train_batch_end(1)
+    with pytest.raises(TrainingDiverged, match=r"step 15 \(epoch 2, batch 5\).*disc_b=nan.*gen_total=inf"):
+        guard.on_train_batch_end(1, {"gen_total": math.inf, "disc_a": 0.2, "disc_b": math.nan})
+
+
+def test_flatten_config_gives_hparam_values():
+    flat = flatten_config(load_config(sets=["data.root=x"]).to_dict())
+    assert flat["data.root"] == "x" and flat["train.seed"] == 0 and flat["data.tfds"] == "None"
+    assert all(isinstance(value, (bool, int, float, str)) for value in flat.values())
+
+
+def _all_finite(weights_file):
+    finite = []
+    with h5py.File(weights_file) as f:
+        f.visititems(lambda name, node: finite.append(np.isfinite(node[()]).all())
+                     if isinstance(node, h5py.Dataset) and node.dtype.kind == "f" else None)
+    return finite and all(finite)
+
+
+@pytest.mark.slow
+def test_a_diverging_run_stops_naming_the_loss_and_keeps_the_last_good_backup(demo_root, tmp_path):
+    config = load_config(overrides={
+        "data": {"root": str(demo_root), "load_size": 36, "crop_size": 32, "num_samples": 0},
+        "model": {"filters": 4, "num_residual_blocks": 1, "disc_filters": 4},
+        "train": {"epochs": 2, "epochs_decay": 0, "verbose": 0, "learning_rate": 1e15},
+        "checkpoint": {"backup_every_n_steps": 1},
+    })
+    # A step's losses come before its update: either the losses or (checked before each
+    # backup) the weights are the first to go non-finite.
+    pattern = r"non-finite (loss (cycle|disc|gan|gen|identity)|weights in (gen|disc)_)"
+    with pytest.raises(TrainingDiverged, match=pattern) as caught:
+        train_and_evaluate(config, str(tmp_path / "run"))
+    message = str(caught.value)
+    step = int(message.split("at step ")[1].split(" ")[0])
+    backups = BackupManager(tmp_path / "run" / "backup").backups()
+    assert backups, message
+    assert os.path.basename(backups[0]) == f"step-{step - 1:010d}"  # the diverged step is not backed up
+    assert _all_finite(os.path.join(backups[0], WEIGHTS))

@@ -1,0 +1,219 @@
+"""Backups of the complete training state, written atomically, restored with fallback.
+
+A backup is a folder `backup/step-NNNNNNNNNN/` holding `state.weights.h5` (all four
+networks, both optimizers with their moments, iteration counts and loss scales, both
+image pools with their random streams) and `progress.json` (epoch, batch, global step,
+learning rate, the weights file's SHA-256). It is written into a temporary folder,
+flushed to disk, then renamed into place, so a kill at any moment leaves the previous
+backups whole; a backup without a matching checksum is never loaded.
+"""
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import time
+
+import keras
+import numpy as np
+
+from tf_cyclegan.monitor import check_finite_weights
+
+logger = logging.getLogger(__name__)
+
+WEIGHTS = "state.weights.h5"
+PROGRESS = "progress.json"
+_PREFIX = "step-"
+
+
+class BackupError(RuntimeError):
+    """A backup could not be written or no backup could be restored."""
+
+
+def _sha256(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _fsync(path):
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class BackupManager:
+    """Writes, lists and restores the backups of one run.
+
+    Args:
+        directory: the run's backup folder (created when first written).
+        keep: int, default 2. Complete backups kept; older ones are deleted only after a
+            newer one is complete.
+    """
+
+    def __init__(self, directory, keep=2):
+        if keep < 1:
+            raise ValueError(f"keep must be at least 1. Received: keep={keep}")
+        self.directory = os.fspath(directory)
+        self.keep = keep
+
+    def backups(self):
+        """Complete backup folders, newest first (by global step)."""
+        if not os.path.isdir(self.directory):
+            return []
+        names = [n for n in os.listdir(self.directory) if n.startswith(_PREFIX) and n[len(_PREFIX):].isdigit()]
+        return [os.path.join(self.directory, n) for n in sorted(names, reverse=True)]
+
+    def save(self, model, progress):
+        """Writes a backup of `model` at `progress` (a dict with at least `global_step`).
+
+        Returns the backup's folder. Raises `BackupError` naming the folder and the reason
+        (a full disk, a read-only folder); the earlier backups are left as they were.
+        """
+        step = int(progress["global_step"])
+        final = os.path.join(self.directory, f"{_PREFIX}{step:010d}")
+        if os.path.exists(final):
+            return final
+        tmp = os.path.join(self.directory, f".tmp-{_PREFIX}{step:010d}-{os.getpid()}")
+        try:
+            os.makedirs(self.directory, exist_ok=True)
+            shutil.rmtree(tmp, ignore_errors=True)
+            os.makedirs(tmp)
+            weights = os.path.join(tmp, WEIGHTS)
+            model.save_weights(weights)
+            _fsync(weights)
+            record = dict(progress, sha256=_sha256(weights), written=time.strftime("%Y-%m-%dT%H:%M:%S"))
+            with open(os.path.join(tmp, PROGRESS), "w") as f:
+                json.dump(record, f, indent=2)
+                f.flush()
+                os.fsync(f.fileno())
+            _fsync(tmp)
+            os.rename(tmp, final)
+            _fsync(self.directory)
+        except OSError as error:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise BackupError(
+                f"Could not write the training backup {final}: {error.strerror or error}. "
+                f"The previous backup is kept; free space or fix permissions and rerun to resume."
+            ) from error
+        self._prune()
+        return final
+
+    def _prune(self):
+        for old in self.backups()[self.keep:]:
+            shutil.rmtree(old, ignore_errors=True)
+        for name in os.listdir(self.directory):
+            if name.startswith(".tmp-") and not name.endswith(f"-{os.getpid()}"):
+                shutil.rmtree(os.path.join(self.directory, name), ignore_errors=True)
+
+    def read_progress(self, backup):
+        """The progress record of a backup folder, after checking its weights' checksum."""
+        with open(os.path.join(backup, PROGRESS)) as f:
+            progress = json.load(f)
+        digest = _sha256(os.path.join(backup, WEIGHTS))
+        if digest != progress.get("sha256"):
+            raise BackupError(f"{WEIGHTS} does not match the checksum in {PROGRESS} (a damaged file)")
+        return progress
+
+    def restore(self, model):
+        """Loads the newest loadable backup into `model` (built and compiled).
+
+        A damaged backup is skipped with a warning naming it, and the next older one is
+        tried. Returns its progress dict, or None if there is no backup.
+
+        Raises:
+            BackupError: backups exist but none of them can be loaded.
+        """
+        candidates = self.backups()
+        failures = []
+        for backup in candidates:
+            try:
+                progress = self.read_progress(backup)
+                model.load_weights(os.path.join(backup, WEIGHTS))
+            except (OSError, ValueError, KeyError, BackupError) as error:
+                reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+                logger.warning("Skipping damaged backup %s: %s. Trying the previous one.", backup, reason)
+                failures.append(f"{backup}: {reason}")
+                continue
+            logger.info("Resumed from %s (epoch %d, batch %d, step %d)", backup, progress["epoch"],
+                        progress["batch"], progress["global_step"])
+            return progress
+        if failures:
+            raise BackupError("No loadable backup: " + "; ".join(failures))
+        return None
+
+
+class BackupCallback(keras.callbacks.Callback):
+    """Backs up the training state every `every_n_steps` batches and at every epoch's end.
+
+    Args:
+        manager: `BackupManager`.
+        progress: `RunProgress` that knows the epoch, batch and global step.
+        every_n_steps: int, 0 for epoch ends only.
+    """
+
+    def __init__(self, manager, progress, every_n_steps=0):
+        super().__init__()
+        self.manager = manager
+        self.progress = progress
+        self.every_n_steps = every_n_steps
+
+    def _save(self):
+        check_finite_weights(self.model, self.progress)
+        self.manager.save(self.model, self.progress.record(self.model))
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.every_n_steps and self.progress.global_step % self.every_n_steps == 0:
+            self._save()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._save()
+
+
+class RunProgress(keras.callbacks.Callback):
+    """Keeps the epoch, batch within it and global step; the first callback of a run.
+
+    `fit` numbers batches from 0 in every epoch, including a resumed epoch that starts
+    part-way; `first_batch` tells it where that epoch really starts.
+
+    Args:
+        steps_per_epoch: int, batches per full epoch.
+        epoch: int, the epoch training starts in.
+        first_batch: int, batches of that epoch already done.
+    """
+
+    def __init__(self, steps_per_epoch, epoch=0, first_batch=0):
+        super().__init__()
+        self.steps_per_epoch = steps_per_epoch
+        self.epoch = epoch
+        self.batch = first_batch  # batches finished in the current epoch
+        self._offset = first_batch
+
+    @property
+    def global_step(self):
+        return self.epoch * self.steps_per_epoch + self.batch
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if epoch != self.epoch:
+            self.epoch, self.batch, self._offset = epoch, 0, 0
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.batch = self._offset + batch + 1
+
+    def on_epoch_end(self, epoch, logs=None):
+        # The epoch is complete: the next state is the start of the next epoch.
+        self.epoch, self.batch, self._offset = epoch + 1, 0, 0
+
+    def record(self, model):
+        return {
+            "epoch": self.epoch,
+            "batch": self.batch,
+            "global_step": self.global_step,
+            "steps_per_epoch": self.steps_per_epoch,
+            "learning_rate": float(np.asarray(model.gen_optimizer.learning_rate)),
+        }
