@@ -82,6 +82,19 @@ def test_a_seeked_pass_reads_exactly_that_epoch_from_that_batch(tmp_path):
     assert len(_epoch(resumed)) == 5  # the next pass is a whole epoch again
 
 
+def test_shards_split_every_global_batch_between_them(tmp_path):
+    dir_a, dir_b = _folder(tmp_path, "a", 8), _folder(tmp_path, "b", 5, seed=1)
+    whole = _epoch(make_unpaired_dataset(dir_a, dir_b, 36, 32, batch_size=4, seed=3))
+    # Two machines, two replicas each: per-replica batches of 1, in the global batch's order.
+    shards = [_epoch(make_unpaired_dataset(dir_a, dir_b, 36, 32, batch_size=2, seed=3, num_shards=2,
+                                           shard_index=i, replica_batch_size=1)) for i in range(2)]
+    assert len(whole) == 2 and [len(shard) for shard in shards] == [4, 4]
+    for step, (global_a, global_b) in enumerate(whole):
+        parts = shards[0][2 * step:2 * step + 2] + shards[1][2 * step:2 * step + 2]
+        np.testing.assert_array_equal(np.concatenate([a for a, _ in parts]), global_a)
+        np.testing.assert_array_equal(np.concatenate([b for _, b in parts]), global_b)
+
+
 def test_max_steps_caps_an_epoch(tmp_path):
     folder = _folder(tmp_path, "a", 6)
     assert len(list(make_unpaired_dataset(folder, folder, 36, 32, batch_size=2, max_steps=2))) == 2

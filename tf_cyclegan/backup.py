@@ -185,11 +185,13 @@ class RunProgress(keras.callbacks.Callback):
         steps_per_epoch: int, batches per full epoch.
         epoch: int, the epoch training starts in.
         first_batch: int, batches of that epoch already done.
+        info: dict, more facts recorded with each backup (pairs per epoch, global batch).
     """
 
-    def __init__(self, steps_per_epoch, epoch=0, first_batch=0):
+    def __init__(self, steps_per_epoch, epoch=0, first_batch=0, info=None):
         super().__init__()
         self.steps_per_epoch = steps_per_epoch
+        self.info = dict(info or {})
         self.epoch = epoch
         self.batch = first_batch  # batches finished in the current epoch
         self._offset = first_batch
@@ -216,4 +218,5 @@ class RunProgress(keras.callbacks.Callback):
             "global_step": self.global_step,
             "steps_per_epoch": self.steps_per_epoch,
             "learning_rate": float(np.asarray(model.gen_optimizer.learning_rate)),
+            **self.info,
         }

@@ -7,6 +7,7 @@ before any work, with a message naming the key.
 
 import dataclasses
 import difflib
+import os
 import typing
 from dataclasses import dataclass, field
 from typing import Literal, Optional, Union
@@ -94,6 +95,16 @@ class MonitorConfig:
 
 
 @dataclass(frozen=True)
+class DistributeConfig:
+    """Data-parallel training with tf.distribute; `data.batch_size` is per replica."""
+
+    strategy: Literal["auto", "none", "mirrored", "multi_worker", "tpu"] = "auto"
+    scale_learning_rate: bool = False  # linear scaling rule: learning_rate x replicas
+    tpu: Optional[str] = None  # TPU name or grpc:// address; None: the local TPU
+    timeout_s: int = 300  # bound on waiting for other workers
+
+
+@dataclass(frozen=True)
 class Config:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -101,6 +112,7 @@ class Config:
     eval: EvalConfig = field(default_factory=EvalConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     monitor: MonitorConfig = field(default_factory=MonitorConfig)
+    distribute: DistributeConfig = field(default_factory=DistributeConfig)
 
     def to_dict(self):
         return dataclasses.asdict(self)
@@ -110,6 +122,7 @@ _POSITIVE = {
     "data.load_size", "data.crop_size", "data.batch_size", "model.filters",
     "model.disc_filters", "model.disc_layers", "train.learning_rate", "train.steps_per_epoch",
     "eval.max_images", "checkpoint.keep_backups", "checkpoint.keep_keras", "monitor.scalars_every_n_steps",
+    "distribute.timeout_s",
 }
 _NON_NEGATIVE = {
     "data.num_samples", "model.num_residual_blocks", "model.lambda_cycle",
@@ -247,5 +260,8 @@ def load_config(path=None, overrides=None, sets=None):
 
 
 def dump_config(config, path):
-    with open(path, "w") as f:
+    """Writes the resolved config as YAML, atomically (other workers may be reading it)."""
+    tmp = f"{path}.tmp"
+    with open(tmp, "w") as f:
         yaml.safe_dump(config.to_dict(), f, sort_keys=False)
+    os.replace(tmp, path)

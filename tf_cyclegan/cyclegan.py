@@ -155,6 +155,29 @@ class CycleGAN(keras.Model):
             **config,
         )
 
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        """Replaces Keras' pre-fit build under `tf.distribute`, which peeks at a batch and
+        averages it across replicas: under MultiWorkerMirroredStrategy that reduce fails
+        ("Attempt to convert a value (PerReplica...)", keras-team/keras#20585), and the
+        peek uses up a pass of the dataset. CycleGAN needs no symbolic build: `compile`
+        builds both optimizers and `build` the pools, which is all that is left to do,
+        from a peeked batch only when the model was not built beforehand.
+        """
+        if self.built or iterator is None:
+            return
+        strategy = self.distribute_strategy
+        for _, _, batches in iterator:
+            batch = next(batches)
+            break
+        local = tf.nest.map_structure(
+            lambda x: strategy.experimental_local_results(x)[0]
+            if isinstance(x, tf.distribute.DistributedValues) else x,
+            batch,
+        )
+        real_a, _, _ = keras.utils.unpack_x_y_sample_weight(local)
+        with strategy.scope():
+            self.build(tuple(real_a.shape))
+
     def _build_for_batch(self, real_a):
         """Builds the pools from the first training batch (fit defers building to the trace)."""
         if not self.built:
@@ -238,7 +261,12 @@ class CycleGAN(keras.Model):
     def _track(self, losses):
         for name, value in losses.items():
             self.trackers[name].update_state(value)
-        return {name: self.trackers[name].result() for name in LOSS_NAMES if name in losses}
+        logs = {name: self.trackers[name].result() for name in LOSS_NAMES if name in losses}
+        if _multi_worker(self.distribute_strategy):
+            # Keras averages the step's outputs across workers along axis 0, which scalars
+            # do not have (keras-team/keras#20585): give each a length-1 axis to reduce.
+            logs = {name: tf.reshape(value, [1]) for name, value in logs.items()}
+        return logs
 
     def get_config(self):
         config = super().get_config()
@@ -256,6 +284,11 @@ class CycleGAN(keras.Model):
         for name in ("gen_a2b", "gen_b2a", "disc_a", "disc_b"):
             config[name] = keras.saving.deserialize_keras_object(config[name])
         return cls(**config)
+
+
+def _multi_worker(strategy):
+    extended = getattr(strategy, "extended", None)
+    return bool(getattr(extended, "_in_multi_worker_mode", lambda: False)())
 
 
 def _loss_scaled(optimizer):

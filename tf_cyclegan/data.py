@@ -114,7 +114,8 @@ class DataPosition:
     """
 
     def __init__(self):
-        self.steps_per_epoch = None  # set by the dataset that uses it
+        # Set by the dataset that uses it.
+        self.steps_per_epoch = self.pairs_per_epoch = self.global_batch_size = None
         with tf.device("/cpu:0"):
             self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="data_epoch")
             self.skip_batches = tf.Variable(0, dtype=tf.int64, trainable=False, name="data_skip_batches")
@@ -164,18 +165,33 @@ def _shuffled_index(i, length, seed, epoch, pairs):
 
 
 def zip_domains(domain_a, domain_b, crop_size=256, batch_size=1, flip=True, shuffle=True, seed=None,
-                max_steps=None, position=None):
-    """Pairs two domains into epochs of max(|A|, |B|) augmented pairs, one epoch per pass."""
+                max_steps=None, position=None, num_shards=1, shard_index=0, replica_batch_size=None):
+    """Pairs two domains into epochs of max(|A|, |B|) augmented pairs, one epoch per pass.
+
+    With `num_shards` > 1 (one input pipeline per machine), a global batch is
+    `batch_size * num_shards` consecutive pairs, and this pipeline yields its
+    `shard_index`-th slice of each: its own pairs, read from their own files. With
+    `replica_batch_size`, that slice comes as batches of that size, one per local replica
+    (what `tf.distribute.Strategy.distribute_datasets_from_function` expects).
+    """
     pairs = max(domain_a.length, domain_b.length)
-    if pairs < batch_size:
-        raise ValueError(f"batch_size={batch_size} exceeds the {pairs} image pairs of an epoch")
-    steps = pairs // batch_size
+    global_batch = batch_size * num_shards
+    if pairs < global_batch:
+        raise ValueError(f"The global batch ({batch_size} x {num_shards} pipelines) exceeds the {pairs} image "
+                         "pairs of an epoch")
+    if replica_batch_size and batch_size % replica_batch_size:
+        raise ValueError(f"batch_size={batch_size} is not a multiple of replica_batch_size={replica_batch_size}")
+    if not 0 <= shard_index < num_shards:
+        raise ValueError(f"shard_index must be in [0, {num_shards}). Received: {shard_index}")
+    steps = pairs // global_batch
     if max_steps:
         steps = min(steps, max_steps)
     if seed is None:
         seed = random.SystemRandom().randrange(2**31)
     position = position or DataPosition()
     position.steps_per_epoch = steps
+    position.pairs_per_epoch = pairs
+    position.global_batch_size = global_batch
     # Distinct stateless seed streams for each domain's order and augmentation.
     seeds = {key: tf.constant(4 * seed + offset, tf.int64)
              for offset, key in enumerate(("order_a", "order_b", "augment_a", "augment_b"))}
@@ -192,21 +208,28 @@ def zip_domains(domain_a, domain_b, crop_size=256, batch_size=1, flip=True, shuf
 
     def epoch_pairs(_):
         epoch = position.epoch.assign_add(1) - 1
-        first = position.skip_batches.read_value() * batch_size
+        first = position.skip_batches.read_value() * global_batch
         with tf.control_dependencies([first]):
             reset = position.skip_batches.assign(0)
         with tf.control_dependencies([reset]):
             first = tf.identity(first)
-        return tf.data.Dataset.range(first, steps * batch_size).map(
+        indices = tf.data.Dataset.range(first, steps * global_batch)
+        if num_shards > 1:
+            indices = indices.filter(lambda i: (i % global_batch) // batch_size == shard_index)
+        return indices.map(
             lambda i: (image(domain_a, "a", epoch, i), image(domain_b, "b", epoch, i)),
             num_parallel_calls=AUTOTUNE,
-        ).batch(batch_size, drop_remainder=True)  # fixed shapes for XLA and for replicas
+        ).batch(replica_batch_size or batch_size, drop_remainder=True)  # fixed shapes for XLA and replicas
 
-    return tf.data.Dataset.from_tensors(0).flat_map(epoch_pairs).prefetch(AUTOTUNE)
+    options = tf.data.Options()
+    # The pipeline shards itself (above); tf.distribute must not shard it again.
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
+    return tf.data.Dataset.from_tensors(0).flat_map(epoch_pairs).prefetch(AUTOTUNE).with_options(options)
 
 
 def make_unpaired_dataset(dir_a, dir_b, load_size=286, crop_size=256, batch_size=1, flip=True,
-                          cache=True, shuffle=True, seed=None, max_steps=None, position=None):
+                          cache=True, shuffle=True, seed=None, max_steps=None, position=None,
+                          num_shards=1, shard_index=0, replica_batch_size=None):
     """A `tf.data.Dataset` of `(real_a, real_b)` batches from two image folders.
 
     Each pass is one epoch of max(|A|, |B|) pairs (or `max_steps` batches): both domains
@@ -224,6 +247,8 @@ def make_unpaired_dataset(dir_a, dir_b, load_size=286, crop_size=256, batch_size
         seed: int or None (a random one). With a seed, epoch e is the same on every run.
         max_steps: int or None. Cap on the batches of an epoch.
         position: `DataPosition` or None. Shared with the caller to seek for a resume.
+        num_shards, shard_index: input pipelines (machines) and this one's index; each
+            yields `batch_size` pairs of every global batch of `batch_size * num_shards`.
 
     Example:
     >>> ds = make_unpaired_dataset("data/demo/trainA", "data/demo/trainB", 72, 64)  # doctest: +SKIP
@@ -240,7 +265,8 @@ def make_unpaired_dataset(dir_a, dir_b, load_size=286, crop_size=256, batch_size
         else:
             domains.append(_Domain(len(paths), load_size, paths=paths))
     return zip_domains(*domains, crop_size=crop_size, batch_size=batch_size, flip=flip, shuffle=shuffle,
-                       seed=seed, max_steps=max_steps, position=position)
+                       seed=seed, max_steps=max_steps, position=position, num_shards=num_shards,
+                       shard_index=shard_index, replica_batch_size=replica_batch_size)
 
 
 def make_tfds_dataset(name, split_a="trainA", split_b="trainB", data_dir=None, download=True, load_size=286,

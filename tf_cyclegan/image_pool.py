@@ -5,8 +5,19 @@ the newest fakes and fakes from earlier generator versions, which damps the
 oscillation between generator and discriminator.
 """
 
+import random
+
 import keras
 import tensorflow as tf
+
+
+def _replica_local(variable):
+    """The tf.Variable behind a Keras variable; under `tf.distribute`, this replica's copy
+    (sync-on-read variables have no scatter updates of their own)."""
+    value = variable.value
+    if isinstance(value, tf.distribute.DistributedValues):
+        return value._get_on_device_or_primary()
+    return value
 
 
 @keras.saving.register_keras_serializable(package="tf_cyclegan")
@@ -18,9 +29,11 @@ class ImagePool(keras.layers.Layer):
     randomly chosen stored image and store the new one in its place, otherwise return
     the new image. `pool_size=0` returns the input unchanged.
 
-    The state lives in non-trainable variables updated with TF ops, so the pool runs
-    inside a compiled `train_step` (XLA included) and is saved with the model. Its
-    shape is fixed when the layer is built, from the first batch it sees.
+    The state (images, count, the position of its random stream) lives in non-trainable
+    variables updated with TF ops, so the pool runs inside a compiled `train_step` (XLA
+    included) and is saved with the model. Its shape is fixed when the layer is built,
+    from the first batch it sees. Under `tf.distribute` each replica keeps its own pool
+    (sync-on-read variables); a save writes the first replica's.
 
     Args:
         pool_size: int, default 50. Images kept.
@@ -41,7 +54,6 @@ class ImagePool(keras.layers.Layer):
             raise ValueError(f"pool_size must be a non-negative int. Received: pool_size={pool_size!r}")
         self.pool_size = pool_size
         self.seed = seed
-        self.seed_generator = keras.random.SeedGenerator(seed, name="pool_seed")
 
     def build(self, input_shape):
         image_shape = tuple(input_shape[1:])
@@ -50,24 +62,37 @@ class ImagePool(keras.layers.Layer):
                 "ImagePool needs a fixed image size (train on fixed-size crops). "
                 f"Received: input_shape={input_shape!r}"
             )
-        self.images = self.add_weight(
-            shape=(max(self.pool_size, 1),) + image_shape, initializer="zeros",
-            trainable=False, name="images", dtype=self.variable_dtype,
-        )
-        self.count = self.add_weight(
-            shape=(), initializer="zeros", trainable=False, name="count", dtype="int32"
-        )
+        seed = self.seed if self.seed is not None else random.SystemRandom().randrange(2**31)
+
+        def replica_local(initializer, shape, dtype, name):
+            # Each replica updates its own copy inside train_step; no cross-replica sync.
+            return keras.Variable(initializer, shape=shape, dtype=dtype, trainable=False, name=name,
+                                  synchronization="on_read", aggregation="only_first_replica")
+
+        with keras.name_scope(self.name, caller=self):
+            self.images = replica_local("zeros", (max(self.pool_size, 1),) + image_shape,
+                                        self.variable_dtype, "images")
+            self.count = replica_local("zeros", (), "int32", "count")
+            self.seed_state = replica_local(lambda shape, dtype: tf.constant([seed, 0], dtype), (2,),
+                                            "int64", "seed_state")
 
     def call(self, images):
         if self.pool_size == 0:
             return images
         images = tf.cast(images, self.images.dtype)
         batch = tf.shape(images)[0]
-        # One uniform draw for "use an old image" and one for "which", per image.
-        use_old = keras.random.uniform((batch,), seed=self.seed_generator) > 0.5
-        slots = keras.random.randint((batch,), 0, self.pool_size, seed=self.seed_generator)
-        pool = self.images.value  # the tf.Variable, for in-place scatter updates
-        count = self.count.value
+        # One uniform draw for "use an old image" and one for "which", per image, from a
+        # stateless stream whose position is a variable (saved, restored, XLA-safe).
+        seed_state = _replica_local(self.seed_state)
+        draw_seed = seed_state.read_value()
+        with tf.control_dependencies([draw_seed]):
+            seed_state.assign_add(tf.constant([0, 1], tf.int64))
+        use_seed, slot_seed = tf.unstack(tf.random.experimental.stateless_split(draw_seed, 2))
+        use_old = tf.random.stateless_uniform((batch,), seed=use_seed) > 0.5
+        slots = tf.random.stateless_uniform((batch,), seed=slot_seed, minval=0, maxval=self.pool_size,
+                                            dtype=tf.int32)
+        pool = _replica_local(self.images)  # the tf.Variable, for in-place scatter updates
+        count = _replica_local(self.count)
 
         def store(slot, image):
             pool.scatter_nd_update([[slot]], image[None])
@@ -97,26 +122,13 @@ class ImagePool(keras.layers.Layer):
         _, returned = tf.while_loop(lambda i, _: i < batch, query, (tf.constant(0), returned))
         return returned.stack()
 
-    def _saved_variables(self):
-        # Keras saves only a layer's own weights; the random stream's position is state too,
-        # without which a resumed run would draw the pool's choices over again.
-        return self._trainable_variables + self._non_trainable_variables + [self.seed_generator.state]
-
-    def save_own_variables(self, store):
-        for i, variable in enumerate(self._saved_variables()):
-            store[str(i)] = variable
-
     def load_own_variables(self, store):
-        variables = self._saved_variables()
-        if len(store.keys()) == len(variables) - 1:
-            variables = variables[:-1]  # saved before the seed state was: keep the fresh stream
-        if len(store.keys()) != len(variables):
-            raise ValueError(
-                f"Layer '{self.name}' expects {len(variables)} saved variables (is it built?), "
-                f"but the file has {len(store.keys())}."
-            )
-        for i, variable in enumerate(variables):
-            variable.assign(store[str(i)])
+        if self.built and len(store.keys()) == 2:
+            # Saved before the stream's position was state: keep a fresh stream.
+            self.images.assign(store["0"])
+            self.count.assign(store["1"])
+            return
+        super().load_own_variables(store)
 
     def compute_output_shape(self, input_shape):
         return input_shape

@@ -1,6 +1,7 @@
 """The paper's learning-rate schedule: constant, then linear decay to zero."""
 
 import keras
+import numpy as np
 
 
 def linear_decay_factor(epoch, epochs, epochs_decay):
@@ -43,4 +44,4 @@ class LinearDecay(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         if logs is not None:
-            logs["learning_rate"] = float(self.model.gen_optimizer.learning_rate)
+            logs["learning_rate"] = float(np.asarray(self.model.gen_optimizer.learning_rate))

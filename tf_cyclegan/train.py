@@ -17,6 +17,7 @@ import os
 import shutil
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from tf_cyclegan.backup import BackupCallback, BackupManager, RunProgress
@@ -25,6 +26,7 @@ from tf_cyclegan.config import ConfigError, dump_config, load_config
 from tf_cyclegan.cyclegan import CycleGAN
 from tf_cyclegan.data import DataPosition, list_images, load_image, make_tfds_dataset, make_unpaired_dataset
 from tf_cyclegan.discriminator import build_patchgan_discriminator
+from tf_cyclegan.distribute import make_strategy, worker_layout
 from tf_cyclegan.evaluate import EvaluationCallback
 from tf_cyclegan.fid import InceptionFeatures
 from tf_cyclegan.generator import build_resnet_generator
@@ -44,10 +46,16 @@ def _train_folders(data):
     return None
 
 
-def build_dataset(data, seed=None, max_steps=None, position=None):
-    """The training `tf.data.Dataset` of a `DataConfig` (folders or TFDS); one pass per epoch."""
-    options = dict(load_size=data.load_size, crop_size=data.crop_size, batch_size=data.batch_size,
-                   flip=data.flip, cache=data.cache, seed=seed, max_steps=max_steps, position=position)
+def build_dataset(data, seed=None, max_steps=None, position=None, batch_size=None, num_shards=1, shard_index=0,
+                  replica_batch_size=None):
+    """The training `tf.data.Dataset` of a `DataConfig` (folders or TFDS); one pass per epoch.
+
+    `batch_size` (default `data.batch_size`) is this input pipeline's batch; with
+    `num_shards` pipelines (machines), each yields its own slice of every global batch.
+    """
+    options = dict(load_size=data.load_size, crop_size=data.crop_size, batch_size=batch_size or data.batch_size,
+                   flip=data.flip, cache=data.cache, seed=seed, max_steps=max_steps, position=position,
+                   num_shards=num_shards, shard_index=shard_index, replica_batch_size=replica_batch_size)
     folders = _train_folders(data)
     if folders:
         return make_unpaired_dataset(*folders, **options)
@@ -95,7 +103,8 @@ def _check_writable(run_dir):
 
 
 # Settings that may differ when a run is resumed; anything else must match the saved config.
-_RESUMABLE = ("train.verbose", "train.epochs", "train.epochs_decay", "checkpoint.", "monitor.", "eval.")
+_RESUMABLE = ("train.verbose", "train.epochs", "train.epochs_decay", "checkpoint.", "monitor.", "eval.",
+              "distribute.strategy", "distribute.tpu", "distribute.timeout_s")
 _RUN_FILES = ("backup", "checkpoints", "logs", "samples", "log.csv", "model.keras", "results.json", "config.yaml")
 
 
@@ -144,6 +153,10 @@ def train_and_evaluate(config, run_dir, restart=False, callbacks=()):
         `testB_paired/`, the paired translation error (see `paired_translation_error`).
     """
     t = config.train
+    # The strategy comes first: a multi-worker strategy must exist before other TensorFlow work.
+    strategy = make_strategy(config.distribute.strategy, tpu=config.distribute.tpu,
+                             timeout_s=config.distribute.timeout_s)
+    num_workers, worker_index, is_chief = worker_layout(strategy)
     if t.seed is not None:
         keras.utils.set_random_seed(t.seed)
     if t.deterministic:
@@ -151,17 +164,25 @@ def train_and_evaluate(config, run_dir, restart=False, callbacks=()):
     resume = _resuming(config, run_dir, restart)
     # Everything that can fail on bad input happens before any network is built.
     position = DataPosition()
-    dataset = build_dataset(config.data, seed=t.seed, max_steps=t.steps_per_epoch, position=position)
-    samples = _sample_images(config.data, config.data.num_samples)
-    _check_writable(run_dir)
-    if restart:
-        _clear_run(run_dir)
-    dump_config(config, os.path.join(run_dir, "config.yaml"))
+    local_replicas = strategy.num_replicas_in_sync // num_workers
+    dataset = build_dataset(config.data, seed=t.seed, max_steps=t.steps_per_epoch, position=position,
+                            batch_size=config.data.batch_size * local_replicas, num_shards=num_workers,
+                            shard_index=worker_index, replica_batch_size=config.data.batch_size)
+    samples = _sample_images(config.data, config.data.num_samples) if is_chief else None
+    if is_chief:  # the chief alone writes the run directory
+        _check_writable(run_dir)
+        if restart:
+            _clear_run(run_dir)
+        dump_config(config, os.path.join(run_dir, "config.yaml"))
+    if strategy.num_replicas_in_sync > 1:
+        logger.info("Training on %d replicas (%d machine(s)); global batch %d", strategy.num_replicas_in_sync,
+                    num_workers, position.global_batch_size)
 
     policy = set_precision(t.precision)
     logger.info("Precision policy: %s", policy)
     try:
-        return _train(config, run_dir, dataset, position, samples, policy, resume, list(callbacks))
+        return _train(config, run_dir, dataset, position, samples, policy, resume, list(callbacks),
+                      strategy, num_workers, is_chief)
     finally:
         # The policy is process-global; later models in this process start from float32.
         keras.mixed_precision.set_global_policy("float32")
@@ -183,57 +204,62 @@ def _keep_csv_rows_before(path, epoch):
     os.replace(tmp, path)
 
 
-def _train(config, run_dir, dataset, position, samples, policy, resume, extra_callbacks):
-    t, c = config.train, config.checkpoint
-    model = build_cyclegan(config.model, seed=t.seed)
-    model.compile(
-        gen_optimizer=keras.optimizers.Adam(t.learning_rate, beta_1=t.beta_1),
-        disc_optimizer=keras.optimizers.Adam(t.learning_rate, beta_1=t.beta_1),
-        jit_compile=t.jit_compile,
-    )
-    model.build(tuple(dataset.element_spec[0].shape))  # the pools, so a backup can load into them
-    steps = position.steps_per_epoch
-    total_epochs = t.epochs + t.epochs_decay
-    manager = BackupManager(os.path.join(run_dir, "backup"), keep=c.keep_backups)
-    csv_path = os.path.join(run_dir, "log.csv")
-    epoch, batch = 0, 0
-    record = manager.restore(model) if resume else None
-    if record:
-        if record["steps_per_epoch"] != steps:
+def _resume_position(record, position, run_dir):
+    """(epoch, batch) to resume at; the batch is converted if the global batch size changed
+    (a run moved between topologies: data.batch_size is per replica)."""
+    epoch, batch = record["epoch"], record["batch"]
+    if record["steps_per_epoch"] != position.steps_per_epoch:
+        old_batch = record.get("global_batch_size")
+        if not old_batch or record.get("pairs_per_epoch") != position.pairs_per_epoch:
             raise ConfigError(
                 f"The backup in {run_dir} was made with {record['steps_per_epoch']} batches per epoch, but the "
-                f"data now gives {steps}: the training data changed. Use --restart to start over."
+                f"data now gives {position.steps_per_epoch}: the training data changed. Use --restart to start over."
             )
-        epoch, batch = record["epoch"], record["batch"]
-        if batch >= steps:  # stopped after an epoch's last batch, before its end
-            epoch, batch = epoch + 1, 0
-        _keep_csv_rows_before(csv_path, epoch)
+        batch = batch * old_batch // position.global_batch_size
+        logger.warning("The global batch is %d now, %d when the backup was made: resuming at batch %d of the "
+                       "epoch (the same pairs, up to one batch)", position.global_batch_size, old_batch, batch)
+    if batch >= position.steps_per_epoch:  # stopped after an epoch's last batch, before its end
+        epoch, batch = epoch + 1, 0
+    return epoch, batch
+
+
+def _train(config, run_dir, dataset, position, samples, policy, resume, extra_callbacks, strategy, num_workers,
+           is_chief):
+    t, c = config.train, config.checkpoint
+    replicas = strategy.num_replicas_in_sync
+    learning_rate = t.learning_rate * (replicas if config.distribute.scale_learning_rate else 1)
+    manager = BackupManager(os.path.join(run_dir, "backup"), keep=c.keep_backups)
+    with strategy.scope():
+        model = build_cyclegan(config.model, seed=t.seed)
+        model.compile(
+            gen_optimizer=keras.optimizers.Adam(learning_rate, beta_1=t.beta_1),
+            disc_optimizer=keras.optimizers.Adam(learning_rate, beta_1=t.beta_1),
+            jit_compile=t.jit_compile,
+        )
+        model.build(tuple(dataset.element_spec[0].shape))  # the pools, so a backup can load into them
+        record = manager.restore(model) if resume else None
+    steps = position.steps_per_epoch
+    total_epochs = t.epochs + t.epochs_decay
+    csv_path = os.path.join(run_dir, "log.csv")
+    epoch, batch = 0, 0
+    if record:
+        epoch, batch = _resume_position(record, position, run_dir)
+        if is_chief:
+            _keep_csv_rows_before(csv_path, epoch)
         print(f"Resuming {run_dir} at epoch {epoch + 1}, batch {batch + 1} (step {record['global_step']})")
 
     log_dir = os.path.join(run_dir, "logs")
-    progress = RunProgress(steps, epoch, batch)
+    progress = RunProgress(steps, epoch, batch, info={"pairs_per_epoch": position.pairs_per_epoch,
+                                                      "global_batch_size": position.global_batch_size})
     # Order matters: progress first; LinearDecay adds the learning rate to the logs the later
     # ones write; the NaN check runs before the backup so a diverged step is never backed up.
     callbacks = [
         progress,
-        LinearDecay(t.learning_rate, t.epochs, t.epochs_decay),
+        LinearDecay(learning_rate, t.epochs, t.epochs_decay),
         StopOnNonFinite(progress),
-        BackupCallback(manager, progress, every_n_steps=c.backup_every_n_steps),
-        keras.callbacks.TensorBoard(log_dir, write_graph=False),
-        keras.callbacks.CSVLogger(csv_path, append=True),
-        KerasCheckpoints(os.path.join(run_dir, "checkpoints"), progress, every_n_epochs=c.keras_every_n_epochs,
-                         every_n_steps=c.keras_every_n_steps, keep=c.keep_keras),
-        TrainingMonitor(log_dir, progress, batch_size=config.data.batch_size,
-                        every_n_steps=config.monitor.scalars_every_n_steps,
-                        hparams=flatten_config(config.to_dict()), run_name=os.path.basename(os.path.abspath(run_dir))),
     ]
-    if config.eval.every_n_epochs:
-        features = InceptionFeatures(config.eval.inception_weights) if config.eval.inception_weights else None
-        callbacks.append(EvaluationCallback(config.data.root, config.eval.every_n_epochs, log_dir,
-                                            max_images=config.eval.max_images, features=features))
-    if samples:
-        callbacks.append(SampleGrid(*samples, out_dir=os.path.join(run_dir, "samples"), log_dir=log_dir,
-                                    progress=progress, every_n_steps=config.monitor.images_every_n_steps))
+    if is_chief:
+        callbacks += _chief_callbacks(config, run_dir, manager, progress, samples, log_dir, csv_path)
     callbacks += extra_callbacks
 
     final_losses = {}
@@ -247,18 +273,49 @@ def _train(config, run_dir, dataset, position, samples, policy, resume, extra_ca
         phases.append((steps, epoch + bool(batch), total_epochs))
     if not phases:
         print(f"{run_dir} has already finished its {total_epochs} epochs.")
+    local_replicas = replicas // num_workers
     for batches, first_epoch, end_epoch in phases:
-        history = model.fit(dataset.apply(tf.data.experimental.assert_cardinality(batches)),
-                            initial_epoch=first_epoch, epochs=end_epoch, callbacks=callbacks, verbose=t.verbose)
-        final_losses = {k: float(v[-1]) for k, v in history.history.items()} or final_losses
+        epoch_input = dataset.apply(tf.data.experimental.assert_cardinality(batches * local_replicas))
+        if replicas > 1:
+            # Each pipeline yields per-replica batches of its own pairs: no rebatching, no resharding.
+            epoch_input = strategy.distribute_datasets_from_function(lambda _, ds=epoch_input: ds)
+        history = model.fit(epoch_input,
+                            initial_epoch=first_epoch, epochs=end_epoch, callbacks=callbacks,
+                            verbose=t.verbose if is_chief else 0)
+        final_losses = {k: float(np.mean(v[-1])) for k, v in history.history.items()} or final_losses
+    result = {"run_dir": run_dir, "precision": policy, "final_losses": final_losses, "model": model}
+    if not is_chief:
+        return result
     save_model_atomically(model, os.path.join(run_dir, "model.keras"))
 
-    result = {"run_dir": run_dir, "precision": policy, "final_losses": final_losses}
     if config.data.root and os.path.isdir(os.path.join(config.data.root, "testB_paired")):
         result["paired_test"] = paired_translation_error(
             model.gen_a2b, os.path.join(config.data.root, "testA"),
             os.path.join(config.data.root, "testB_paired"),
         )
     with open(os.path.join(run_dir, "results.json"), "w") as f:
-        json.dump(result, f, indent=2)
+        json.dump({k: v for k, v in result.items() if k != "model"}, f, indent=2)
     return result
+
+
+def _chief_callbacks(config, run_dir, manager, progress, samples, log_dir, csv_path):
+    """The callbacks that write the run directory: backups, logs, checkpoints, samples."""
+    c = config.checkpoint
+    callbacks = [
+        BackupCallback(manager, progress, every_n_steps=c.backup_every_n_steps),
+        keras.callbacks.TensorBoard(log_dir, write_graph=False),
+        keras.callbacks.CSVLogger(csv_path, append=True),
+        KerasCheckpoints(os.path.join(run_dir, "checkpoints"), progress, every_n_epochs=c.keras_every_n_epochs,
+                         every_n_steps=c.keras_every_n_steps, keep=c.keep_keras),
+        TrainingMonitor(log_dir, progress, batch_size=progress.info["global_batch_size"],
+                        every_n_steps=config.monitor.scalars_every_n_steps,
+                        hparams=flatten_config(config.to_dict()), run_name=os.path.basename(os.path.abspath(run_dir))),
+    ]
+    if config.eval.every_n_epochs:
+        features = InceptionFeatures(config.eval.inception_weights) if config.eval.inception_weights else None
+        callbacks.append(EvaluationCallback(config.data.root, config.eval.every_n_epochs, log_dir,
+                                            max_images=config.eval.max_images, features=features))
+    if samples:
+        callbacks.append(SampleGrid(*samples, out_dir=os.path.join(run_dir, "samples"), log_dir=log_dir,
+                                    progress=progress, every_n_steps=config.monitor.images_every_n_steps))
+    return callbacks

@@ -1,0 +1,164 @@
+import json
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pytest
+
+from tf_cyclegan.config import ConfigError
+from tf_cyclegan.distribute import check_tf_config, make_strategy, wait_for_workers, worker_layout
+
+_ENV = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path), TF_CPP_MIN_LOG_LEVEL="2")
+
+
+def _free_ports(count):
+    sockets = [socket.socket() for _ in range(count)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+def _tf_config(ports, index):
+    return json.dumps({"cluster": {"worker": [f"127.0.0.1:{p}" for p in ports]},
+                       "task": {"type": "worker", "index": index}})
+
+
+@pytest.mark.parametrize("raw, message", [
+    ("{not json", "not valid JSON"),
+    ('{"task": {"type": "worker", "index": 0}}', "needs a 'cluster'"),
+    ('{"cluster": {"worker": ["127.0.0.1:1"]}}', "needs a 'task'"),
+    ('{"cluster": {"worker": ["127.0.0.1:1"]}, "task": {"type": "worker", "index": 1}}', "index 1 is out of range"),
+    ('{"cluster": {"worker": ["127.0.0.1"]}, "task": {"type": "worker", "index": 0}}', "bad address '127.0.0.1'"),
+    ('{"cluster": {"worker": ["a:1"]}, "task": {"type": "ps", "index": 0}}', "task type 'ps' is not a job"),
+])
+def test_bad_tf_config_is_named(raw, message):
+    with pytest.raises(ConfigError, match=message):
+        check_tf_config(raw)
+
+
+def test_a_worker_that_never_comes_is_a_clear_error_within_the_timeout():
+    ports = _free_ports(2)
+    started = time.monotonic()
+    with pytest.raises(ConfigError, match=f"Timed out after 2 s waiting for task 1 at 127.0.0.1:{ports[1]}"):
+        wait_for_workers([f"127.0.0.1:{p}" for p in ports], 0, timeout_s=2)
+    assert time.monotonic() - started < 10
+
+
+def test_single_process_strategies():
+    assert worker_layout(make_strategy("none")) == (1, 0, True)
+    assert make_strategy("auto").num_replicas_in_sync == 1  # no GPUs here
+    with pytest.raises(ConfigError, match="one of auto, none"):
+        make_strategy("parameter_server")
+
+
+_MIRRORED_SCRIPT = textwrap.dedent("""
+    import numpy as np
+    import tensorflow as tf
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+    import keras
+    from conftest import random_pairs, tiny_cyclegan
+
+    def trained(strategy, initial=None):
+        with strategy.scope():
+            model = tiny_cyclegan(pool_size=0)
+            # SGD, not Adam: Adam's update hardly depends on the gradient's scale, so it would
+            # hide a gradient summed or averaged the wrong number of times.
+            model.compile(gen_optimizer=keras.optimizers.SGD(0.5), disc_optimizer=keras.optimizers.SGD(0.5))
+            model.build((2, 32, 32, 3))
+        if initial is not None:
+            model.set_weights(initial)
+        start = [np.asarray(w) for w in model.weights]
+        # Global batch 2, two steps: one image per replica under MirroredStrategy.
+        model.fit(random_pairs(count=4).unbatch().batch(2), epochs=1, verbose=0)
+        return start, model
+
+    start, single = trained(tf.distribute.get_strategy())
+    mirrored_strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    assert mirrored_strategy.num_replicas_in_sync == 2
+    _, mirrored = trained(mirrored_strategy, initial=start)
+    names = [v.path for v in single.weights]
+    after_single = [np.asarray(w) for w in single.weights]
+    after_mirrored = [np.asarray(w) for w in mirrored.weights]
+    moved = max(float(np.abs(a - s).max()) for a, s in zip(after_single, start))
+    worst, where = max((float(np.abs(a - b).max()), name) for a, b, name in zip(after_single, after_mirrored, names))
+    print("RESULT", worst, moved, where)
+""")
+
+
+@pytest.mark.slow
+def test_mirrored_over_two_devices_makes_the_same_update_as_one_device():
+    out = subprocess.run([sys.executable, "-c", _MIRRORED_SCRIPT], capture_output=True, text=True, env=_ENV,
+                         timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    worst, moved, where = out.stdout.split("RESULT")[1].split()
+    # All four networks: the largest difference is float noise next to how far the steps moved.
+    assert float(moved) > 1e-3
+    assert float(worst) < 1e-4 * float(moved), (worst, moved, where)
+
+
+_WORKER_SCRIPT = textwrap.dedent("""
+    import sys
+    import numpy as np
+    from tf_cyclegan.config import load_config
+    from tf_cyclegan.train import train_and_evaluate
+
+    root, run_dir, out, strategy, epochs = sys.argv[1:6]
+    config = load_config(overrides={
+        "data": {"root": root, "load_size": 36, "crop_size": 32, "num_samples": 1},
+        "model": {"filters": 4, "num_residual_blocks": 1, "disc_filters": 4, "pool_size": 2},
+        "train": {"epochs": int(epochs), "epochs_decay": 0, "verbose": 0, "seed": 1},
+        "checkpoint": {"keras_every_n_epochs": 0},
+        "distribute": {"strategy": strategy, "timeout_s": 120},
+    })
+    model = train_and_evaluate(config, run_dir)["model"]
+    # The four networks (each worker's image pools are its own, by design).
+    networks = model.gen_a2b.weights + model.gen_b2a.weights + model.disc_a.weights + model.disc_b.weights
+    np.savez(out, *[np.asarray(w) for w in networks])
+""")
+
+
+def _weights(path):
+    with np.load(path) as saved:
+        return [saved[f"arr_{i}"] for i in range(len(saved.files))]
+
+
+@pytest.mark.slow
+def test_two_workers_train_in_step_and_the_chief_backup_resumes_on_one_device(demo_root, tmp_path):
+    ports = _free_ports(2)
+    run_dir = tmp_path / "run"
+    workers = [
+        subprocess.Popen([sys.executable, "-c", _WORKER_SCRIPT, str(demo_root), str(run_dir),
+                          str(tmp_path / f"worker{i}.npz"), "multi_worker", "2"],
+                         env=dict(_ENV, TF_CONFIG=_tf_config(ports, i)), stdout=subprocess.PIPE,
+                         stderr=subprocess.STDOUT, text=True)
+        for i in range(2)
+    ]
+    outputs = [worker.communicate(timeout=600)[0] for worker in workers]
+    for worker in workers:
+        assert worker.returncode == 0, "\n---\n".join(output[-2500:] for output in outputs)
+    chief, other = _weights(tmp_path / "worker0.npz"), _weights(tmp_path / "worker1.npz")
+    assert len(chief) == len(other)
+    for a, b in zip(chief, other):
+        np.testing.assert_array_equal(a, b)
+    # The chief alone wrote the run: 6 pairs, a global batch of 2, so 3 steps an epoch.
+    assert {"model.keras", "backup", "logs", "log.csv"} <= set(os.listdir(run_dir))
+    with open(os.path.join(run_dir, "backup", sorted(os.listdir(run_dir / "backup"))[-1], "progress.json")) as f:
+        progress = json.load(f)
+    assert (progress["epoch"], progress["global_step"], progress["global_batch_size"]) == (2, 6, 2)
+
+    # One more epoch in a single process with no strategy: it resumes from the chief's backup.
+    single = subprocess.run([sys.executable, "-c", _WORKER_SCRIPT, str(demo_root), str(run_dir),
+                             str(tmp_path / "single.npz"), "none", "3"], env=_ENV, capture_output=True,
+                            text=True, timeout=600)
+    assert single.returncode == 0, single.stderr[-3000:]
+    assert "Resuming" in single.stdout and "at epoch 3, batch 1" in single.stdout
+    rows = (run_dir / "log.csv").read_text().splitlines()[1:]
+    assert [row.split(",")[0] for row in rows] == ["0", "1", "2"]
