@@ -71,7 +71,7 @@ _MIRRORED_SCRIPT = textwrap.dedent("""
             model = tiny_cyclegan(pool_size=0)
             # SGD, not Adam: Adam's update hardly depends on the gradient's scale, so it would
             # hide a gradient summed or averaged the wrong number of times.
-            model.compile(gen_optimizer=keras.optimizers.SGD(0.5), disc_optimizer=keras.optimizers.SGD(0.5))
+            model.compile(gen_optimizer=keras.optimizers.SGD(0.01), disc_optimizer=keras.optimizers.SGD(0.01))
             model.build((2, 32, 32, 3))
         if initial is not None:
             model.set_weights(initial)
@@ -100,7 +100,8 @@ def test_mirrored_over_two_devices_makes_the_same_update_as_one_device():
     assert out.returncode == 0, out.stderr[-3000:]
     worst, moved, where = out.stdout.split("RESULT")[1].split()
     # All four networks: the largest difference is float noise next to how far the steps moved.
-    assert float(moved) > 1e-3
+    assert float(moved) > 1e-4
+    print("worst", worst, "moved", moved, where)
     assert float(worst) < 1e-4 * float(moved), (worst, moved, where)
 
 
