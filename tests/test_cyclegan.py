@@ -84,20 +84,32 @@ def test_generator_loss_is_the_paper_combination():
 
 def test_zero_identity_weight_skips_the_identity_passes():
     model = tiny_cyclegan(lambda_identity=0.0)
-    calls = {"gen_a2b": 0, "gen_b2a": 0}
-    for name in calls:
+    images = {"gen_a2b": 0, "gen_b2a": 0}  # images each generator translated
+    for name in images:
         network = getattr(model, name)
         original = network.call
 
-        def counting(*args, _name=name, _original=original, **kwargs):
-            calls[_name] += 1
-            return _original(*args, **kwargs)
+        def counting(inputs, *args, _name=name, _original=original, **kwargs):
+            images[_name] += inputs.shape[0]
+            return _original(inputs, *args, **kwargs)
 
         network.call = counting
     x = np.zeros((1, 32, 32, 3), "float32")
     losses, _, _ = model._cycle_losses(x, x, training=False)
     assert "identity_a" not in losses and "identity_b" not in losses
-    assert calls == {"gen_a2b": 2, "gen_b2a": 2}
+    # Translation and cycle only: A->B on real A and fake A, B->A on real B and fake B.
+    assert images == {"gen_a2b": 2, "gen_b2a": 2}
+
+
+def test_stacked_calls_match_separate_calls_and_fall_back_for_other_sizes():
+    model = tiny_cyclegan()
+    x, y = (np.random.default_rng(i).uniform(-1, 1, (2, 32, 32, 3)).astype("float32") for i in (4, 5))
+    stacked = model._run_stacked(model.disc_a, [x, y], training=False)
+    for out, image in zip(stacked, (x, y)):
+        np.testing.assert_allclose(out, model.disc_a(image), rtol=1e-5, atol=1e-6)
+    small = x[:, :16, :16]
+    different = model._run_stacked(model.gen_a2b, [x, small], training=False)
+    assert different[0].shape == (2, 32, 32, 3) and different[1].shape == (2, 16, 16, 3)
 
 
 def test_discriminator_test_loss_uses_current_fakes():

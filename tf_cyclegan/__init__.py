@@ -3,15 +3,17 @@
 __version__ = "0.1.0"
 
 from tf_cyclegan.cyclegan import CycleGAN, default_optimizer
+from tf_cyclegan.data import DataPosition, make_tfds_dataset, make_unpaired_dataset
 from tf_cyclegan.discriminator import build_patchgan_discriminator
 from tf_cyclegan.generator import build_resnet_generator
 from tf_cyclegan.image_pool import ImagePool
 from tf_cyclegan.layers import ReflectionPadding2D
+from tf_cyclegan.optimizers import FusedAdam
 from tf_cyclegan.precision import resolve_precision, set_precision
 from tf_cyclegan.schedule import LinearDecay
 
 __all__ = [
-    "CycleGAN", "ImagePool", "LinearDecay", "ReflectionPadding2D",
-    "build_patchgan_discriminator", "build_resnet_generator", "default_optimizer",
-    "resolve_precision", "set_precision",
+    "CycleGAN", "DataPosition", "FusedAdam", "ImagePool", "LinearDecay", "ReflectionPadding2D",
+    "build_patchgan_discriminator", "build_resnet_generator", "default_optimizer", "make_tfds_dataset",
+    "make_unpaired_dataset", "resolve_precision", "set_precision",
 ]

@@ -23,7 +23,7 @@ import tensorflow as tf
 from tf_cyclegan.backup import BackupCallback, BackupManager, RunProgress
 from tf_cyclegan.callbacks import KerasCheckpoints, SampleGrid, save_model_atomically
 from tf_cyclegan.config import ConfigError, dump_config, load_config
-from tf_cyclegan.cyclegan import CycleGAN
+from tf_cyclegan.cyclegan import CycleGAN, default_optimizer
 from tf_cyclegan.data import DataPosition, list_images, load_image, make_tfds_dataset, make_unpaired_dataset
 from tf_cyclegan.discriminator import build_patchgan_discriminator
 from tf_cyclegan.distribute import make_strategy, worker_layout
@@ -232,8 +232,8 @@ def _train(config, run_dir, dataset, position, samples, policy, resume, extra_ca
     with strategy.scope():
         model = build_cyclegan(config.model, seed=t.seed)
         model.compile(
-            gen_optimizer=keras.optimizers.Adam(learning_rate, beta_1=t.beta_1),
-            disc_optimizer=keras.optimizers.Adam(learning_rate, beta_1=t.beta_1),
+            gen_optimizer=default_optimizer(learning_rate, beta_1=t.beta_1),
+            disc_optimizer=default_optimizer(learning_rate, beta_1=t.beta_1),
             jit_compile=t.jit_compile,
         )
         model.build(tuple(dataset.element_spec[0].shape))  # the pools, so a backup can load into them

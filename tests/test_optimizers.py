@@ -1,0 +1,37 @@
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tf_cyclegan.optimizers import FusedAdam
+
+
+def _train(optimizer, start, gradients):
+    variable = keras.Variable(start)
+    optimizer.build([variable])
+
+    @tf.function
+    def step(gradient):
+        optimizer.apply_gradients([(gradient, variable)])
+
+    for gradient in gradients:
+        step(tf.constant(gradient))
+    return np.asarray(variable)
+
+
+def test_fused_adam_makes_the_same_updates_as_keras_adam():
+    rng = np.random.default_rng(0)
+    start = rng.normal(size=(6, 4)).astype("float32")
+    gradients = [rng.normal(size=(6, 4)).astype("float32") * scale for scale in (1.0, 0.1, 3.0, 1e-3, 1.0)]
+    expected = _train(keras.optimizers.Adam(0.01, beta_1=0.5), start, gradients)
+    actual = _train(FusedAdam(0.01, beta_1=0.5), start, gradients)
+    assert np.abs(expected - start).max() > 0.01
+    np.testing.assert_allclose(actual, expected, rtol=0, atol=1e-6)
+
+
+def test_fused_adam_round_trips_its_config_and_refuses_amsgrad():
+    optimizer = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(FusedAdam(3e-4, beta_1=0.5)))
+    assert isinstance(optimizer, FusedAdam) and optimizer.beta_1 == 0.5
+    assert float(optimizer.learning_rate) == pytest.approx(3e-4)
+    with pytest.raises(ValueError, match="amsgrad"):
+        FusedAdam(amsgrad=True)
