@@ -89,3 +89,13 @@ def test_train_writes_a_complete_run_directory(demo_root, tmp_path, capsys):
     _check_tensorboard_tags(run_dir / "logs")
     # Neither temporary nor partial model files are left behind.
     assert not [name for name in files if ".tmp" in name]
+
+
+def test_bench_prints_the_reference_keys(capsys):
+    # A tiny network so the test is quick; the real benchmark uses the paper's ResNet-9.
+    code = main(["bench", "--size", "32", "--ngf", "4", "--blocks", "1", "--steps", "2", "--warmup", "1"])
+    assert code == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    for key in ("images_per_s", "first_step_s", "peak_rss_mb", "params_generator", "params_discriminator"):
+        assert result[key] > 0, key
+    assert result["size"] == 32 and result["params_discriminator"] == 2764737

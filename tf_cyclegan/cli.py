@@ -32,6 +32,21 @@ def _train(args):
         )
 
 
+def bench_kwargs(args):
+    """The `train_step_benchmark` arguments of a parsed `bench` command line."""
+    jit = {"auto": "auto", "true": True, "false": False}[args.jit_compile]
+    return dict(size=args.size, batch=args.batch, blocks=args.blocks, ngf=args.ngf, steps=args.steps,
+                warmup=args.warmup, precision=args.precision, jit_compile=jit)
+
+
+def _bench(args):
+    import json
+
+    from tf_cyclegan.bench import train_step_benchmark
+
+    print(json.dumps(train_step_benchmark(**bench_kwargs(args))))
+
+
 def _make_demo_data(args):
     from tf_cyclegan.synthetic import make_demo_data
 
@@ -139,6 +154,17 @@ def build_parser():
                                "without internet (default: download ImageNet weights once)")
     evaluate.add_argument("--no-fid", action="store_true", help="skip FID and KID")
     evaluate.set_defaults(func=_evaluate)
+
+    bench = commands.add_parser("bench", help="time the training step (JSON keys of the PyTorch reference's)")
+    bench.add_argument("--size", type=int, default=128)
+    bench.add_argument("--batch", type=int, default=1)
+    bench.add_argument("--blocks", type=int, default=9, help="generator residual blocks")
+    bench.add_argument("--ngf", type=int, default=64, help="generator filters")
+    bench.add_argument("--steps", type=int, default=10, help="timed steps")
+    bench.add_argument("--warmup", type=int, default=2, help="untimed steps after the first")
+    bench.add_argument("--precision", default="float32", choices=("float32", "mixed_bfloat16", "mixed_float16"))
+    bench.add_argument("--jit-compile", default="auto", choices=("auto", "true", "false"))
+    bench.set_defaults(func=_bench)
 
     demo = commands.add_parser("make-demo-data", help="write the synthetic dataset")
     demo.add_argument("out", help="output folder")

@@ -1,0 +1,87 @@
+"""The training-step benchmark behind `tf-cyclegan bench` and `benchmarks/train_step.py`.
+
+Both generators, both discriminators, the pools and both optimizers, batch `batch`,
+random images, run by one `fit` and timed step by step. Returns the keys of
+`../shared/bench/torch_reference.py`, so the two can be compared side by side.
+"""
+
+import os
+import resource
+import time
+
+import keras
+import tensorflow as tf
+
+
+def process_start_time():
+    """Wall-clock time at which this process started (Linux /proc, to the second), or None."""
+    try:
+        with open("/proc/self/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        start_ticks = int(fields[19])  # field 22 of proc(5); fields here start at field 3
+        with open("/proc/stat") as f:
+            boot = next(int(line.split()[1]) for line in f if line.startswith("btime"))
+        return boot + start_ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError, StopIteration):
+        return None
+
+
+class _StepClock(keras.callbacks.Callback):
+    """Wall-clock time at the end of every training step."""
+
+    def __init__(self):
+        super().__init__()
+        self.ends = []
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.ends.append(time.time())
+
+
+def train_step_benchmark(size=128, batch=1, blocks=9, ngf=64, steps=10, warmup=2, precision="float32",
+                         jit_compile="auto", start_time=None):
+    """Times the CycleGAN training step as `fit` runs it.
+
+    Args:
+        size, batch: image size and batch of the random training data.
+        blocks, ngf: generator residual blocks and filters (9 and 64: the paper's ResNet-9).
+        steps: timed steps, after `warmup` untimed ones and the first.
+        precision: "float32", "mixed_bfloat16" or "mixed_float16".
+        jit_compile: "auto", True or False, as for `compile`.
+        start_time: when the process started (`time.time()`), for `first_step_s`;
+            default: from /proc.
+
+    Returns:
+        dict: images_per_s (steady state), first_step_s (process start to the end of the
+        first step, imports included), peak_rss_mb, params_generator, params_discriminator,
+        final_loss_g, and the versions and settings.
+    """
+    from tf_cyclegan import CycleGAN, build_patchgan_discriminator, build_resnet_generator, set_precision
+
+    start_time = start_time or process_start_time() or time.time()
+    keras.utils.set_random_seed(0)
+    set_precision(precision)
+    try:
+        model = CycleGAN(
+            build_resnet_generator(ngf, blocks), build_resnet_generator(ngf, blocks),
+            build_patchgan_discriminator(), build_patchgan_discriminator(),
+        )
+        model.compile(jit_compile=jit_compile)
+        shape = (batch, size, size, 3)
+        data = tf.data.Dataset.from_tensors(
+            (tf.random.uniform(shape, -1, 1), tf.random.uniform(shape, -1, 1))).repeat()
+        # One fit, as training runs it: separate fit calls each pay start-up work again.
+        clock = _StepClock()
+        history = model.fit(data, epochs=1, steps_per_epoch=1 + warmup + steps, verbose=0, callbacks=[clock])
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    seconds = clock.ends[-1] - clock.ends[warmup]
+    return {
+        "impl": "tf_cyclegan", "tensorflow": tf.__version__, "keras": keras.__version__,
+        "size": size, "batch": batch, "precision": precision,
+        "images_per_s": round(steps * batch / seconds, 4),
+        "first_step_s": round(clock.ends[0] - start_time, 2),
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "params_generator": model.gen_a2b.count_params(),
+        "params_discriminator": model.disc_a.count_params(),
+        "final_loss_g": round(float(history.history["gen_total"][-1]), 4),
+    }
