@@ -28,6 +28,13 @@ def tiny_cyclegan(**kwargs):
     return tc.CycleGAN(gen("gen_a2b"), gen("gen_b2a"), disc("disc_a"), disc("disc_b"), **kwargs)
 
 
+def subprocess_env(**extra):
+    """Environment for a child Python that imports what this test process imports."""
+    import sys
+
+    return dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path), TF_CPP_MIN_LOG_LEVEL="2", **extra)
+
+
 def random_pairs(count=4, size=TINY_SIZE, seed=0):
     rng = np.random.default_rng(seed)
     real_a = rng.uniform(-1, 1, (count, size, size, 3)).astype("float32")

@@ -10,7 +10,7 @@ import textwrap
 import keras
 import numpy as np
 import pytest
-from conftest import random_pairs, tiny_cyclegan
+from conftest import random_pairs, subprocess_env, tiny_cyclegan
 
 from tf_cyclegan.backup import PROGRESS, WEIGHTS, BackupError, BackupManager, RunProgress
 
@@ -154,9 +154,8 @@ _TRAIN_SCRIPT = textwrap.dedent("""
 
 
 def _train_process(root, run_dir, kill_at=0):
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
     return subprocess.Popen([sys.executable, "-c", _TRAIN_SCRIPT, str(root), str(run_dir), str(kill_at)],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=subprocess_env(), text=True)
 
 
 def _final_state(run_dir):

@@ -8,11 +8,12 @@ import time
 
 import numpy as np
 import pytest
+from conftest import subprocess_env
 
 from tf_cyclegan.config import ConfigError
 from tf_cyclegan.distribute import check_tf_config, make_strategy, wait_for_workers, worker_layout
 
-_ENV = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path), TF_CPP_MIN_LOG_LEVEL="2")
+_ENV = subprocess_env()
 
 
 def _free_ports(count):
@@ -141,7 +142,7 @@ def test_two_workers_train_in_step_and_the_chief_backup_resumes_on_one_device(de
     workers = [
         subprocess.Popen([sys.executable, "-c", _WORKER_SCRIPT, str(demo_root), str(run_dir),
                           str(tmp_path / f"worker{i}.npz"), "multi_worker", "2"],
-                         env=dict(_ENV, TF_CONFIG=_tf_config(ports, i)), stdout=subprocess.PIPE,
+                         env=subprocess_env(TF_CONFIG=_tf_config(ports, i)), stdout=subprocess.PIPE,
                          stderr=subprocess.STDOUT, text=True)
         for i in range(2)
     ]

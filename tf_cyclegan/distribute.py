@@ -58,6 +58,11 @@ def _cluster_resolver():
     raise ConfigError("distribute.strategy=multi_worker needs TF_CONFIG (see the README) or a Slurm job")
 
 
+def _cluster_tasks(spec):
+    """The training tasks of a cluster spec dict in order: the chief, then the workers."""
+    return [(job, i) for job in ("chief", "worker") if job in spec for i in range(len(spec[job]))]
+
+
 def wait_for_workers(addresses, index, timeout_s):
     """Checks, before TensorFlow starts waiting (which it does unbounded, holding the GIL),
     that every worker of the cluster is up: each listens on its own TF_CONFIG port and
@@ -127,7 +132,7 @@ def make_strategy(name="auto", tpu=None, timeout_s=300):
         options = tf.distribute.experimental.CommunicationOptions(timeout_seconds=timeout_s)
 
         spec = resolver.cluster_spec()
-        tasks = [(job, i) for job in ("chief", "worker") if job in spec.jobs for i in range(spec.num_tasks(job))]
+        tasks = _cluster_tasks(spec.as_dict())
         addresses = [spec.task_address(job, i) for job, i in tasks]
         wait_for_workers(addresses, tasks.index((resolver.task_type, resolver.task_id)), timeout_s)
         return tf.distribute.MultiWorkerMirroredStrategy(cluster_resolver=resolver, communication_options=options)
@@ -146,13 +151,9 @@ def worker_layout(strategy):
     resolver = getattr(strategy, "cluster_resolver", None)
     if resolver is None or isinstance(strategy, tf.distribute.TPUStrategy):
         return 1, 0, True
-    spec = resolver.cluster_spec().as_dict()
-    jobs = [job for job in ("chief", "worker") if job in spec]
-    if not jobs:
+    tasks = _cluster_tasks(resolver.cluster_spec().as_dict())
+    task = (resolver.task_type, resolver.task_id or 0)
+    if task not in tasks:
         return 1, 0, True
-    workers = sum(len(spec[job]) for job in jobs)
-    task_type, task_id = resolver.task_type, resolver.task_id or 0
-    index = task_id if task_type == jobs[0] else len(spec[jobs[0]]) + task_id
-    if task_type not in jobs:
-        index = 0
-    return workers, index, index == 0
+    index = tasks.index(task)
+    return len(tasks), index, index == 0

@@ -182,7 +182,7 @@ def train_and_evaluate(config, run_dir, restart=False, callbacks=()):
     logger.info("Precision policy: %s", policy)
     try:
         return _train(config, run_dir, dataset, position, samples, policy, resume, list(callbacks),
-                      strategy, num_workers, is_chief)
+                      strategy, local_replicas, is_chief)
     finally:
         # The policy is process-global; later models in this process start from float32.
         keras.mixed_precision.set_global_policy("float32")
@@ -223,7 +223,7 @@ def _resume_position(record, position, run_dir):
     return epoch, batch
 
 
-def _train(config, run_dir, dataset, position, samples, policy, resume, extra_callbacks, strategy, num_workers,
+def _train(config, run_dir, dataset, position, samples, policy, resume, extra_callbacks, strategy, local_replicas,
            is_chief):
     t, c = config.train, config.checkpoint
     replicas = strategy.num_replicas_in_sync
@@ -273,7 +273,6 @@ def _train(config, run_dir, dataset, position, samples, policy, resume, extra_ca
         phases.append((steps, epoch + bool(batch), total_epochs))
     if not phases:
         print(f"{run_dir} has already finished its {total_epochs} epochs.")
-    local_replicas = replicas // num_workers
     for batches, first_epoch, end_epoch in phases:
         epoch_input = dataset.apply(tf.data.experimental.assert_cardinality(batches * local_replicas))
         if replicas > 1:
