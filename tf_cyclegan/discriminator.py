@@ -48,8 +48,7 @@ def build_patchgan_discriminator(filters=64, num_layers=3, channels=3, name="pat
         mult = min(2**i, 8)
         strides = 2 if i < num_layers else 1
         x = _padded_conv(x, filters * mult, strides, name=f"layer{i}")
-        x = instance_norm(name=f"layer{i}_norm")(x)
-        x = keras.layers.LeakyReLU(0.2, name=f"layer{i}_lrelu")(x)
+        x = instance_norm(name=f"layer{i}_norm", activation="leaky_relu")(x)
     x = _padded_conv(x, 1, 1, name="logits")
     outputs = keras.layers.Activation("linear", dtype="float32", name="logits_float32")(x)
     return keras.Model(inputs, outputs, name=name)

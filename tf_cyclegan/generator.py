@@ -21,8 +21,7 @@ def _residual_block(x, filters, name):
     shortcut = x
     x = ReflectionPadding2D(1, name=f"{name}_pad1")(x)
     x = _conv(filters, 3, name=f"{name}_conv1")(x)
-    x = instance_norm(name=f"{name}_norm1")(x)
-    x = keras.layers.ReLU(name=f"{name}_relu")(x)
+    x = instance_norm(name=f"{name}_norm1", activation="relu")(x)
     x = ReflectionPadding2D(1, name=f"{name}_pad2")(x)
     x = _conv(filters, 3, name=f"{name}_conv2")(x)
     x = instance_norm(name=f"{name}_norm2")(x)
@@ -55,16 +54,14 @@ def build_resnet_generator(filters=64, num_residual_blocks=9, channels=3, name="
     inputs = keras.Input(shape=(None, None, channels), name="image")
     x = ReflectionPadding2D(3, name="stem_pad")(inputs)
     x = _conv(filters, 7, name="stem_conv")(x)
-    x = instance_norm(name="stem_norm")(x)
-    x = keras.layers.ReLU(name="stem_relu")(x)
+    x = instance_norm(name="stem_norm", activation="relu")(x)
 
     for i, mult in enumerate((2, 4)):
         x = keras.layers.Conv2D(
             filters * mult, 3, strides=2, padding="same",
             kernel_initializer=conv_init(), name=f"down{i + 1}_conv",
         )(x)
-        x = instance_norm(name=f"down{i + 1}_norm")(x)
-        x = keras.layers.ReLU(name=f"down{i + 1}_relu")(x)
+        x = instance_norm(name=f"down{i + 1}_norm", activation="relu")(x)
 
     for i in range(num_residual_blocks):
         x = _residual_block(x, filters * 4, name=f"res{i + 1}")
@@ -74,8 +71,7 @@ def build_resnet_generator(filters=64, num_residual_blocks=9, channels=3, name="
             filters * mult, 3, strides=2, padding="same",
             kernel_initializer=conv_init(), name=f"up{i + 1}_conv",
         )(x)
-        x = instance_norm(name=f"up{i + 1}_norm")(x)
-        x = keras.layers.ReLU(name=f"up{i + 1}_relu")(x)
+        x = instance_norm(name=f"up{i + 1}_norm", activation="relu")(x)
 
     x = ReflectionPadding2D(3, name="head_pad")(x)
     x = _conv(channels, 7, name="head_conv")(x)
