@@ -26,6 +26,15 @@ def process_start_time():
         return None
 
 
+def cpu_allocator_in_use():
+    """"bfc" or "malloc": TensorFlow reports memory statistics of CPU:0 only for BFC."""
+    try:
+        tf.config.experimental.get_memory_info("CPU:0")
+    except ValueError:
+        return "malloc"
+    return "bfc"
+
+
 class _StepClock(keras.callbacks.Callback):
     """Wall-clock time at the end of every training step."""
 
@@ -38,7 +47,7 @@ class _StepClock(keras.callbacks.Callback):
 
 
 def train_step_benchmark(size=128, batch=1, blocks=9, ngf=64, steps=10, warmup=2, precision="float32",
-                         jit_compile="auto", start_time=None):
+                         jit_compile="auto", cpu_allocator="auto", start_time=None):
     """Times the CycleGAN training step as `fit` runs it.
 
     Args:
@@ -47,6 +56,8 @@ def train_step_benchmark(size=128, batch=1, blocks=9, ngf=64, steps=10, warmup=2
         steps: timed steps, after `warmup` untimed ones and the first.
         precision: "float32", "mixed_bfloat16" or "mixed_float16".
         jit_compile: "auto", True or False, as for `compile`.
+        cpu_allocator: "auto", "bfc" or "malloc" (see `tf_cyclegan.runtime`); applies only
+            if no TensorFlow op has run in this process yet.
         start_time: when the process started (`time.time()`), for `first_step_s`;
             default: from /proc.
 
@@ -56,8 +67,10 @@ def train_step_benchmark(size=128, batch=1, blocks=9, ngf=64, steps=10, warmup=2
         final_loss_g, and the versions and settings.
     """
     from tf_cyclegan import CycleGAN, build_patchgan_discriminator, build_resnet_generator, set_precision
+    from tf_cyclegan.runtime import set_cpu_allocator
 
     start_time = start_time or process_start_time() or time.time()
+    set_cpu_allocator(cpu_allocator)
     keras.utils.set_random_seed(0)
     set_precision(precision)
     try:
@@ -78,6 +91,7 @@ def train_step_benchmark(size=128, batch=1, blocks=9, ngf=64, steps=10, warmup=2
     return {
         "impl": "tf_cyclegan", "tensorflow": tf.__version__, "keras": keras.__version__,
         "size": size, "batch": batch, "precision": precision,
+        "cpu_allocator": cpu_allocator_in_use(), "onednn": os.environ.get("TF_ENABLE_ONEDNN_OPTS", "default"),
         "images_per_s": round(steps * batch / seconds, 4),
         "first_step_s": round(clock.ends[0] - start_time, 2),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),

@@ -36,7 +36,7 @@ def bench_kwargs(args):
     """The `train_step_benchmark` arguments of a parsed `bench` command line."""
     jit = {"auto": "auto", "true": True, "false": False}[args.jit_compile]
     return dict(size=args.size, batch=args.batch, blocks=args.blocks, ngf=args.ngf, steps=args.steps,
-                warmup=args.warmup, precision=args.precision, jit_compile=jit)
+                warmup=args.warmup, precision=args.precision, jit_compile=jit, cpu_allocator=args.cpu_allocator)
 
 
 def _bench(args):
@@ -164,6 +164,8 @@ def build_parser():
     bench.add_argument("--warmup", type=int, default=2, help="untimed steps after the first")
     bench.add_argument("--precision", default="float32", choices=("float32", "mixed_bfloat16", "mixed_float16"))
     bench.add_argument("--jit-compile", default="auto", choices=("auto", "true", "false"))
+    bench.add_argument("--cpu-allocator", default="auto", choices=("auto", "bfc", "malloc"),
+                       help="TensorFlow's host-memory allocator (auto: bfc)")
     bench.set_defaults(func=_bench)
 
     demo = commands.add_parser("make-demo-data", help="write the synthetic dataset")

@@ -33,6 +33,7 @@ from tf_cyclegan.generator import build_resnet_generator
 from tf_cyclegan.monitor import StopOnNonFinite, TrainingMonitor, flatten_config
 from tf_cyclegan.paired_metrics import paired_translation_error
 from tf_cyclegan.precision import set_precision
+from tf_cyclegan.runtime import set_cpu_allocator
 from tf_cyclegan.schedule import LinearDecay
 
 logger = logging.getLogger(__name__)
@@ -103,7 +104,7 @@ def _check_writable(run_dir):
 
 
 # Settings that may differ when a run is resumed; anything else must match the saved config.
-_RESUMABLE = ("train.verbose", "train.epochs", "train.epochs_decay", "checkpoint.", "monitor.", "eval.",
+_RESUMABLE = ("train.verbose", "train.cpu_allocator", "train.epochs", "train.epochs_decay", "checkpoint.", "monitor.", "eval.",
               "distribute.strategy", "distribute.tpu", "distribute.timeout_s")
 _RUN_FILES = ("backup", "checkpoints", "logs", "samples", "log.csv", "model.keras", "results.json", "config.yaml")
 
@@ -153,6 +154,7 @@ def train_and_evaluate(config, run_dir, restart=False, callbacks=()):
         `testB_paired/`, the paired translation error (see `paired_translation_error`).
     """
     t = config.train
+    set_cpu_allocator(t.cpu_allocator)  # read once, when TensorFlow starts
     # The strategy comes first: a multi-worker strategy must exist before other TensorFlow work.
     strategy = make_strategy(config.distribute.strategy, tpu=config.distribute.tpu,
                              timeout_s=config.distribute.timeout_s)
