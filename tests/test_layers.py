@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tf_cyclegan.layers import InstanceNormalization, ReflectionPadding2D, instance_norm
+from tf_cyclegan.layers import InstanceNormalization, LeanConv2D, ReflectionPadding2D, instance_norm
 
 
 def test_reflection_padding_matches_numpy_reflect():
@@ -97,3 +97,51 @@ def test_instance_norm_config_round_trip_and_bad_arguments():
         InstanceNormalization(activation="gelu")
     with pytest.raises(ValueError, match="epsilon"):
         InstanceNormalization(epsilon=0)
+
+
+@pytest.mark.parametrize("kernel_size, strides, batch", [(3, 1, 1), (7, 1, 2), (4, 1, 3), (3, 2, 2)])
+def test_lean_conv_matches_keras_conv_values_and_gradients(kernel_size, strides, batch):
+    rng = np.random.default_rng(3)
+    x = tf.constant(rng.normal(size=(batch, 13, 11, 5)).astype("float32"))
+    weights = None
+    results = []
+    for layer_class in (keras.layers.Conv2D, LeanConv2D):
+        layer = layer_class(6, kernel_size, strides=strides, padding="valid")
+        layer.build(x.shape)
+        if weights is None:
+            weights = [rng.normal(size=v.shape).astype("float32") for v in layer.weights]
+        layer.set_weights(weights)
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = layer(x)
+            loss = tf.reduce_sum(tf.sin(y) * y)
+        grads = tape.gradient(loss, [x, layer.kernel, layer.bias])
+        results.append([y.numpy()] + [g.numpy() for g in grads])
+    for ref, got, what in zip(results[0], results[1], ("output", "input grad", "kernel grad", "bias grad")):
+        np.testing.assert_allclose(got, ref, atol=1e-4 * max(1.0, np.abs(ref).max()), err_msg=what)
+
+
+def test_lean_conv_gradients_with_unknown_spatial_size_and_round_trip():
+    inputs = keras.Input((None, None, 4))
+    model = keras.Model(inputs, LeanConv2D(3, 3, name="conv")(inputs))
+    x = tf.random.normal((2, 9, 7, 4))
+
+    @tf.function(input_signature=[tf.TensorSpec((None, None, None, 4))])
+    def grads(images):
+        with tf.GradientTape() as tape:
+            tape.watch(images)
+            loss = tf.reduce_sum(model(images) ** 2)
+        return tape.gradient(loss, [images] + model.trainable_weights)
+
+    lean = grads(x)
+    reference = keras.layers.Conv2D(3, 3)
+    reference.build(x.shape)
+    reference.set_weights(model.get_layer("conv").get_weights())
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        loss = tf.reduce_sum(reference(x) ** 2)
+    expected = tape.gradient(loss, [x] + reference.trainable_weights)
+    for got, want in zip(lean, expected):
+        np.testing.assert_allclose(got.numpy(), want.numpy(), atol=1e-4 * np.abs(want.numpy()).max())
+    restored = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(model.get_layer("conv")))
+    assert isinstance(restored, LeanConv2D) and restored.filters == 3

@@ -6,11 +6,11 @@ u128, u64, c7s1-3.
 
 import keras
 
-from tf_cyclegan.layers import ReflectionPadding2D, conv_init, instance_norm
+from tf_cyclegan.layers import LeanConv2D, ReflectionPadding2D, conv_init, instance_norm
 
 
 def _conv(filters, kernel_size, strides=1, name=None):
-    return keras.layers.Conv2D(
+    return LeanConv2D(
         filters, kernel_size, strides=strides, padding="valid",
         kernel_initializer=conv_init(), bias_initializer="zeros", name=name,
     )

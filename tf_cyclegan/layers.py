@@ -136,6 +136,59 @@ def _instance_norm(x, epsilon, slope):
     return forward(x)
 
 
+@keras.saving.register_keras_serializable(package="tf_cyclegan")
+class LeanConv2D(keras.layers.Conv2D):
+    """`keras.layers.Conv2D` whose gradients, for stride-1 "valid" convolutions, are forward convolutions.
+
+    The same layer, weights and forward pass as `keras.layers.Conv2D`. What differs is
+    the backward pass of stride-1, undilated, ungrouped, channels-last, "valid"
+    convolutions (the generator's reflection-padded ones, the discriminator's last two):
+    TensorFlow's CPU kernels for the input and filter gradients (Eigen) take a scratch
+    buffer of up to several hundred megabytes per call (`benchmarks/conv_grad_memory.py`);
+    written as forward convolutions, `dx = conv(pad(dy), flipped kernel)` and
+    `dkernel = conv(x as [in, H, W, batch], dy as [h, w, batch, out])`, they need a
+    fraction of that and ran as fast or faster on this project's benchmark CPU. Other
+    configurations use Keras' convolution unchanged.
+
+    Args: those of `keras.layers.Conv2D`.
+
+    Example:
+    >>> LeanConv2D(8, 3)(keras.ops.zeros((1, 10, 10, 4))).shape
+    (1, 8, 8, 8)
+    """
+
+    def convolution_op(self, inputs, kernel):
+        lean = (
+            self.padding == "valid" and tuple(self.strides) == (1, 1) and tuple(self.dilation_rate) == (1, 1)
+            and self.groups == 1 and self.data_format == "channels_last"
+        )
+        if not lean:
+            return super().convolution_op(inputs, kernel)
+        return _valid_conv(inputs, tf.convert_to_tensor(kernel))
+
+
+def _valid_conv(x, kernel):
+    """Stride-1 "valid" NHWC convolution whose gradients are computed as forward convolutions."""
+
+    @tf.custom_gradient
+    def forward(x, kernel):
+        def backward(upstream):
+            kernel_h, kernel_w = kernel.shape[0], kernel.shape[1]
+            padded = tf.pad(upstream, [[0, 0], [kernel_h - 1, kernel_h - 1], [kernel_w - 1, kernel_w - 1], [0, 0]])
+            flipped = tf.transpose(tf.reverse(kernel, axis=[0, 1]), [0, 1, 3, 2])
+            x_grad = tf.nn.conv2d(padded, flipped, strides=1, padding="VALID")
+            # Channels as the batch and the batch as channels: a correlation of x with the
+            # upstream gradient over every position, one output pixel per kernel tap.
+            kernel_grad = tf.nn.conv2d(
+                tf.transpose(x, [3, 1, 2, 0]), tf.transpose(upstream, [1, 2, 0, 3]), strides=1, padding="VALID"
+            )
+            return x_grad, tf.transpose(kernel_grad, [1, 2, 0, 3])
+
+        return tf.nn.conv2d(x, kernel, strides=1, padding="VALID"), backward
+
+    return forward(x, kernel)
+
+
 def instance_norm(name=None, activation=None):
     """Instance normalisation as in the reference (per image and channel, no affine, eps
     1e-5), followed by `activation` (None, "relu" or "leaky_relu" of slope 0.2)."""
