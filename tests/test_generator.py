@@ -49,3 +49,20 @@ def test_keras_file_round_trip_gives_identical_outputs(tmp_path):
 def test_rejects_bad_sizes():
     with pytest.raises(ValueError, match="filters=0"):
         build_resnet_generator(filters=0)
+
+
+def test_weights_saved_from_keras_conv2d_networks_load(tmp_path, monkeypatch):
+    # Weight files address layers by class name: the generator's own Conv2D keeps Keras' name,
+    # so files written by generators built on keras.layers.Conv2D (older versions) still load.
+    import tf_cyclegan.generator as generator_module
+
+    monkeypatch.setattr(generator_module, "Conv2D", keras.layers.Conv2D)
+    old = build_resnet_generator(filters=4, num_residual_blocks=1)
+    monkeypatch.undo()
+    assert not any(type(layer).__module__.startswith("tf_cyclegan") and "Conv" in type(layer).__name__
+                   for layer in old.layers)
+    old.save_weights(tmp_path / "old.weights.h5")
+    new = build_resnet_generator(filters=4, num_residual_blocks=1)
+    new.load_weights(tmp_path / "old.weights.h5")
+    x = np.random.default_rng(0).uniform(-1, 1, (1, 16, 16, 3)).astype("float32")
+    np.testing.assert_allclose(new(x).numpy(), old(x).numpy(), atol=1e-6)

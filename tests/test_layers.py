@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tf_cyclegan.layers import InstanceNormalization, LeanConv2D, ReflectionPadding2D, instance_norm
+from tf_cyclegan.layers import Conv2D, InstanceNormalization, ReflectionPadding2D, instance_norm
 
 
 def test_reflection_padding_matches_numpy_reflect():
@@ -105,7 +105,7 @@ def test_lean_conv_matches_keras_conv_values_and_gradients(kernel_size, strides,
     x = tf.constant(rng.normal(size=(batch, 13, 11, 5)).astype("float32"))
     weights = None
     results = []
-    for layer_class in (keras.layers.Conv2D, LeanConv2D):
+    for layer_class in (keras.layers.Conv2D, Conv2D):
         layer = layer_class(6, kernel_size, strides=strides, padding="valid")
         layer.build(x.shape)
         if weights is None:
@@ -123,7 +123,7 @@ def test_lean_conv_matches_keras_conv_values_and_gradients(kernel_size, strides,
 
 def test_lean_conv_gradients_with_unknown_spatial_size_and_round_trip():
     inputs = keras.Input((None, None, 4))
-    model = keras.Model(inputs, LeanConv2D(3, 3, name="conv")(inputs))
+    model = keras.Model(inputs, Conv2D(3, 3, name="conv")(inputs))
     x = tf.random.normal((2, 9, 7, 4))
 
     @tf.function(input_signature=[tf.TensorSpec((None, None, None, 4))])
@@ -144,4 +144,4 @@ def test_lean_conv_gradients_with_unknown_spatial_size_and_round_trip():
     for got, want in zip(lean, expected):
         np.testing.assert_allclose(got.numpy(), want.numpy(), atol=1e-4 * np.abs(want.numpy()).max())
     restored = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(model.get_layer("conv")))
-    assert isinstance(restored, LeanConv2D) and restored.filters == 3
+    assert type(restored) is Conv2D and restored.filters == 3

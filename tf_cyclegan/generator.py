@@ -6,11 +6,11 @@ u128, u64, c7s1-3.
 
 import keras
 
-from tf_cyclegan.layers import LeanConv2D, ReflectionPadding2D, conv_init, instance_norm
+from tf_cyclegan.layers import Conv2D, ReflectionPadding2D, conv_init, instance_norm
 
 
 def _conv(filters, kernel_size, strides=1, name=None):
-    return LeanConv2D(
+    return Conv2D(
         filters, kernel_size, strides=strides, padding="valid",
         kernel_initializer=conv_init(), bias_initializer="zeros", name=name,
     )
@@ -57,7 +57,7 @@ def build_resnet_generator(filters=64, num_residual_blocks=9, channels=3, name="
     x = instance_norm(name="stem_norm", activation="relu")(x)
 
     for i, mult in enumerate((2, 4)):
-        x = keras.layers.Conv2D(
+        x = Conv2D(
             filters * mult, 3, strides=2, padding="same",
             kernel_initializer=conv_init(), name=f"down{i + 1}_conv",
         )(x)

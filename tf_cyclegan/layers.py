@@ -137,10 +137,12 @@ def _instance_norm(x, epsilon, slope):
 
 
 @keras.saving.register_keras_serializable(package="tf_cyclegan")
-class LeanConv2D(keras.layers.Conv2D):
+class Conv2D(keras.layers.Conv2D):
     """`keras.layers.Conv2D` whose gradients, for stride-1 "valid" convolutions, are forward convolutions.
 
-    The same layer, weights and forward pass as `keras.layers.Conv2D`. What differs is
+    The same layer, weights and forward pass as `keras.layers.Conv2D`, and the same class
+    name on purpose: Keras weight files address layers by class name, so weights saved
+    from networks built with `keras.layers.Conv2D` load into these. What differs is
     the backward pass of stride-1, undilated, ungrouped, channels-last, "valid"
     convolutions (the generator's reflection-padded ones, the discriminator's last two):
     TensorFlow's CPU kernels for the input and filter gradients (Eigen) take a scratch
@@ -153,7 +155,7 @@ class LeanConv2D(keras.layers.Conv2D):
     Args: those of `keras.layers.Conv2D`.
 
     Example:
-    >>> LeanConv2D(8, 3)(keras.ops.zeros((1, 10, 10, 4))).shape
+    >>> Conv2D(8, 3)(keras.ops.zeros((1, 10, 10, 4))).shape
     (1, 8, 8, 8)
     """
 
