@@ -150,7 +150,8 @@ class Conv2D(keras.layers.Conv2D):
     written as forward convolutions, `dx = conv(pad(dy), flipped kernel)` and
     `dkernel = conv(x as [in, H, W, batch], dy as [h, w, batch, out])`, they need a
     fraction of that and ran as fast or faster on this project's benchmark CPU. Other
-    configurations use Keras' convolution unchanged.
+    configurations, and any machine with a GPU (whose cuDNN gradients need no such
+    workaround), use Keras' convolution unchanged.
 
     Args: those of `keras.layers.Conv2D`.
 
@@ -163,6 +164,7 @@ class Conv2D(keras.layers.Conv2D):
         lean = (
             self.padding == "valid" and tuple(self.strides) == (1, 1) and tuple(self.dilation_rate) == (1, 1)
             and self.groups == 1 and self.data_format == "channels_last"
+            and not tf.config.list_logical_devices("GPU")
         )
         if not lean:
             return super().convolution_op(inputs, kernel)
