@@ -7,12 +7,11 @@ import pytest
 import tensorflow as tf
 
 from conftest import subprocess_env
-from tf_cyclegan.runtime import set_cpu_allocator
+from tf_cyclegan.runtime import cpu_allocator_in_use, set_cpu_allocator
 
 _CHILD = """
 import json, sys, warnings
-from tf_cyclegan.runtime import set_cpu_allocator
-from tf_cyclegan.bench import cpu_allocator_in_use
+from tf_cyclegan.runtime import cpu_allocator_in_use, set_cpu_allocator
 import tensorflow as tf
 applied = set_cpu_allocator(sys.argv[1])
 tf.ones([1000]).numpy()
@@ -33,19 +32,15 @@ def test_the_choice_made_before_the_first_op_is_the_allocator_tensorflow_uses(ch
 
 def test_after_tensorflow_started_the_choice_is_refused_with_a_warning():
     tf.ones([2]).numpy()  # this test process has started TensorFlow
-    other = "bfc" if _in_use() == "malloc" else "malloc"
+    in_use = cpu_allocator_in_use()
+    other = "bfc" if in_use == "malloc" else "malloc"
     with pytest.warns(UserWarning, match="already started"):
         assert set_cpu_allocator(other) is False
-    assert _in_use() != other
+    assert cpu_allocator_in_use() == in_use
     with warnings.catch_warnings():
         warnings.simplefilter("error")
+        assert set_cpu_allocator(in_use) is True  # already so: nothing to refuse
         assert set_cpu_allocator("auto") is False  # auto stays silent
-
-
-def _in_use():
-    from tf_cyclegan.bench import cpu_allocator_in_use
-
-    return cpu_allocator_in_use()
 
 
 def test_unknown_allocator_is_named():

@@ -26,15 +26,6 @@ def process_start_time():
         return None
 
 
-def cpu_allocator_in_use():
-    """"bfc" or "malloc": TensorFlow reports memory statistics of CPU:0 only for BFC."""
-    try:
-        tf.config.experimental.get_memory_info("CPU:0")
-    except ValueError:
-        return "malloc"
-    return "bfc"
-
-
 class _StepClock(keras.callbacks.Callback):
     """Wall-clock time at the end of every training step."""
 
@@ -67,7 +58,7 @@ def train_step_benchmark(size=128, batch=1, blocks=9, ngf=64, steps=10, warmup=2
         final_loss_g, and the versions and settings.
     """
     from tf_cyclegan import CycleGAN, build_patchgan_discriminator, build_resnet_generator, set_precision
-    from tf_cyclegan.runtime import set_cpu_allocator
+    from tf_cyclegan.runtime import cpu_allocator_in_use, set_cpu_allocator
 
     start_time = start_time or process_start_time() or time.time()
     set_cpu_allocator(cpu_allocator)

@@ -8,6 +8,8 @@ it fused in and a hand-written gradient, which keeps the training step's memory 
 count down (the networks run a normalisation after nearly every convolution).
 """
 
+import functools
+
 import keras
 import tensorflow as tf
 
@@ -163,12 +165,17 @@ class Conv2D(keras.layers.Conv2D):
     def convolution_op(self, inputs, kernel):
         lean = (
             self.padding == "valid" and tuple(self.strides) == (1, 1) and tuple(self.dilation_rate) == (1, 1)
-            and self.groups == 1 and self.data_format == "channels_last"
-            and not tf.config.list_logical_devices("GPU")
+            and self.groups == 1 and self.data_format == "channels_last" and not _has_gpu()
         )
         if not lean:
             return super().convolution_op(inputs, kernel)
         return _valid_conv(inputs, tf.convert_to_tensor(kernel))
+
+
+@functools.cache
+def _has_gpu():
+    """Whether TensorFlow sees a GPU (fixed once it has started, so asked once per process)."""
+    return bool(tf.config.list_logical_devices("GPU"))
 
 
 def _valid_conv(x, kernel):

@@ -33,23 +33,35 @@ def set_cpu_allocator(allocator="auto"):
     """
     if allocator not in CPU_ALLOCATORS:
         raise ValueError(f"cpu_allocator must be one of {CPU_ALLOCATORS}. Received: {allocator!r}")
+    started = _tensorflow_started()
     if allocator == "auto":
-        if _tensorflow_started() or _ENV in os.environ:
+        if started or _ENV in os.environ:
             return False
         allocator = "bfc"
-    wanted = "true" if allocator == "bfc" else "false"
-    if _tensorflow_started():
-        if os.environ.get(_ENV, "false").lower() == wanted:
-            return True
-        warnings.warn(
-            f"TensorFlow has already started in this process, so its CPU allocator stays as "
-            f"it is; cpu_allocator={allocator!r} takes effect only if chosen before the first "
-            f"TensorFlow op (or with the environment variable {_ENV}={wanted}).",
-            stacklevel=2,
-        )
-        return False
-    os.environ[_ENV] = wanted
-    return True
+    if not started:
+        os.environ[_ENV] = "true" if allocator == "bfc" else "false"
+        return True
+    if cpu_allocator_in_use() == allocator:
+        return True
+    warnings.warn(
+        f"TensorFlow has already started in this process, so its CPU allocator stays as it is; "
+        f"cpu_allocator={allocator!r} takes effect only if chosen before the first TensorFlow op "
+        f"(or with the environment variable {_ENV}={str(allocator == 'bfc').lower()}).",
+        stacklevel=2,
+    )
+    return False
+
+
+def cpu_allocator_in_use():
+    """"bfc" or "malloc", as TensorFlow runs now (it reports CPU:0 memory statistics only
+    for a BFC pool; oneDNN builds' own allocator is one). Starts TensorFlow if it has not."""
+    import tensorflow as tf
+
+    try:
+        tf.config.experimental.get_memory_info("CPU:0")
+    except ValueError:
+        return "malloc"
+    return "bfc"
 
 
 def _tensorflow_started():
