@@ -29,6 +29,28 @@ def test_fused_adam_makes_the_same_updates_as_keras_adam():
     np.testing.assert_allclose(actual, expected, rtol=0, atol=1e-6)
 
 
+def test_fused_adam_matches_keras_adam_on_several_variables_in_graph_and_eagerly():
+    # The step's scalars are computed once per apply and shared by every variable.
+    rng = np.random.default_rng(1)
+    starts = [rng.normal(size=shape).astype("float32") for shape in ((3, 3, 2, 4), (4,), (5, 2))]
+    gradients = [[rng.normal(size=start.shape).astype("float32") for start in starts] for _ in range(4)]
+    results = {}
+    for name, make in (("keras", keras.optimizers.Adam), ("fused", FusedAdam)):
+        for compiled in (True, False):
+            optimizer = make(0.01, beta_1=0.5)
+            variables = [keras.Variable(start) for start in starts]
+            optimizer.build(variables)
+            step = lambda grads: optimizer.apply_gradients(zip(grads, variables))  # noqa: E731
+            step = tf.function(step) if compiled else step
+            for grads in gradients:
+                step([tf.constant(g) for g in grads])
+            results[name, compiled] = [np.asarray(v) for v in variables]
+    for compiled in (True, False):
+        for expected, actual, start in zip(results["keras", compiled], results["fused", compiled], starts):
+            assert np.abs(expected - start).max() > 0.01
+            np.testing.assert_allclose(actual, expected, rtol=0, atol=1e-6)
+
+
 def test_fused_adam_round_trips_its_config_and_refuses_amsgrad():
     optimizer = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(FusedAdam(3e-4, beta_1=0.5)))
     assert isinstance(optimizer, FusedAdam) and optimizer.beta_1 == 0.5

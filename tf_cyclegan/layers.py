@@ -114,17 +114,21 @@ def _instance_norm(x, epsilon, slope):
     @tf.custom_gradient
     def forward(x):
         x32 = tf.cast(x, tf.float32)
-        mean, variance = tf.nn.moments(x32, axes=[1, 2], keepdims=True)
+        axes = tf.constant([1, 2])
+        mean = tf.reduce_mean(x32, axis=axes, keepdims=True)
+        variance = tf.reduce_mean(tf.math.squared_difference(x32, mean), axis=axes, keepdims=True)
         inv_std = tf.math.rsqrt(variance + epsilon)
         y = tf.cast((x32 - mean) * inv_std, x.dtype)
 
         def backward(upstream):
             y32 = tf.cast(y, tf.float32)
             g = tf.cast(upstream, tf.float32)
-            if slope is not None:
-                g = tf.where(y32 > 0, g, g * slope)
-            g_mean = tf.reduce_mean(g, axis=[1, 2], keepdims=True)
-            gy_mean = tf.reduce_mean(g * y32, axis=[1, 2], keepdims=True)
+            if slope == 0:
+                g = tf.raw_ops.ReluGrad(gradients=g, features=y32)
+            elif slope is not None:
+                g = tf.raw_ops.LeakyReluGrad(gradients=g, features=y32, alpha=slope)
+            g_mean = tf.reduce_mean(g, axis=axes, keepdims=True)
+            gy_mean = tf.reduce_mean(g * y32, axis=axes, keepdims=True)
             return tf.cast((g - g_mean - y32 * gy_mean) * inv_std, x.dtype)
 
         if slope is None:
@@ -161,6 +165,16 @@ class Conv2D(keras.layers.Conv2D):
     >>> Conv2D(8, 3)(keras.ops.zeros((1, 10, 10, 4))).shape
     (1, 8, 8, 8)
     """
+
+    def call(self, inputs):
+        if not (self.use_bias and self.data_format == "channels_last"):
+            return super().call(inputs)
+        # Keras adds the bias as a reshaped (1, 1, 1, filters) tensor; BiasAdd is the same
+        # sum in one op, with one op (BiasAddGrad) for its gradient instead of a reshape chain.
+        outputs = tf.nn.bias_add(self.convolution_op(inputs, self.kernel), self.bias)
+        if self.activation is not None:
+            outputs = self.activation(outputs)
+        return outputs
 
     def convolution_op(self, inputs, kernel):
         lean = (

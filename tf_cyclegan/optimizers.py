@@ -3,7 +3,9 @@
 Keras' Adam writes each variable's update as about fifteen small ops. CycleGAN has 116
 trainable variables in its two optimizers, so those ops are a large share of what is
 traced and graph-optimised before the first step. `ResourceApplyAdam` does the same
-update (m, v, then var -= lr·sqrt(1-β2^t)/(1-β1^t) · m / (sqrt(v) + ε)) in one op.
+update (m, v, then var -= lr·sqrt(1-β2^t)/(1-β1^t) · m / (sqrt(v) + ε)) in one op, and
+the scalars it takes (β powers, learning rate, ε) are computed once per `apply` and
+dtype, not once per variable.
 """
 
 import keras
@@ -31,20 +33,42 @@ class FusedAdam(keras.optimizers.Adam):
         super().__init__(*args, **kwargs)
         if self.amsgrad:
             raise ValueError("FusedAdam does not implement amsgrad; use keras.optimizers.Adam(amsgrad=True)")
+        self._step_scalars = None
+
+    def apply(self, grads, trainable_variables=None):
+        # Every variable of one apply shares the step's scalars: computed by the first
+        # update of each dtype, in the graph (or eagerly) where this apply runs.
+        self._step_scalars = {}
+        try:
+            return super().apply(grads, trainable_variables)
+        finally:
+            self._step_scalars = None
+
+    def _scalars(self, dtype, learning_rate):
+        """(β1^t, β2^t, lr, β1, β2, ε) as `dtype` tensors for this step's update."""
+        cache = self._step_scalars
+        if cache is not None and dtype in cache:
+            return cache[dtype]
+        local_step = tf.cast(self.iterations + 1, dtype)
+        beta_1 = tf.constant(self.beta_1, dtype)
+        beta_2 = tf.constant(self.beta_2, dtype)
+        scalars = (
+            tf.pow(beta_1, local_step), tf.pow(beta_2, local_step), tf.cast(learning_rate, dtype),
+            beta_1, beta_2, tf.constant(self.epsilon, dtype),
+        )
+        if cache is not None:
+            cache[dtype] = scalars
+        return scalars
 
     def update_step(self, gradient, variable, learning_rate):
         dtype = variable.dtype
-        local_step = tf.cast(self.iterations + 1, dtype)
+        beta1_power, beta2_power, lr, beta1, beta2, epsilon = self._scalars(dtype, learning_rate)
         index = self._get_variable_index(variable)
         tf.raw_ops.ResourceApplyAdam(
             var=_handle(variable),
             m=_handle(self._momentums[index]),
             v=_handle(self._velocities[index]),
-            beta1_power=tf.pow(tf.cast(self.beta_1, dtype), local_step),
-            beta2_power=tf.pow(tf.cast(self.beta_2, dtype), local_step),
-            lr=tf.cast(learning_rate, dtype),
-            beta1=tf.cast(self.beta_1, dtype),
-            beta2=tf.cast(self.beta_2, dtype),
-            epsilon=tf.cast(self.epsilon, dtype),
+            beta1_power=beta1_power, beta2_power=beta2_power, lr=lr,
+            beta1=beta1, beta2=beta2, epsilon=epsilon,
             grad=tf.cast(gradient, dtype),
         )
