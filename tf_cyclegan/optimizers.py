@@ -50,11 +50,11 @@ class FusedAdam(keras.optimizers.Adam):
         if cache is not None and dtype in cache:
             return cache[dtype]
         local_step = tf.cast(self.iterations + 1, dtype)
-        beta_1 = tf.constant(self.beta_1, dtype)
-        beta_2 = tf.constant(self.beta_2, dtype)
+        beta_1 = tf.cast(self.beta_1, dtype)
+        beta_2 = tf.cast(self.beta_2, dtype)
         scalars = (
             tf.pow(beta_1, local_step), tf.pow(beta_2, local_step), tf.cast(learning_rate, dtype),
-            beta_1, beta_2, tf.constant(self.epsilon, dtype),
+            beta_1, beta_2, tf.cast(self.epsilon, dtype),
         )
         if cache is not None:
             cache[dtype] = scalars
