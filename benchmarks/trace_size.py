@@ -21,7 +21,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from tf_cyclegan import CycleGAN, build_patchgan_discriminator, build_resnet_generator  # noqa: E402
+from tf_cyclegan.bench import benchmark_model  # noqa: E402
 
 
 def main():
@@ -31,10 +31,7 @@ def main():
     parser.add_argument("--ngf", type=int, default=64)
     args = parser.parse_args()
     keras.utils.set_random_seed(0)
-    model = CycleGAN(
-        build_resnet_generator(args.ngf, args.blocks), build_resnet_generator(args.ngf, args.blocks),
-        build_patchgan_discriminator(), build_patchgan_discriminator(),
-    )
+    model = benchmark_model(args.blocks, args.ngf)  # the model `benchmarks/train_step.py` times
     model.compile(jit_compile=False)
     # As fit does before tracing: a step that creates variables (the pools) is traced twice.
     model.build((1, args.size, args.size, 3))

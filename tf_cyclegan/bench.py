@@ -37,6 +37,16 @@ class _StepClock(keras.callbacks.Callback):
         self.ends.append(time.time())
 
 
+def benchmark_model(blocks=9, ngf=64):
+    """The benchmarked CycleGAN: two ResNet generators (`blocks`, `ngf`), two 70x70 PatchGANs."""
+    from tf_cyclegan import CycleGAN, build_patchgan_discriminator, build_resnet_generator
+
+    return CycleGAN(
+        build_resnet_generator(ngf, blocks), build_resnet_generator(ngf, blocks),
+        build_patchgan_discriminator(), build_patchgan_discriminator(),
+    )
+
+
 def train_step_benchmark(size=128, batch=1, blocks=9, ngf=64, steps=10, warmup=2, precision="float32",
                          jit_compile="auto", cpu_allocator="auto", start_time=None):
     """Times the CycleGAN training step as `fit` runs it.
@@ -57,7 +67,7 @@ def train_step_benchmark(size=128, batch=1, blocks=9, ngf=64, steps=10, warmup=2
         first step, imports included), peak_rss_mb, params_generator, params_discriminator,
         final_loss_g, and the versions and settings.
     """
-    from tf_cyclegan import CycleGAN, build_patchgan_discriminator, build_resnet_generator, set_precision
+    from tf_cyclegan import set_precision
     from tf_cyclegan.runtime import cpu_allocator_in_use, set_cpu_allocator
 
     start_time = start_time or process_start_time() or time.time()
@@ -65,10 +75,7 @@ def train_step_benchmark(size=128, batch=1, blocks=9, ngf=64, steps=10, warmup=2
     keras.utils.set_random_seed(0)
     set_precision(precision)
     try:
-        model = CycleGAN(
-            build_resnet_generator(ngf, blocks), build_resnet_generator(ngf, blocks),
-            build_patchgan_discriminator(), build_patchgan_discriminator(),
-        )
+        model = benchmark_model(blocks, ngf)
         model.compile(jit_compile=jit_compile)
         shape = (batch, size, size, 3)
         data = tf.data.Dataset.from_tensors(

@@ -2,9 +2,9 @@
 
 TensorFlow allocates CPU tensors with the C library's `malloc` by default. The CycleGAN
 step allocates and frees gigabytes of activations per step; TensorFlow's own
-best-fit-with-coalescing (BFC) pool keeps freed blocks for reuse. On this project's 2-core
-benchmark machine it made 256x256 steps 7% faster and 128x128 steps 3% slower, for about
-the same peak memory (README, "Training speed"). `tf-cyclegan train` and
+best-fit-with-coalescing (BFC) pool keeps freed blocks for reuse; the README's "Training
+speed" section gives what each did to speed and memory on this project's benchmark
+machine (about the same peak memory; BFC faster at 256x256). `tf-cyclegan train` and
 `tf-cyclegan bench` use BFC unless told otherwise (`train.cpu_allocator: malloc`, or
 `--cpu-allocator malloc`). The choice is read once, when TensorFlow creates its devices,
 so it must be made before the process's first TensorFlow op; in your own script, call
