@@ -145,3 +145,82 @@ def test_lean_conv_gradients_with_unknown_spatial_size_and_round_trip():
         np.testing.assert_allclose(got.numpy(), want.numpy(), atol=1e-4 * np.abs(want.numpy()).max())
     restored = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(model.get_layer("conv")))
     assert type(restored) is Conv2D and restored.filters == 3
+
+
+def _norm_conv_stack(reference):
+    """Two convolutions, each followed by instance norm + ReLU: ours, or Keras' layers."""
+    conv_class = keras.layers.Conv2D if reference else Conv2D
+    layers = []
+    for name in ("a", "b"):
+        layers.append(conv_class(4, 3, name=f"conv_{name}"))
+        layers.append(_group_norm_then("relu") if reference else instance_norm(activation="relu"))
+
+    def run(x):
+        for layer in layers:
+            x = layer(x)
+        return x
+
+    run(tf.zeros((1, 9, 9, 3)))
+    return run, [layer for layer in layers if isinstance(layer, keras.layers.Conv2D)]
+
+
+@pytest.mark.parametrize("how", ["eager", "tape in tf.function", "tape outside tf.function"])
+def test_custom_gradients_agree_however_they_are_differentiated(how):
+    # Eagerly and inside a traced function the hand-written gradients are recorded on the
+    # tape; with the tape outside, TensorFlow differentiates the function's graph op by op.
+    # All must match Keras' own layers differentiated op by op.
+    rng = np.random.default_rng(4)
+    x = tf.constant(rng.normal(size=(2, 9, 9, 3)).astype("float32"))
+    results = []
+    for reference in (True, False):
+        run, convs = _norm_conv_stack(reference)
+        if not results:
+            weights = [[rng.normal(size=w.shape).astype("float32") for w in conv.get_weights()] for conv in convs]
+        for conv, w in zip(convs, weights):
+            conv.set_weights(w)
+        variables = [v for conv in convs for v in conv.trainable_variables]
+
+        def loss_and_grads(images):
+            with tf.GradientTape() as tape:
+                tape.watch(images)
+                loss = tf.reduce_sum(tf.sin(run(images)))
+            return tape.gradient(loss, [images] + variables)
+
+        if how == "eager":
+            grads = loss_and_grads(x)
+        elif how == "tape in tf.function":
+            grads = tf.function(loss_and_grads)(x)
+        else:
+            forward = tf.function(lambda images: tf.reduce_sum(tf.sin(run(images))))
+            with tf.GradientTape() as tape:
+                tape.watch(x)
+                loss = forward(x)
+            grads = tape.gradient(loss, [x] + variables)
+        results.append([g.numpy() for g in grads])
+    scale = max(np.abs(g).max() for g in results[0])
+    assert scale > 0.1
+    for want, got, what in zip(results[0], results[1], ("input", "kernel a", "bias a", "kernel b", "bias b")):
+        # (A bias before instance norm has a gradient of exactly zero, up to rounding.)
+        np.testing.assert_allclose(got, want, atol=1e-5 * scale, err_msg=what)
+
+
+def test_traced_gradient_records_no_extra_ops_and_shares_constants():
+    # Under a tape in a traced function: no IdentityN and no zeros (Fill) for the custom
+    # gradients, and one epsilon / axes / permutation constant however many layers use it.
+    run, convs = _norm_conv_stack(reference=False)
+    variables = [v for conv in convs for v in conv.trainable_variables]
+
+    def step(images):
+        with tf.GradientTape() as tape:
+            tape.watch(images)
+            loss = tf.reduce_sum(run(images))
+        return tape.gradient(loss, [images] + variables)
+
+    graph = tf.function(step).get_concrete_function(tf.TensorSpec((2, 9, 9, 3))).graph
+    types = [op.type for op in graph.get_operations()]
+    assert "IdentityN" not in types and "Fill" not in types
+    assert types.count("Conv2D") == 2 + 2 * 2  # forward, and each backward's two convolutions
+    constants = [tf.make_ndarray(op.get_attr("value")) for op in graph.get_operations() if op.type == "Const"]
+    epsilons = [c for c in constants if c.dtype == np.float32 and c.shape == () and np.isclose(c, 1e-5)]
+    assert len(epsilons) == 1
+    assert sum(c.dtype == np.int32 and c.tolist() == [1, 2, 0, 3] for c in constants) == 1

@@ -9,9 +9,15 @@ count down (the networks run a normalisation after nearly every convolution).
 """
 
 import functools
+import weakref
 
 import keras
 import tensorflow as tf
+
+try:  # the gradient-tape API that `tf.custom_gradient` itself is built on
+    from tensorflow.python.eager import record as _tape_record
+except ImportError:  # pragma: no cover - a TensorFlow that moved it; `tf.custom_gradient` does the same
+    _tape_record = None
 
 
 @keras.saving.register_keras_serializable(package="tf_cyclegan")
@@ -111,13 +117,13 @@ def _instance_norm(x, epsilon, slope):
     """Normalises `x` (NHWC) per image and channel, then applies a leaky ReLU of `slope`
     (0: ReLU; None: no activation), with the backward pass written out."""
 
-    @tf.custom_gradient
+    @_custom_gradient
     def forward(x):
         x32 = tf.cast(x, tf.float32)
-        axes = tf.constant([1, 2])
+        axes = _constant([1, 2])
         mean = tf.reduce_mean(x32, axis=axes, keepdims=True)
         variance = tf.reduce_mean(tf.math.squared_difference(x32, mean), axis=axes, keepdims=True)
-        inv_std = tf.math.rsqrt(variance + epsilon)
+        inv_std = tf.math.rsqrt(variance + _constant(epsilon, tf.float32))
         y = tf.cast((x32 - mean) * inv_std, x.dtype)
 
         def backward(upstream):
@@ -192,22 +198,79 @@ def _has_gpu():
     return bool(tf.config.list_logical_devices("GPU"))
 
 
+_GRAPH_CONSTANTS = weakref.WeakKeyDictionary()
+
+
+def _constant(value, dtype=tf.int32):
+    """`tf.constant(value, dtype)`, made once per graph being traced and shared by every call.
+
+    The layers here need the same few constants (axes, permutations, epsilon) at every
+    call; traced, each would be its own op, and the training step would have about 550
+    more ops to trace and optimise (Grappler merges them again). The shared constant has
+    no device and no control inputs, so any op of the graph may use it.
+    """
+    if tf.executing_eagerly():
+        return tf.constant(value, dtype)
+    graph = tf.compat.v1.get_default_graph()
+    constants = _GRAPH_CONSTANTS.setdefault(graph, {})
+    key = (repr(value), tf.as_dtype(dtype).name)
+    if key not in constants:
+        with graph.control_dependencies(None), tf.compat.v1.device(None):
+            constants[key] = tf.constant(value, dtype)
+    return constants[key]
+
+
+def _custom_gradient(f):
+    """`tf.custom_gradient` for a function of tensors, recorded straight onto the active tapes.
+
+    Under a `tf.GradientTape` in a graph (the training step), `tf.custom_gradient` also routes
+    the inputs and outputs through an `IdentityN` (so that `tf.gradients` can find the
+    gradient), and the tape then builds zeros (`Fill` of a shape) for the gradients of the
+    inputs' copies, which nothing uses: about 800 of the training step's ops, each traced and
+    then pruned again by Grappler. When a tape watches the inputs, this records `f` on the
+    tapes as `tf.custom_gradient` does eagerly, with `f`'s own ops unrecorded; otherwise it
+    is `tf.custom_gradient` itself. One case loses the hand-written gradient: a tape
+    outside a `tf.function` (TensorFlow differentiates the function's graph op by op) gets
+    TensorFlow's standard gradients, the same values with more memory. `fit`, and any
+    step that keeps its tape inside the `tf.function`, gets this one.
+    """
+    fallback = tf.custom_gradient(f)
+
+    @functools.wraps(f)
+    def wrapped(*args):
+        args = [tf.convert_to_tensor(a) for a in args]
+        if _tape_record is None or not _tape_record.should_record_backprop(args):
+            return fallback(*args)
+        with _tape_record.stop_recording():
+            result, grad_fn = f(*args)
+
+        def backward(upstream):
+            grads = grad_fn(upstream)
+            return list(grads) if isinstance(grads, (list, tuple)) else [grads]
+
+        _tape_record.record_operation(f.__name__, [result], args, backward)
+        return result
+
+    return wrapped
+
+
 def _valid_conv(x, kernel):
     """Stride-1 "valid" NHWC convolution whose gradients are computed as forward convolutions."""
 
-    @tf.custom_gradient
+    @_custom_gradient
     def forward(x, kernel):
         def backward(upstream):
             kernel_h, kernel_w = kernel.shape[0], kernel.shape[1]
-            padded = tf.pad(upstream, [[0, 0], [kernel_h - 1, kernel_h - 1], [kernel_w - 1, kernel_w - 1], [0, 0]])
-            flipped = tf.transpose(tf.reverse(kernel, axis=[0, 1]), [0, 1, 3, 2])
-            x_grad = tf.nn.conv2d(padded, flipped, strides=1, padding="VALID")
+            paddings = _constant([[0, 0], [kernel_h - 1, kernel_h - 1], [kernel_w - 1, kernel_w - 1], [0, 0]])
+            flipped = tf.transpose(tf.reverse(kernel, axis=_constant([0, 1])), _constant([0, 1, 3, 2]))
+            x_grad = tf.nn.conv2d(tf.pad(upstream, paddings), flipped, strides=1, padding="VALID")
             # Channels as the batch and the batch as channels: a correlation of x with the
             # upstream gradient over every position, one output pixel per kernel tap.
+            to_hwno = _constant([1, 2, 0, 3])
             kernel_grad = tf.nn.conv2d(
-                tf.transpose(x, [3, 1, 2, 0]), tf.transpose(upstream, [1, 2, 0, 3]), strides=1, padding="VALID"
+                tf.transpose(x, _constant([3, 1, 2, 0])), tf.transpose(upstream, to_hwno), strides=1, padding="VALID"
             )
-            return x_grad, tf.transpose(kernel_grad, [1, 2, 0, 3])
+            return x_grad, tf.transpose(kernel_grad, to_hwno)
 
         return tf.nn.conv2d(x, kernel, strides=1, padding="VALID"), backward
 
