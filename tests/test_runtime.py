@@ -1,12 +1,16 @@
 import json
 import subprocess
 import sys
+import threading
+import time
 import warnings
 
+import keras
 import pytest
 import tensorflow as tf
 
-from conftest import subprocess_env
+from conftest import random_pairs, subprocess_env, tiny_cyclegan
+from tf_cyclegan import runtime
 from tf_cyclegan.runtime import cpu_allocator_in_use, set_cpu_allocator
 
 _CHILD = """
@@ -46,3 +50,56 @@ def test_after_tensorflow_started_the_choice_is_refused_with_a_warning():
 def test_unknown_allocator_is_named():
     with pytest.raises(ValueError, match="'tcmalloc'"):
         set_cpu_allocator("tcmalloc")
+
+
+class _CountingTrim:
+    def __init__(self):
+        self.calls = 0
+
+    def __call__(self, pad):
+        assert pad == 0
+        self.calls += 1
+        return 1
+
+
+def _trimmer_threads():
+    return [t for t in threading.enumerate() if t.name == "tf_cyclegan-return-freed-memory"]
+
+
+def test_freed_memory_is_returned_periodically_only_inside_and_only_under_bfc(monkeypatch):
+    monkeypatch.setattr(runtime, "cpu_allocator_in_use", lambda: "bfc")
+    trim = _CountingTrim()
+    with runtime.returning_freed_memory(period=0.01, trim=trim):
+        deadline = time.time() + 10
+        while trim.calls < 3 and time.time() < deadline:
+            time.sleep(0.01)
+        assert trim.calls >= 3 and len(_trimmer_threads()) == 1
+    calls = trim.calls
+    time.sleep(0.05)
+    assert trim.calls == calls and not _trimmer_threads()
+
+    # With malloc as TensorFlow's allocator the heap holds the tensors: left alone.
+    monkeypatch.setattr(runtime, "cpu_allocator_in_use", lambda: "malloc")
+    with runtime.returning_freed_memory(period=0.01, trim=trim):
+        time.sleep(0.05)
+        assert not _trimmer_threads()
+    assert trim.calls == calls
+
+
+@pytest.mark.skipif(runtime._malloc_trim() is None, reason="no glibc malloc_trim here")
+def test_glibc_malloc_trim_is_callable():
+    assert runtime._malloc_trim()(0) in (0, 1)
+
+
+def test_cyclegan_fit_runs_with_freed_memory_returned(monkeypatch):
+    monkeypatch.setattr(runtime, "cpu_allocator_in_use", lambda: "bfc")
+    seen = []
+
+    class Probe(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            seen.append(len(_trimmer_threads()))
+
+    model = tiny_cyclegan()
+    model.compile()
+    model.fit(random_pairs(count=1), epochs=1, verbose=0, callbacks=[Probe()])
+    assert seen == [1] and not _trimmer_threads()

@@ -9,9 +9,18 @@ machine (about the same peak memory; BFC faster at 256x256). `tf-cyclegan train`
 `--cpu-allocator malloc`). The choice is read once, when TensorFlow creates its devices,
 so it must be made before the process's first TensorFlow op; in your own script, call
 `set_cpu_allocator("bfc")` first thing, or set `TF_CPU_ALLOCATOR_USE_BFC=true`.
+
+Memory that is not a tensor (graph building and optimisation, kernels' scratch) comes
+from the C library's heap, which keeps what is freed: about 100 MB at 128x128 after the
+first training step. `returning_freed_memory()`, which `CycleGAN.fit` runs under, hands
+it back to the system while training runs.
 """
 
+import contextlib
+import ctypes
+import functools
 import os
+import threading
 import warnings
 
 CPU_ALLOCATORS = ("auto", "bfc", "malloc")
@@ -72,3 +81,48 @@ def _tensorflow_started():
         return False
     ctx = context.context_safe()
     return ctx is not None and getattr(ctx, "_context_handle", None) is not None
+
+
+@functools.cache
+def _malloc_trim():
+    """glibc's `malloc_trim`, or None where the C library has none (macOS, musl)."""
+    try:
+        return ctypes.CDLL("libc.so.6").malloc_trim
+    except (OSError, AttributeError):
+        return None
+
+
+@contextlib.contextmanager
+def returning_freed_memory(period=0.25, trim=None):
+    """Returns the C heap's freed pages to the system every `period` seconds while inside.
+
+    glibc keeps the pages of freed heap blocks (graph building, Grappler, kernels'
+    scratch) mapped for reuse, and fragmentation leaves many of them unused: at 128x128
+    they put about 45 MB on the training process's peak memory (the README's training-speed
+    section). A daemon thread calls `malloc_trim(0)`, which unmaps whole free pages; the
+    call releases the GIL and takes milliseconds. Only under TensorFlow's BFC allocator
+    (the default here): with `malloc` as TensorFlow's allocator every tensor lives in
+    that heap, and trimming it made steps 15-20% slower, as freed tensor memory had to
+    be faulted in again. Where there is no glibc it does nothing.
+
+    Args:
+        period: seconds between trims; 0 or less does nothing.
+        trim: the trimming function, called with 0 (default: glibc's `malloc_trim`).
+    """
+    trim = trim or _malloc_trim()
+    if trim is None or period <= 0 or cpu_allocator_in_use() != "bfc":
+        yield
+        return
+    stop = threading.Event()
+
+    def run():
+        while not stop.wait(period):
+            trim(0)
+
+    thread = threading.Thread(target=run, name="tf_cyclegan-return-freed-memory", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
