@@ -226,7 +226,7 @@ def _custom_gradient(f):
     Under a `tf.GradientTape` in a graph (the training step), `tf.custom_gradient` also routes
     the inputs and outputs through an `IdentityN` (so that `tf.gradients` can find the
     gradient), and the tape then builds zeros (`Fill` of a shape) for the gradients of the
-    inputs' copies, which nothing uses: about 800 of the training step's ops, each traced and
+    inputs' copies, which nothing uses: about 900 of the training step's ops, each traced and
     then pruned again by Grappler. When a tape watches the inputs, this records `f` on the
     tapes as `tf.custom_gradient` does eagerly, with `f`'s own ops unrecorded; otherwise it
     is `tf.custom_gradient` itself. One case loses the hand-written gradient: a tape
