@@ -42,7 +42,8 @@ def main():
     seconds, cpu_seconds = time.time() - start, time.thread_time() - start_cpu
     types = collections.Counter(op.type for op in graph.get_operations())
     print(json.dumps({
-        "size": args.size, "ops": sum(types.values()), "trace_s": round(seconds, 2), "trace_cpu_s": round(cpu_seconds, 2),
+        "size": args.size, "ops": sum(types.values()),
+        "trace_s": round(seconds, 2), "trace_cpu_s": round(cpu_seconds, 2),
         "top_op_types": dict(types.most_common(8)),
     }))
 

@@ -1,3 +1,5 @@
+import functools
+
 import keras
 import numpy as np
 import pytest
@@ -29,6 +31,10 @@ def test_fused_adam_makes_the_same_updates_as_keras_adam():
     np.testing.assert_allclose(actual, expected, rtol=0, atol=1e-6)
 
 
+def _apply(optimizer, variables, grads):
+    optimizer.apply_gradients(zip(grads, variables))
+
+
 def test_fused_adam_matches_keras_adam_on_several_variables_in_graph_and_eagerly():
     # The step's scalars are computed once per apply and shared by every variable.
     rng = np.random.default_rng(1)
@@ -40,7 +46,7 @@ def test_fused_adam_matches_keras_adam_on_several_variables_in_graph_and_eagerly
             optimizer = make(0.01, beta_1=0.5)
             variables = [keras.Variable(start) for start in starts]
             optimizer.build(variables)
-            step = lambda grads: optimizer.apply_gradients(zip(grads, variables))  # noqa: E731
+            step = functools.partial(_apply, optimizer, variables)
             step = tf.function(step) if compiled else step
             for grads in gradients:
                 step([tf.constant(g) for g in grads])

@@ -8,8 +8,8 @@ import warnings
 import keras
 import pytest
 import tensorflow as tf
-
 from conftest import random_pairs, subprocess_env, tiny_cyclegan
+
 from tf_cyclegan import runtime
 from tf_cyclegan.runtime import cpu_allocator_in_use, set_cpu_allocator
 
