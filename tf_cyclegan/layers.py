@@ -234,13 +234,11 @@ def _custom_gradient(f):
     TensorFlow's standard gradients, the same values with more memory. `fit`, and any
     step that keeps its tape inside the `tf.function`, gets this one.
     """
-    fallback = tf.custom_gradient(f)
-
     @functools.wraps(f)
     def wrapped(*args):
         args = [tf.convert_to_tensor(a) for a in args]
         if _tape_record is None or not _tape_record.should_record_backprop(args):
-            return fallback(*args)
+            return tf.custom_gradient(f)(*args)
         with _tape_record.stop_recording():
             result, grad_fn = f(*args)
 

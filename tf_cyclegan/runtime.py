@@ -101,10 +101,10 @@ def returning_freed_memory(period=0.25, trim=None):
     they put about 45 MB on the training process's peak memory (the README's training-speed
     section). A daemon thread calls `malloc_trim(0)`, which releases whole free pages; the
     call releases the GIL and took 0.5 ms (median; 6.5 ms at most) in a 128-px training
-    run. Only under TensorFlow's BFC allocator
-    (the default here): with `malloc` as TensorFlow's allocator every tensor lives in
-    that heap, and trimming it made steps 15-20% slower, as freed tensor memory had to
-    be faulted in again. Where there is no glibc it does nothing.
+    run. Only under TensorFlow's BFC allocator (the default here): with `malloc` as
+    TensorFlow's allocator every tensor lives in that heap, and trimming it made steps
+    15-20% slower, as freed tensor memory had to be faulted in again. Where there is no
+    glibc it does nothing.
 
     Args:
         period: seconds between trims; 0 or less does nothing.
