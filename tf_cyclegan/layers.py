@@ -14,6 +14,8 @@ import weakref
 import keras
 import tensorflow as tf
 
+from tf_cyclegan.runtime import has_gpu
+
 try:  # the gradient-tape API that `tf.custom_gradient` itself is built on
     from tensorflow.python.eager import record as _tape_record
 except ImportError:  # pragma: no cover - a TensorFlow that moved it; `tf.custom_gradient` does the same
@@ -185,17 +187,11 @@ class Conv2D(keras.layers.Conv2D):
     def convolution_op(self, inputs, kernel):
         lean = (
             self.padding == "valid" and tuple(self.strides) == (1, 1) and tuple(self.dilation_rate) == (1, 1)
-            and self.groups == 1 and self.data_format == "channels_last" and not _has_gpu()
+            and self.groups == 1 and self.data_format == "channels_last" and not has_gpu()
         )
         if not lean:
             return super().convolution_op(inputs, kernel)
         return _valid_conv(inputs, tf.convert_to_tensor(kernel))
-
-
-@functools.cache
-def _has_gpu():
-    """Whether TensorFlow sees a GPU (fixed once it has started, so asked once per process)."""
-    return bool(tf.config.list_logical_devices("GPU"))
 
 
 _GRAPH_CONSTANTS = weakref.WeakKeyDictionary()

@@ -73,6 +73,14 @@ def cpu_allocator_in_use():
     return "bfc"
 
 
+@functools.cache
+def has_gpu():
+    """Whether TensorFlow sees a GPU (fixed once it has started, so asked once per process)."""
+    import tensorflow as tf
+
+    return bool(tf.config.list_logical_devices("GPU"))
+
+
 def _tensorflow_started():
     """True once TensorFlow's eager context (and with it the CPU allocator) exists."""
     try:
