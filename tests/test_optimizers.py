@@ -57,6 +57,17 @@ def test_fused_adam_matches_keras_adam_on_several_variables_in_graph_and_eagerly
             np.testing.assert_allclose(actual, expected, rtol=0, atol=1e-6)
 
 
+def test_fused_adam_adds_no_all_reduce_ops_outside_a_strategy():
+    variables = [keras.Variable(tf.ones((2, 2))), keras.Variable(tf.ones((3,)))]
+    optimizer = FusedAdam(0.1)
+    optimizer.build(variables)
+    step = tf.function(functools.partial(_apply, optimizer, variables))
+    grads = [tf.ones((2, 2)), tf.ones((3,))]
+    types = [op.type for op in step.get_concrete_function(grads).graph.get_operations()]
+    # One replica, so no all-reduce: no Identity per gradient, no IdentityN.
+    assert types.count("ResourceApplyAdam") == 2 and "Identity" not in types and "IdentityN" not in types
+
+
 def test_fused_adam_round_trips_its_config_and_refuses_amsgrad():
     optimizer = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(FusedAdam(3e-4, beta_1=0.5)))
     assert isinstance(optimizer, FusedAdam) and optimizer.beta_1 == 0.5

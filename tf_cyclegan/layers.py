@@ -194,6 +194,49 @@ class Conv2D(keras.layers.Conv2D):
         return _valid_conv(inputs, tf.convert_to_tensor(kernel))
 
 
+@keras.saving.register_keras_serializable(package="tf_cyclegan")
+class ZeroPadding2D(keras.layers.ZeroPadding2D):
+    """`keras.layers.ZeroPadding2D` whose gradient is one slice.
+
+    The same layer (and class name, as for `Conv2D` above) as Keras'. TensorFlow's gradient
+    of a zero padding computes the crop from the padding amounts when it runs: nine ops
+    per call, and the discriminator pads before each of its five convolutions and runs
+    four times per training step. Channels-last, the gradient here is one `StridedSlice`
+    whose bounds are fixed when traced.
+
+    Args: those of `keras.layers.ZeroPadding2D`.
+
+    Example:
+    >>> ZeroPadding2D(((1, 2), (0, 1)))(keras.ops.zeros((1, 4, 4, 3))).shape
+    (1, 7, 5, 3)
+    """
+
+    def call(self, inputs):
+        if self.data_format != "channels_last":
+            return super().call(inputs)
+        return _zero_pad(inputs, self.padding)
+
+
+def _zero_pad(x, padding):
+    """`tf.pad` of height and width with zeros ((top, bottom), (left, right)), NHWC."""
+    (top, bottom), (left, right) = padding
+
+    @_custom_gradient
+    def forward(x):
+        def backward(upstream):
+            # Every element of the batch and channel axes; the spatial crop, where a zero
+            # amount at the end means "to the end" (the end-mask bit), as -0 cannot.
+            end_mask = 0b1001 | (bottom == 0) << 1 | (right == 0) << 2
+            return tf.strided_slice(
+                upstream, _constant([0, top, left, 0]), _constant([0, -bottom, -right, 0]),
+                _constant([1, 1, 1, 1]), begin_mask=0b1001, end_mask=end_mask,
+            )
+
+        return tf.pad(x, _constant([[0, 0], [top, bottom], [left, right], [0, 0]])), backward
+
+    return forward(x)
+
+
 _GRAPH_CONSTANTS = weakref.WeakKeyDictionary()
 
 

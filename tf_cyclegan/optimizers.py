@@ -44,6 +44,15 @@ class FusedAdam(keras.optimizers.Adam):
         finally:
             self._step_scalars = None
 
+    def _all_reduce_sum_gradients(self, grads_and_vars):
+        # Keras sums the gradients across replicas through the replica context. Outside any
+        # `tf.distribute` strategy there is one replica and the sum is the gradient itself,
+        # but the call still adds an Identity op per gradient (and an IdentityN) to the
+        # traced step; skip it there. Under a strategy, Keras' all-reduce runs as always.
+        if not tf.distribute.has_strategy():
+            return list(grads_and_vars)
+        return super()._all_reduce_sum_gradients(grads_and_vars)
+
     def _scalars(self, dtype, learning_rate):
         """(β1^t, β2^t, lr, β1, β2, ε) as `dtype` tensors for this step's update."""
         cache = self._step_scalars
