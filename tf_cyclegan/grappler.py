@@ -67,7 +67,7 @@ def function_call_config(config):
 
     ctx = _context()
     thread_local = ctx._thread_local_data
-    previous = thread_local.function_call_options  # None: TensorFlow's defaults, made on demand
+    previous = getattr(thread_local, "function_call_options", None)  # None: TensorFlow's defaults
     ctx.function_call_options = context.FunctionCallOptions(
         executor_type=ctx.function_call_options.executor_type, config_proto=config
     )
