@@ -23,6 +23,7 @@ import contextlib
 import functools
 
 from tensorflow.core.protobuf import config_pb2, rewriter_config_pb2
+from tensorflow.python.eager import context
 
 from tf_cyclegan.runtime import has_gpu
 
@@ -37,12 +38,6 @@ LEAN_CPU_REWRITES = {
 }
 
 
-def _context():
-    from tensorflow.python.eager import context
-
-    return context.context()
-
-
 def lean_config(config):
     """A copy of `config` (a `tf.compat.v1.ConfigProto`) with the passes above turned off,
     except those it already sets."""
@@ -55,7 +50,6 @@ def lean_config(config):
     return lean
 
 
-@contextlib.contextmanager
 def function_call_config(config):
     """Runs the `tf.function`s called inside (in this thread) with Grappler `config`.
 
@@ -63,14 +57,20 @@ def function_call_config(config):
     once, the first time; a function first called here keeps `config` only as long as it
     is always called with it (a call with other options is optimised anew).
     """
-    from tensorflow.python.eager import context
+    return _calling_with(_call_options(config))
 
-    ctx = _context()
-    thread_local = ctx._thread_local_data
+
+def _call_options(config):
+    """TensorFlow's per-call function options: this thread's executor, Grappler `config`."""
+    executor_type = context.context().function_call_options.executor_type
+    return context.FunctionCallOptions(executor_type=executor_type, config_proto=config)
+
+
+@contextlib.contextmanager
+def _calling_with(options):
+    thread_local = context.context()._thread_local_data
     previous = getattr(thread_local, "function_call_options", None)  # None: TensorFlow's defaults
-    ctx.function_call_options = context.FunctionCallOptions(
-        executor_type=ctx.function_call_options.executor_type, config_proto=config
-    )
+    thread_local.function_call_options = options
     try:
         yield
     finally:
@@ -81,20 +81,20 @@ def lean_training_function(function):
     """Keras' training function (`model.train_function`), run with the lean passes on a
     CPU-only machine; `function` itself where a GPU is present.
 
-    The options are fixed at the first call (from the calling thread's options then), so
-    every call reuses the one optimised graph.
+    The options are made once, at the first call (from the calling thread's options
+    then), so every call passes the same ones and reuses the one optimised graph.
     """
     if has_gpu():
         return function
-    config = None
+    options = None
 
     @functools.wraps(function)
     def run(*args, **kwargs):
-        nonlocal config
-        if config is None:
-            current = config_pb2.ConfigProto.FromString(_context().function_call_options.config_proto_serialized)
-            config = lean_config(current)
-        with function_call_config(config):
+        nonlocal options
+        if options is None:
+            current = config_pb2.ConfigProto.FromString(context.context().function_call_options.config_proto_serialized)
+            options = _call_options(lean_config(current))
+        with _calling_with(options):
             return function(*args, **kwargs)
 
     return run
