@@ -99,14 +99,18 @@ def test_instance_norm_config_round_trip_and_bad_arguments():
         InstanceNormalization(epsilon=0)
 
 
-@pytest.mark.parametrize("kernel_size, strides, batch", [(3, 1, 1), (7, 1, 2), (4, 1, 3), (3, 2, 2)])
-def test_lean_conv_matches_keras_conv_values_and_gradients(kernel_size, strides, batch):
+# Filters: more than the 5 input channels, and fewer (the kernel gradient is computed the
+# other way round then, as for the generator's last layer).
+@pytest.mark.parametrize("kernel_size, strides, batch, filters", [
+    (3, 1, 1, 6), (7, 1, 2, 6), (4, 1, 3, 6), (3, 2, 2, 6), (3, 1, 1, 2), (7, 1, 3, 3), (4, 1, 2, 1),
+])
+def test_lean_conv_matches_keras_conv_values_and_gradients(kernel_size, strides, batch, filters):
     rng = np.random.default_rng(3)
     x = tf.constant(rng.normal(size=(batch, 13, 11, 5)).astype("float32"))
     weights = None
     results = []
     for layer_class in (keras.layers.Conv2D, Conv2D):
-        layer = layer_class(6, kernel_size, strides=strides, padding="valid")
+        layer = layer_class(filters, kernel_size, strides=strides, padding="valid")
         layer.build(x.shape)
         if weights is None:
             weights = [rng.normal(size=v.shape).astype("float32") for v in layer.weights]

@@ -162,10 +162,11 @@ class Conv2D(keras.layers.Conv2D):
     TensorFlow's CPU kernels for the input and filter gradients (Eigen) take a scratch
     buffer of up to several hundred megabytes per call (`benchmarks/conv_grad_memory.py`);
     written as forward convolutions, `dx = conv(pad(dy), flipped kernel)` and
-    `dkernel = conv(x as [in, H, W, batch], dy as [h, w, batch, out])`, they need a
-    fraction of that and ran as fast or faster on this project's benchmark CPU. Other
-    configurations, and any machine with a GPU (whose cuDNN gradients need no such
-    workaround), use Keras' convolution unchanged.
+    `dkernel = conv(x as [in, H, W, batch], dy as [h, w, batch, out])` (or the other way
+    round when `out < in`, see `_valid_conv_kernel_grad`), they need a fraction of that
+    and ran as fast or faster on this project's benchmark CPU. Other configurations, and
+    any machine with a GPU (whose cuDNN gradients need no such workaround), use Keras'
+    convolution unchanged.
 
     Args: those of `keras.layers.Conv2D`.
 
@@ -301,17 +302,37 @@ def _valid_conv(x, kernel):
             paddings = _constant([[0, 0], [kernel_h - 1, kernel_h - 1], [kernel_w - 1, kernel_w - 1], [0, 0]])
             flipped = tf.transpose(tf.reverse(kernel, axis=_constant([0, 1])), _constant([0, 1, 3, 2]))
             x_grad = tf.nn.conv2d(tf.pad(upstream, paddings), flipped, strides=1, padding="VALID")
-            # Channels as the batch and the batch as channels: a correlation of x with the
-            # upstream gradient over every position, one output pixel per kernel tap.
-            to_hwno = _constant([1, 2, 0, 3])
-            kernel_grad = tf.nn.conv2d(
-                tf.transpose(x, _constant([3, 1, 2, 0])), tf.transpose(upstream, to_hwno), strides=1, padding="VALID"
-            )
-            return x_grad, tf.transpose(kernel_grad, to_hwno)
+            return x_grad, _valid_conv_kernel_grad(x, upstream, kernel.shape)
 
         return tf.nn.conv2d(x, kernel, strides=1, padding="VALID"), backward
 
     return forward(x, kernel)
+
+
+def _valid_conv_kernel_grad(x, upstream, kernel_shape):
+    """The gradient of a stride-1 "valid" NHWC convolution's kernel, as one forward convolution.
+
+    `dkernel[i, j, c, o] = sum over n, h, w of x[n, h + i, w + j, c] * upstream[n, h, w, o]`:
+    a correlation of the input with the upstream gradient, one output pixel per kernel tap,
+    with the batch summed as the convolution's input channels. Either tensor can play the
+    image: the channels of the other become the convolution's output channels, and oneDNN's
+    kernels are fast only when those are many (a convolution to 3 output channels ran 4-5x
+    slower per multiply-add). So the image is `x` (channels as the batch) unless the layer
+    has fewer output than input channels (a generator's last layer, 64 to 3; the
+    discriminator's, 512 to 1): then it is the upstream gradient, padded and correlated
+    with `x` the other way round, which flips the result.
+    """
+    kernel_h, kernel_w, in_channels, out_channels = kernel_shape
+    to_hwno = _constant([1, 2, 0, 3])
+    if out_channels >= in_channels:
+        kernel_grad = tf.nn.conv2d(
+            tf.transpose(x, _constant([3, 1, 2, 0])), tf.transpose(upstream, to_hwno), strides=1, padding="VALID"
+        )
+        return tf.transpose(kernel_grad, to_hwno)
+    paddings = _constant([[0, 0], [kernel_h - 1, kernel_h - 1], [kernel_w - 1, kernel_w - 1], [0, 0]])
+    upstream_as_images = tf.pad(tf.transpose(upstream, _constant([3, 1, 2, 0])), paddings)
+    flipped_grad = tf.nn.conv2d(upstream_as_images, tf.transpose(x, to_hwno), strides=1, padding="VALID")
+    return tf.transpose(tf.reverse(flipped_grad, axis=_constant([1, 2])), _constant([1, 2, 3, 0]))
 
 
 def instance_norm(name=None, activation=None):
