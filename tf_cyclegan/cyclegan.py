@@ -14,6 +14,7 @@ from tf_cyclegan.image_pool import ImagePool
 from tf_cyclegan.losses import check_gan_mode, discriminator_loss, gan_loss, l1_loss
 from tf_cyclegan.optimizers import FusedAdam
 from tf_cyclegan.runtime import returning_freed_memory
+from tf_cyclegan.train_function import single_graph_train_function
 
 LOSS_NAMES = (
     "gen_total", "gan_a2b", "gan_b2a", "cycle_a", "cycle_b",
@@ -253,12 +254,16 @@ class CycleGAN(keras.Model):
             return super().fit(*args, **kwargs)
 
     def make_train_function(self, force=False):
-        """Keras' training function, with the graph optimisations that do nothing for this
-        step on a CPU left out (`tf_cyclegan.grappler`: the first step starts sooner)."""
-        made = self.train_function
-        super().make_train_function(force)
-        if self.train_function is not made:
-            self.train_function = lean_training_function(self.train_function)
+        """Keras' training function, traced as one graph where Keras would nest two
+        (`tf_cyclegan.train_function`), and run without the graph optimisations that do
+        nothing for this step on a CPU (`tf_cyclegan.grappler`): the first step starts sooner."""
+        if self.train_function is not None and not force:
+            return self.train_function
+        function = single_graph_train_function(self)
+        if function is None:
+            super().make_train_function(force=True)
+            function = self.train_function
+        self.train_function = lean_training_function(function)
         return self.train_function
 
     def train_step(self, data):
