@@ -316,11 +316,12 @@ def _valid_conv_kernel_grad(x, upstream, kernel_shape):
     a correlation of the input with the upstream gradient, one output pixel per kernel tap,
     with the batch summed as the convolution's input channels. Either tensor can play the
     image: the channels of the other become the convolution's output channels, and oneDNN's
-    kernels are fast only when those are many (a convolution to 3 output channels ran 4-5x
-    slower per multiply-add). So the image is `x` (channels as the batch) unless the layer
-    has fewer output than input channels (a generator's last layer, 64 to 3; the
-    discriminator's, 512 to 1): then it is the upstream gradient, padded and correlated
-    with `x` the other way round, which flips the result.
+    kernels are fast only when those are many (convolutions to 3 output channels ran at a
+    fifth to an eighth of the others' rate per multiply-add in the training step). So the
+    image is `x` (channels as the batch) unless the layer has fewer output than input
+    channels (a generator's last layer, 64 to 3; the discriminator's, 512 to 1): then it is
+    the upstream gradient, padded and correlated with `x` the other way round, which flips
+    the result.
     """
     kernel_h, kernel_w, in_channels, out_channels = kernel_shape
     to_hwno = _constant([1, 2, 0, 3])

@@ -6,10 +6,10 @@ Python's cyclic garbage collector runs every few hundred allocations, and its fu
 collections scan every object created so far: on this project's benchmark CPU five of
 them ran during the import, 0.46 s of its ~4 s, while one collection after the import
 finds only about 1,900 unreachable objects. `collector_paused_for_import` runs such an
-import with the collector paused and then moves what it created to the collector's
-permanent generation (`gc.freeze`), where later collections do not scan it either;
-reference counting still frees those objects as usual, only reference cycles among them
-are never collected.
+import with the collector paused and then moves every object that exists (the import's,
+and the few the process made before it) to the collector's permanent generation
+(`gc.freeze`), where later collections do not scan them either; reference counting still
+frees those objects as usual, only reference cycles among them are never collected.
 
 It acts only when the import is the first of its module in the process (`tf_cyclegan`
 imported before TensorFlow: the CLI, the benchmarks, a script), and only if the collector

@@ -39,13 +39,15 @@ def single_graph_train_function(model):
         data = keras.tree.map_structure(lambda x: None if isinstance(x, tf.experimental.Optional) else x, data)
         return model.distribute_strategy.run(model.train_step, args=(data,))
 
-    step_on_iterator = tf.function(lambda iterator: one_step(iterator.get_next()), reduce_retracing=True,
-                                   autograph=False)
+    def one_step_on_iterator(iterator):
+        return one_step(iterator.get_next())  # at the end of the data: OutOfRangeError, as Keras'
+
+    step_on_iterator = tf.function(one_step_on_iterator, reduce_retracing=True, autograph=False)
     step_on_batch = tf.function(one_step, reduce_retracing=True, autograph=False)
 
     def train_function(iterator):
         if isinstance(iterator, (tf.data.Iterator, tf.distribute.DistributedIterator)):
-            return step_on_iterator(iterator)  # at the end of the data: OutOfRangeError, as Keras'
+            return step_on_iterator(iterator)
         outputs = None
         for data in itertools.islice(iterator, 1):
             outputs = step_on_batch(data)
