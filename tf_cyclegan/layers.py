@@ -298,10 +298,8 @@ def _valid_conv(x, kernel):
     @_custom_gradient
     def forward(x, kernel):
         def backward(upstream):
-            kernel_h, kernel_w = kernel.shape[0], kernel.shape[1]
-            paddings = _constant([[0, 0], [kernel_h - 1, kernel_h - 1], [kernel_w - 1, kernel_w - 1], [0, 0]])
             flipped = tf.transpose(tf.reverse(kernel, axis=_constant([0, 1])), _constant([0, 1, 3, 2]))
-            x_grad = tf.nn.conv2d(tf.pad(upstream, paddings), flipped, strides=1, padding="VALID")
+            x_grad = tf.nn.conv2d(tf.pad(upstream, _full_paddings(kernel.shape)), flipped, strides=1, padding="VALID")
             return x_grad, _valid_conv_kernel_grad(x, upstream, kernel.shape)
 
         return tf.nn.conv2d(x, kernel, strides=1, padding="VALID"), backward
@@ -323,17 +321,23 @@ def _valid_conv_kernel_grad(x, upstream, kernel_shape):
     the upstream gradient, padded and correlated with `x` the other way round, which flips
     the result.
     """
-    kernel_h, kernel_w, in_channels, out_channels = kernel_shape
+    _, _, in_channels, out_channels = kernel_shape
     to_hwno = _constant([1, 2, 0, 3])
     if out_channels >= in_channels:
         kernel_grad = tf.nn.conv2d(
             tf.transpose(x, _constant([3, 1, 2, 0])), tf.transpose(upstream, to_hwno), strides=1, padding="VALID"
         )
         return tf.transpose(kernel_grad, to_hwno)
-    paddings = _constant([[0, 0], [kernel_h - 1, kernel_h - 1], [kernel_w - 1, kernel_w - 1], [0, 0]])
-    upstream_as_images = tf.pad(tf.transpose(upstream, _constant([3, 1, 2, 0])), paddings)
+    upstream_as_images = tf.pad(tf.transpose(upstream, _constant([3, 1, 2, 0])), _full_paddings(kernel_shape))
     flipped_grad = tf.nn.conv2d(upstream_as_images, tf.transpose(x, to_hwno), strides=1, padding="VALID")
     return tf.transpose(tf.reverse(flipped_grad, axis=_constant([1, 2])), _constant([1, 2, 3, 0]))
+
+
+def _full_paddings(kernel_shape):
+    """NHWC paddings of `kernel - 1` on each side of height and width: a "valid" correlation
+    of the padded tensor with a `kernel_shape` kernel is the full one."""
+    kernel_h, kernel_w = kernel_shape[0], kernel_shape[1]
+    return _constant([[0, 0], [kernel_h - 1, kernel_h - 1], [kernel_w - 1, kernel_w - 1], [0, 0]])
 
 
 def instance_norm(name=None, activation=None):
