@@ -8,9 +8,12 @@ Each round runs `../shared/bench/torch_reference.py` and then `benchmarks/train_
 and warm-up (8 + 2 at 128 px, 4 + 1 above, unless given). Alternating rounds spread the
 shared machine's drift over both sides, and medians over rounds keep one slow start from
 deciding the first-step ratio, which moves by seconds between runs of the same code.
+Then, once, this machine's matrix-multiply rate (`benchmarks/matmul_peak.py`).
 Prints every run's JSON line, then one summary line: per implementation the median
 images/s, first-step seconds and peak RSS, and the ratios of ours to the reference's
-medians. With `--bf16`, the reference autocasts to bfloat16 and ours runs mixed_bfloat16.
+medians; the FLOP/s each reaches (the same update, counted once from the layer shapes by
+`tf_cyclegan.flops.training_step_flops`) and its fraction of the matrix-multiply rates.
+With `--bf16`, the reference autocasts to bfloat16 and ours runs mixed_bfloat16.
 torch is never imported here: it lives in its own environment (`--torch-python`).
 """
 
@@ -25,13 +28,18 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 KEYS = ("images_per_s", "first_step_s", "peak_rss_mb")
 
 
-def _run(command):
-    """Runs one benchmark process; returns the JSON of the last line it printed."""
+def _run_all(command):
+    """Runs one benchmark process; returns the JSON of every line it printed."""
     done = subprocess.run(command, capture_output=True, text=True)
     lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
     if done.returncode != 0 or not lines:
         raise RuntimeError(f"{' '.join(command)} failed (exit {done.returncode}):\n{done.stderr[-2000:]}")
-    return json.loads(lines[-1])
+    return [json.loads(line) for line in lines]
+
+
+def _run(command):
+    """Runs one benchmark process; returns the JSON of the last line it printed."""
+    return _run_all(command)[-1]
 
 
 def _medians(runs):
@@ -73,13 +81,28 @@ def main():
             runs[f"tf_cyclegan/{allocator}"].append(result)
             print(json.dumps(result), flush=True)
 
+    peaks = _run_all([sys.executable, os.path.join(HERE, "matmul_peak.py")] + ["--bf16"] * args.bf16)
+    for peak in peaks:
+        print(json.dumps(peak), flush=True)
+
     medians = {name: _medians(results) for name, results in runs.items()}
     ratios = {
         name: {key: round(value / medians["reference"][key], 3) for key, value in median.items()}
         for name, median in medians.items() if name != "reference"
     }
+    # Both sides do the same update (batch 1), so one count divides both rates.
+    step_gflop = runs[next(name for name in runs if name != "reference")][0]["step_gflop"]
+    rates = {}
+    for name, median in medians.items():
+        gflop_per_s = step_gflop * median["images_per_s"]
+        rates[name] = {"gflop_per_s": round(gflop_per_s, 1)} | {
+            f"of_{peak['library']}_{peak['dtype']}_matmul": round(gflop_per_s / peak["gflop_per_s"], 3)
+            for peak in peaks
+        }
     print(json.dumps({"size": args.size, "rounds": args.rounds, "bf16": args.bf16,
-                      "medians": medians, "ratios_to_reference": ratios}))
+                      "medians": medians, "ratios_to_reference": ratios,
+                      "step_gflop": step_gflop, "arithmetic_rates": rates,
+                      "matmul_gflop_per_s": {f"{p['library']}_{p['dtype']}": p["gflop_per_s"] for p in peaks}}))
 
 
 if __name__ == "__main__":

@@ -4,7 +4,9 @@ import os
 import pytest
 import tensorflow as tf
 
+from tf_cyclegan.bench import benchmark_model
 from tf_cyclegan.cli import main
+from tf_cyclegan.flops import training_step_flops
 
 
 def test_make_demo_data(tmp_path, capsys):
@@ -99,3 +101,7 @@ def test_bench_prints_the_reference_keys(capsys):
     for key in ("images_per_s", "first_step_s", "peak_rss_mb", "params_generator", "params_discriminator"):
         assert result[key] > 0, key
     assert result["size"] == 32 and result["params_discriminator"] == 2764737
+    # The arithmetic of the benchmarked update, and the rate it ran at.
+    step_flop = training_step_flops(benchmark_model(blocks=1, ngf=4), (1, 32, 32, 3))
+    assert result["step_gflop"] == round(step_flop / 1e9, 2)
+    assert result["gflop_per_s"] == pytest.approx(step_flop / 1e9 * result["images_per_s"], abs=0.06)

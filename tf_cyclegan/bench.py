@@ -12,6 +12,8 @@ import time
 import keras
 import tensorflow as tf
 
+from tf_cyclegan.flops import training_step_flops
+
 
 def process_start_time():
     """Wall-clock time at which this process started (Linux /proc, to the second), or None."""
@@ -64,8 +66,10 @@ def train_step_benchmark(size=128, batch=1, blocks=9, ngf=64, steps=10, warmup=2
 
     Returns:
         dict: images_per_s (steady state), first_step_s (process start to the end of the
-        first step, imports included), peak_rss_mb, params_generator, params_discriminator,
-        final_loss_g, and the versions and settings.
+        first step, imports included), peak_rss_mb, step_gflop (the arithmetic one update
+        needs, `tf_cyclegan.flops.training_step_flops`), gflop_per_s (that at the steady
+        rate), params_generator, params_discriminator, final_loss_g, and the versions and
+        settings.
     """
     from tf_cyclegan import set_precision
     from tf_cyclegan.runtime import cpu_allocator_in_use, set_cpu_allocator
@@ -83,16 +87,22 @@ def train_step_benchmark(size=128, batch=1, blocks=9, ngf=64, steps=10, warmup=2
         # One fit, as training runs it: separate fit calls each pay start-up work again.
         clock = _StepClock()
         history = model.fit(data, epochs=1, steps_per_epoch=1 + warmup + steps, verbose=0, callbacks=[clock])
+        peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        # Counted after the timed run: it traces each network once more.
+        step_flop = training_step_flops(model, shape)
     finally:
         keras.mixed_precision.set_global_policy("float32")
     seconds = clock.ends[-1] - clock.ends[warmup]
+    images_per_s = steps * batch / seconds
     return {
         "impl": "tf_cyclegan", "tensorflow": tf.__version__, "keras": keras.__version__,
         "size": size, "batch": batch, "precision": precision,
         "cpu_allocator": cpu_allocator_in_use(), "onednn": os.environ.get("TF_ENABLE_ONEDNN_OPTS", "default"),
-        "images_per_s": round(steps * batch / seconds, 4),
+        "images_per_s": round(images_per_s, 4),
         "first_step_s": round(clock.ends[0] - start_time, 2),
-        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "peak_rss_mb": round(peak_rss_mb, 1),
+        "step_gflop": round(step_flop / 1e9, 2),
+        "gflop_per_s": round(step_flop / 1e9 * images_per_s / batch, 1),
         "params_generator": model.gen_a2b.count_params(),
         "params_discriminator": model.disc_a.count_params(),
         "final_loss_g": round(float(history.history["gen_total"][-1]), 4),
