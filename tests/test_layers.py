@@ -3,7 +3,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from tf_cyclegan import layers
 from tf_cyclegan.layers import Conv2D, InstanceNormalization, ReflectionPadding2D, ZeroPadding2D, instance_norm
+from tf_cyclegan.runtime import has_gpu
 
 
 def test_reflection_padding_matches_numpy_reflect():
@@ -123,6 +125,28 @@ def test_lean_conv_matches_keras_conv_values_and_gradients(kernel_size, strides,
         results.append([y.numpy()] + [g.numpy() for g in grads])
     for ref, got, what in zip(results[0], results[1], ("output", "input grad", "kernel grad", "bias grad")):
         np.testing.assert_allclose(got, ref, atol=1e-4 * max(1.0, np.abs(ref).max()), err_msg=what)
+
+
+@pytest.mark.parametrize("onednn", [False, True])
+def test_lean_gradients_only_where_tensorflow_runs_its_own_kernels(monkeypatch, onednn):
+    # Under oneDNN's kernels TensorFlow's convolution gradients are the better choice.
+    if has_gpu():
+        pytest.skip("with a GPU the layer is Keras' convolution")
+    monkeypatch.setattr(layers, "onednn_enabled", lambda: onednn)
+    layer = Conv2D(4, 3)
+    layer.build((1, 8, 8, 3))
+
+    @tf.function
+    def grads(images):
+        with tf.GradientTape() as tape:
+            tape.watch(images)
+            loss = tf.reduce_sum(layer(images) ** 2)
+        return tape.gradient(loss, [images, layer.kernel])
+
+    graph = grads.get_concrete_function(tf.TensorSpec((1, 8, 8, 3))).graph
+    types = {op.type for op in graph.get_operations()}
+    assert ("Conv2DBackpropInput" in types) == onednn
+    assert ("Conv2DBackpropFilter" in types) == onednn
 
 
 def test_lean_conv_gradients_with_unknown_spatial_size_and_round_trip():

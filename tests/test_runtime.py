@@ -103,3 +103,13 @@ def test_cyclegan_fit_runs_with_freed_memory_returned(monkeypatch):
     model.compile()
     model.fit(random_pairs(count=1), epochs=1, verbose=0, callbacks=[Probe()])
     assert seen == [1] and not _trimmer_threads()
+
+
+@pytest.mark.parametrize("switch, expected", [("1", True), ("0", False)])
+def test_onednn_is_reported_as_tensorflow_was_told_to_run_it(switch, expected):
+    # A fresh process each: TensorFlow reads the switch once.
+    env = subprocess_env(TF_ENABLE_ONEDNN_OPTS=switch)
+    code = "from tf_cyclegan.runtime import onednn_enabled; print(onednn_enabled())"
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1] == str(expected)

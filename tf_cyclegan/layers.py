@@ -14,7 +14,7 @@ import weakref
 import keras
 import tensorflow as tf
 
-from tf_cyclegan.runtime import has_gpu
+from tf_cyclegan.runtime import has_gpu, onednn_enabled
 
 try:  # the gradient-tape API that `tf.custom_gradient` itself is built on
     from tensorflow.python.eager import record as _tape_record
@@ -164,9 +164,11 @@ class Conv2D(keras.layers.Conv2D):
     written as forward convolutions, `dx = conv(pad(dy), flipped kernel)` and
     `dkernel = conv(x as [in, H, W, batch], dy as [h, w, batch, out])` (or the other way
     round when `out < in`, see `_valid_conv_kernel_grad`), they need a fraction of that
-    and ran as fast or faster on this project's benchmark CPU. Other configurations, and
-    any machine with a GPU (whose cuDNN gradients need no such workaround), use Keras'
-    convolution unchanged.
+    and ran as fast or faster on this project's benchmark CPU. Other configurations, any
+    machine with a GPU (whose cuDNN gradients need no such workaround), and TensorFlow
+    running oneDNN's CPU kernels (`runtime.onednn_enabled`: their gradients need little
+    scratch, and they run the rewritten kernel gradient's shapes, batch as channels, slowly)
+    use Keras' convolution unchanged.
 
     Args: those of `keras.layers.Conv2D`.
 
@@ -188,7 +190,7 @@ class Conv2D(keras.layers.Conv2D):
     def convolution_op(self, inputs, kernel):
         lean = (
             self.padding == "valid" and tuple(self.strides) == (1, 1) and tuple(self.dilation_rate) == (1, 1)
-            and self.groups == 1 and self.data_format == "channels_last" and not has_gpu()
+            and self.groups == 1 and self.data_format == "channels_last" and not has_gpu() and not onednn_enabled()
         )
         if not lean:
             return super().convolution_op(inputs, kernel)

@@ -81,6 +81,21 @@ def has_gpu():
     return bool(tf.config.list_logical_devices("GPU"))
 
 
+@functools.cache
+def onednn_enabled():
+    """Whether TensorFlow runs its CPU kernels through oneDNN (fixed once it has started).
+
+    TensorFlow decides this itself: on by default on x86 processors with the instructions
+    oneDNN is tuned for (AVX-512 VNNI or bfloat16, AMX: recent Intel server CPUs), off on
+    others (this project's benchmark CPU, an AMD EPYC); `TF_ENABLE_ONEDNN_OPTS=0/1` overrides.
+    """
+    try:
+        from tensorflow.python.util import _pywrap_util_port
+    except ImportError:  # a TensorFlow without the private query: go by the switch alone
+        return os.environ.get("TF_ENABLE_ONEDNN_OPTS", "0").strip().lower() in ("1", "true")
+    return bool(_pywrap_util_port.IsMklEnabled())
+
+
 def _tensorflow_started():
     """True once TensorFlow's eager context (and with it the CPU allocator) exists."""
     try:
