@@ -5,7 +5,7 @@
 Prints one JSON line per library: the best rate of `--repeats` float32 products of two
 `--size` x `--size` matrices, through TensorFlow (Eigen: the kernels that also run this
 project's convolutions) and through NumPy's BLAS (OpenBLAS: closer to what the processor
-itself can do). With `--bf16`, TensorFlow's bfloat16 product too (NumPy has no bfloat16).
+itself can do). With `--bf16`, TensorFlow's bfloat16 product too (NumPy's is not BLAS).
 See `tf_cyclegan.flops.matmul_rate`.
 """
 

@@ -102,3 +102,5 @@ def test_the_matmul_rate_refuses_what_it_cannot_measure():
         matmul_rate(size=8, library="torch")
     with pytest.raises(ValueError, match="size"):
         matmul_rate(size=0)
+    with pytest.raises(ValueError, match="not_a_dtype"):
+        matmul_rate(size=8, dtype="not_a_dtype", library="numpy")

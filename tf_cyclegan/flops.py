@@ -4,7 +4,8 @@ The performance target asks for the rate the training step achieves against the 
 own matrix-multiply rate. Both halves are here: `forward_macs` counts a network's
 multiply-adds from the shapes of its convolutions and matrix products, `training_step_flops`
 adds up what one CycleGAN update needs from those counts, and `matmul_rate` measures how
-many floating-point operations per second TensorFlow's matrix product reaches here.
+many floating-point operations per second a matrix product reaches here (TensorFlow's own
+kernel, and NumPy's BLAS).
 
 The count is of the arithmetic the update needs, not of what one implementation happens to
 run: the PyTorch reference and this project do the same update, so one count divides both
@@ -138,17 +139,12 @@ def training_step_flops(model, input_shape):
     Returns:
         int: floating-point operations (2 per multiply-add).
     """
-    identity = model.lambda_identity > 0
-    generator_passes = (
-        # (network, passes on real images, passes on fakes)
-        (model.gen_a2b, 1 + identity, 1),
-        (model.gen_b2a, 1 + identity, 1),
-    )
+    passes_on_real = 2 if model.lambda_identity > 0 else 1  # the translation, and the identity
     macs = 0
-    for generator, on_real, on_fake in generator_passes:
+    for generator in (model.gen_a2b, model.gen_b2a):
         layers = forward_macs(generator, input_shape)
         full = 3 * sum(layers)  # forward, input and weight gradients
-        macs += on_fake * full + on_real * (full - layers[0])
+        macs += full + passes_on_real * (full - layers[0])  # the cycle pass runs on a fake
     for discriminator in (model.disc_a, model.disc_b):
         # The fakes it sees have the real images' shape: the generators keep the size.
         layers = forward_macs(discriminator, input_shape)
@@ -169,7 +165,8 @@ def matmul_rate(size=4096, dtype="float32", repeats=5, library="tensorflow"):
     own CPU kernels reach (Eigen, the library that also runs this project's
     convolutions). "numpy" is the rate of NumPy's BLAS (OpenBLAS in the PyPI wheels),
     closer to what the processor itself can do, and what the PyTorch reference's kernels
-    can approach. float32 only.
+    can approach (for float32 and float64: NumPy multiplies other dtypes, bfloat16 included,
+    without BLAS).
 
     Args:
         size: int, default 4096. The matrices' side.
@@ -193,9 +190,13 @@ def matmul_rate(size=4096, dtype="float32", repeats=5, library="tensorflow"):
             matmul(a, b).numpy()  # .numpy() waits for the product
 
     elif library == "numpy":
+        try:
+            dtype = np.dtype(dtype)
+        except TypeError as error:
+            raise ValueError(f"NumPy cannot multiply dtype {dtype!r}: {error}") from None
         generator = np.random.default_rng(0)
         a, b = (generator.uniform(-1, 1, (size, size)).astype(dtype) for _ in range(2))
-        dtype = a.dtype.name
+        dtype = dtype.name
 
         def product():
             np.matmul(a, b)
