@@ -21,6 +21,8 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 import tensorflow as tf  # noqa: E402
 
+from tf_cyclegan.runtime import onednn_enabled  # noqa: E402
+
 
 def _megabytes(num_bytes):
     return round(num_bytes / 2**20, 1)
@@ -44,7 +46,7 @@ def main():
         "filter_gradient": tf.function(lambda: tf.raw_ops.Conv2DBackpropFilter(
             input=inputs, filter_sizes=tf.shape(kernel), out_backprop=upstream, **conv)),
     }
-    result = {"onednn": os.environ.get("TF_ENABLE_ONEDNN_OPTS", "default"), **vars(args),
+    result = {"onednn": onednn_enabled(), **vars(args),
               "input_mb": _megabytes(inputs.numpy().nbytes)}
     for name, gradient in gradients.items():
         gradient()

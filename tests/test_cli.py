@@ -7,6 +7,7 @@ import tensorflow as tf
 from tf_cyclegan.bench import benchmark_model
 from tf_cyclegan.cli import main
 from tf_cyclegan.flops import training_step_flops
+from tf_cyclegan.runtime import onednn_enabled
 
 
 def test_make_demo_data(tmp_path, capsys):
@@ -101,6 +102,7 @@ def test_bench_prints_the_reference_keys(capsys):
     for key in ("images_per_s", "first_step_s", "peak_rss_mb", "params_generator", "params_discriminator"):
         assert result[key] > 0, key
     assert result["size"] == 32 and result["params_discriminator"] == 2764737
+    assert result["onednn"] is onednn_enabled()  # what TensorFlow runs, not the switch's spelling
     # The arithmetic of the benchmarked update, and the rate it ran at.
     step_flop = training_step_flops(benchmark_model(blocks=1, ngf=4), (1, 32, 32, 3))
     assert result["step_gflop"] == round(step_flop / 1e9, 2)

@@ -72,7 +72,7 @@ def train_step_benchmark(size=128, batch=1, blocks=9, ngf=64, steps=10, warmup=2
         settings.
     """
     from tf_cyclegan import set_precision
-    from tf_cyclegan.runtime import cpu_allocator_in_use, set_cpu_allocator
+    from tf_cyclegan.runtime import cpu_allocator_in_use, onednn_enabled, set_cpu_allocator
 
     start_time = start_time or process_start_time() or time.time()
     set_cpu_allocator(cpu_allocator)
@@ -97,7 +97,7 @@ def train_step_benchmark(size=128, batch=1, blocks=9, ngf=64, steps=10, warmup=2
     return {
         "impl": "tf_cyclegan", "tensorflow": tf.__version__, "keras": keras.__version__,
         "size": size, "batch": batch, "precision": precision,
-        "cpu_allocator": cpu_allocator_in_use(), "onednn": os.environ.get("TF_ENABLE_ONEDNN_OPTS", "default"),
+        "cpu_allocator": cpu_allocator_in_use(), "onednn": onednn_enabled(),
         "images_per_s": round(images_per_s, 4),
         "first_step_s": round(clock.ends[0] - start_time, 2),
         "peak_rss_mb": round(peak_rss_mb, 1),
