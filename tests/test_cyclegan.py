@@ -1,3 +1,5 @@
+import os
+
 import keras
 import numpy as np
 import pytest
@@ -207,3 +209,17 @@ def test_stacked_generator_pass_gives_the_same_gradients_as_separate_calls():
         scale = float(np.abs(separate[i]).max())
         assert scale > 0
         np.testing.assert_allclose(stacked[i], separate[i], rtol=0, atol=1e-4 * scale)
+
+
+FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures")
+
+
+def test_a_model_saved_by_version_0_1_0_loads_and_translates_the_same():
+    # Saved by the code of version 0.1.0 (tests/fixtures/README.md): what users have on disk.
+    model = keras.saving.load_model(os.path.join(FIXTURES, "cyclegan_0.1.0.keras"))
+    expected = np.load(os.path.join(FIXTURES, "cyclegan_0.1.0_outputs.npz"))
+    assert isinstance(model, CycleGAN)
+    for name in ("gen_a2b", "gen_b2a", "disc_a", "disc_b"):
+        got = keras.ops.convert_to_numpy(getattr(model, name)(expected["image"]))
+        np.testing.assert_allclose(got, expected[name], atol=1e-5, err_msg=name)
+    assert int(keras.ops.convert_to_numpy(model.gen_optimizer.iterations)) == 2
