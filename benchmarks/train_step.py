@@ -15,20 +15,17 @@ import time
 
 T0 = time.time()
 
-import json  # noqa: E402
 import os  # noqa: E402
 import sys  # noqa: E402
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
-from tf_cyclegan.bench import train_step_benchmark  # noqa: E402
-from tf_cyclegan.cli import bench_kwargs, build_parser  # noqa: E402
+from tf_cyclegan.cli import build_parser, run_bench  # noqa: E402
 
 
 def main():
-    args = build_parser().parse_args(["bench"] + sys.argv[1:])
-    print(json.dumps(train_step_benchmark(**bench_kwargs(args), start_time=T0)))
+    run_bench(build_parser().parse_args(["bench"] + sys.argv[1:]), start_time=T0)
 
 
 if __name__ == "__main__":

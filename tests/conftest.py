@@ -13,6 +13,7 @@ import tf_cyclegan as tc  # noqa: E402
 from tf_cyclegan.synthetic import make_demo_data  # noqa: E402
 
 TINY_SIZE = 32
+CONFIGS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
 
 
 def tiny_cyclegan(**kwargs):

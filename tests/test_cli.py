@@ -3,6 +3,7 @@ import os
 
 import pytest
 import tensorflow as tf
+from conftest import CONFIGS
 
 from tf_cyclegan.bench import benchmark_model
 from tf_cyclegan.cli import main
@@ -67,7 +68,7 @@ def _check_tensorboard_tags(log_dir):
 def test_train_writes_a_complete_run_directory(demo_root, tmp_path, capsys):
     run_dir = tmp_path / "run"
     code = main([
-        "train", "--config", "configs/demo.yaml", "--run-dir", str(run_dir),
+        "train", "--config", os.path.join(CONFIGS, "demo.yaml"), "--run-dir", str(run_dir),
         "--set", f"data.root={demo_root}", "--set", "data.load_size=36", "--set", "data.crop_size=32",
         "--set", "model.filters=4", "--set", "model.num_residual_blocks=1", "--set", "model.disc_filters=4",
         "--set", "train.epochs=1", "--set", "train.epochs_decay=1", "--set", "train.verbose=0",

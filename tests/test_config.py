@@ -1,4 +1,7 @@
+import os
+
 import pytest
+from conftest import CONFIGS
 
 from tf_cyclegan.config import Config, ConfigError, load_config, parse_set
 
@@ -61,6 +64,6 @@ def test_bad_files_and_assignments(tmp_path):
 
 
 def test_shipped_configs_load():
-    assert load_config("configs/demo.yaml").data.root == "data/demo"
-    paper = load_config("configs/horse2zebra.yaml")
+    assert load_config(os.path.join(CONFIGS, "demo.yaml")).data.root == "data/demo"
+    paper = load_config(os.path.join(CONFIGS, "horse2zebra.yaml"))
     assert paper.model == Config().model and paper.train.epochs == 100

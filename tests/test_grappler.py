@@ -6,8 +6,7 @@ from conftest import random_pairs, tiny_cyclegan
 from tensorflow.core.protobuf import config_pb2, rewriter_config_pb2
 from tensorflow.python.eager import context
 
-from tf_cyclegan import grappler
-from tf_cyclegan.runtime import has_gpu
+from tf_cyclegan import grappler, runtime
 
 Rewriter = rewriter_config_pb2.RewriterConfig
 LEAN = {
@@ -66,8 +65,17 @@ def test_function_call_config_is_restored_after_an_error():
     assert ctx.function_call_options.config_proto_serialized == before
 
 
-@pytest.mark.skipif(has_gpu(), reason="the lean passes apply on CPU-only machines")
+def test_with_a_gpu_the_training_function_is_left_as_it_is(monkeypatch):
+    monkeypatch.setattr(runtime, "has_gpu", lambda: True)
+
+    def function(iterator):
+        return iterator
+
+    assert grappler.lean_training_function(function) is function
+
+
 def test_fit_traces_and_runs_the_training_step_with_the_lean_passes(monkeypatch):
+    monkeypatch.setattr(runtime, "has_gpu", lambda: False)  # the lean passes apply on CPU-only machines
     model = tiny_cyclegan()
     model.compile()
     seen = []

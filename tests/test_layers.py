@@ -3,9 +3,20 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tf_cyclegan import layers
+from tf_cyclegan import runtime
 from tf_cyclegan.layers import Conv2D, InstanceNormalization, ReflectionPadding2D, ZeroPadding2D, instance_norm
-from tf_cyclegan.runtime import has_gpu
+
+
+def _conv_path(monkeypatch, lean):
+    """Makes `Conv2D` take its lean gradients (`lean=True`: what a CPU running TensorFlow's
+    own kernels takes) or Keras' (what a GPU, or a CPU running oneDNN, takes), on any machine."""
+    monkeypatch.setattr(runtime, "has_gpu", lambda: not lean)
+    monkeypatch.setattr(runtime, "onednn_enabled", lambda: False)
+
+
+@pytest.fixture
+def lean_conv(monkeypatch):
+    _conv_path(monkeypatch, lean=True)
 
 
 def test_reflection_padding_matches_numpy_reflect():
@@ -103,10 +114,11 @@ def test_instance_norm_config_round_trip_and_bad_arguments():
 
 # Filters: more than the 5 input channels, and fewer (the kernel gradient is computed the
 # other way round then, as for the generator's last layer).
+@pytest.mark.onednn
 @pytest.mark.parametrize("kernel_size, strides, batch, filters", [
     (3, 1, 1, 6), (7, 1, 2, 6), (4, 1, 3, 6), (3, 2, 2, 6), (3, 1, 1, 2), (7, 1, 3, 3), (4, 1, 2, 1),
 ])
-def test_lean_conv_matches_keras_conv_values_and_gradients(kernel_size, strides, batch, filters):
+def test_lean_conv_matches_keras_conv_values_and_gradients(kernel_size, strides, batch, filters, lean_conv):
     rng = np.random.default_rng(3)
     x = tf.constant(rng.normal(size=(batch, 13, 11, 5)).astype("float32"))
     weights = None
@@ -127,12 +139,12 @@ def test_lean_conv_matches_keras_conv_values_and_gradients(kernel_size, strides,
         np.testing.assert_allclose(got, ref, atol=1e-4 * max(1.0, np.abs(ref).max()), err_msg=what)
 
 
-@pytest.mark.parametrize("onednn", [False, True])
-def test_lean_gradients_only_where_tensorflow_runs_its_own_kernels(monkeypatch, onednn):
-    # Under oneDNN's kernels TensorFlow's convolution gradients are the better choice.
-    if has_gpu():
-        pytest.skip("with a GPU the layer is Keras' convolution")
-    monkeypatch.setattr(layers, "onednn_enabled", lambda: onednn)
+@pytest.mark.parametrize("gpu, onednn", [(False, False), (False, True), (True, False)])
+def test_lean_gradients_only_where_tensorflow_runs_its_own_cpu_kernels(monkeypatch, gpu, onednn):
+    # With a GPU (cuDNN), or under oneDNN's CPU kernels, TensorFlow's gradients are the better choice.
+    monkeypatch.setattr(runtime, "has_gpu", lambda: gpu)
+    monkeypatch.setattr(runtime, "onednn_enabled", lambda: onednn)
+    keras_gradients = gpu or onednn
     layer = Conv2D(4, 3)
     layer.build((1, 8, 8, 3))
 
@@ -145,11 +157,12 @@ def test_lean_gradients_only_where_tensorflow_runs_its_own_kernels(monkeypatch, 
 
     graph = grads.get_concrete_function(tf.TensorSpec((1, 8, 8, 3))).graph
     types = {op.type for op in graph.get_operations()}
-    assert ("Conv2DBackpropInput" in types) == onednn
-    assert ("Conv2DBackpropFilter" in types) == onednn
+    assert ("Conv2DBackpropInput" in types) == keras_gradients
+    assert ("Conv2DBackpropFilter" in types) == keras_gradients
 
 
-def test_lean_conv_gradients_with_unknown_spatial_size_and_round_trip():
+@pytest.mark.onednn
+def test_lean_conv_gradients_with_unknown_spatial_size_and_round_trip(lean_conv):
     inputs = keras.Input((None, None, 4))
     model = keras.Model(inputs, Conv2D(3, 3, name="conv")(inputs))
     x = tf.random.normal((2, 9, 7, 4))
@@ -251,11 +264,14 @@ def _gradients(run, variables, x, how):
     return tape.gradient(loss, [x] + variables)
 
 
+@pytest.mark.onednn
+@pytest.mark.parametrize("lean", [True, False])
 @pytest.mark.parametrize("how", ["eager", "tape in tf.function", "tape outside tf.function"])
-def test_custom_gradients_agree_however_they_are_differentiated(how):
+def test_custom_gradients_agree_however_they_are_differentiated(how, lean, monkeypatch):
     # Eagerly and inside a traced function the hand-written gradients are recorded on the
     # tape; with the tape outside, TensorFlow differentiates the function's graph op by op.
-    # All must match Keras' own layers differentiated op by op.
+    # All must match Keras' own layers differentiated op by op, with either convolution path.
+    _conv_path(monkeypatch, lean)
     rng = np.random.default_rng(4)
     x = tf.constant(rng.normal(size=(2, 9, 9, 3)).astype("float32"))
     results = []
@@ -274,9 +290,11 @@ def test_custom_gradients_agree_however_they_are_differentiated(how):
         np.testing.assert_allclose(got, want, atol=1e-5 * scale, err_msg=what)
 
 
-def test_traced_gradient_records_no_extra_ops_and_shares_constants():
+@pytest.mark.parametrize("lean", [True, False])
+def test_traced_gradient_records_no_extra_ops_and_shares_constants(lean, monkeypatch):
     # Under a tape in a traced function: no IdentityN and no zeros (Fill) for the custom
     # gradients, and one epsilon / axes / permutation constant however many layers use it.
+    _conv_path(monkeypatch, lean)
     run, convs = _norm_conv_stack(reference=False)
     variables = [v for conv in convs for v in conv.trainable_variables]
 
@@ -289,8 +307,10 @@ def test_traced_gradient_records_no_extra_ops_and_shares_constants():
     graph = tf.function(step).get_concrete_function(tf.TensorSpec((2, 9, 9, 3))).graph
     types = [op.type for op in graph.get_operations()]
     assert "IdentityN" not in types and "Fill" not in types
-    assert types.count("Conv2D") == 2 + 2 * 2  # forward, and each backward's two convolutions
+    # Forward, then each backward's two convolutions (lean), or TensorFlow's two gradient ops.
+    assert types.count("Conv2D") == (2 + 2 * 2 if lean else 2)
+    assert types.count("Conv2DBackpropInput") + types.count("Conv2DBackpropFilter") == (0 if lean else 2 * 2)
     constants = [tf.make_ndarray(op.get_attr("value")) for op in graph.get_operations() if op.type == "Const"]
     epsilons = [c for c in constants if c.dtype == np.float32 and c.shape == () and np.isclose(c, 1e-5)]
     assert len(epsilons) == 1
-    assert sum(c.dtype == np.int32 and c.tolist() == [1, 2, 0, 3] for c in constants) == 1
+    assert sum(c.dtype == np.int32 and c.tolist() == [1, 2, 0, 3] for c in constants) == (1 if lean else 0)

@@ -1,6 +1,6 @@
 import pytest
 
-from tf_cyclegan import precision
+from tf_cyclegan import precision, runtime
 
 
 def test_explicit_policies_pass_through():
@@ -9,9 +9,9 @@ def test_explicit_policies_pass_through():
 
 
 def test_auto_picks_per_device(monkeypatch):
-    monkeypatch.setattr(precision.tf.config, "list_physical_devices", lambda kind: ["gpu"])
+    monkeypatch.setattr(runtime, "has_gpu", lambda: True)
     assert precision.resolve_precision("auto") == "mixed_float16"
-    monkeypatch.setattr(precision.tf.config, "list_physical_devices", lambda kind: [])
+    monkeypatch.setattr(runtime, "has_gpu", lambda: False)
     monkeypatch.setattr(precision, "cpu_has_bfloat16", lambda: True)
     assert precision.resolve_precision("auto") == "mixed_bfloat16"
     monkeypatch.setattr(precision, "cpu_has_bfloat16", lambda: False)

@@ -2,7 +2,6 @@ import json
 import subprocess
 import sys
 import threading
-import time
 import warnings
 
 import keras
@@ -11,7 +10,7 @@ import tensorflow as tf
 from conftest import random_pairs, subprocess_env, tiny_cyclegan
 
 from tf_cyclegan import runtime
-from tf_cyclegan.runtime import cpu_allocator_in_use, set_cpu_allocator
+from tf_cyclegan.runtime import cpu_allocator_in_use, onednn_enabled, set_cpu_allocator
 
 _CHILD = """
 import json, sys, warnings
@@ -23,27 +22,31 @@ print(json.dumps({"applied": applied, "in_use": cpu_allocator_in_use()}))
 """
 
 
-@pytest.mark.parametrize("choice, expected", [("bfc", "bfc"), ("malloc", "malloc"), ("auto", "bfc")])
-def test_the_choice_made_before_the_first_op_is_the_allocator_tensorflow_uses(choice, expected):
+@pytest.mark.onednn
+@pytest.mark.parametrize("choice", ["bfc", "malloc", "auto"])
+def test_the_choice_made_before_the_first_op_is_the_allocator_tensorflow_uses(choice):
     # A fresh process each: TensorFlow reads the choice once, when it creates its devices.
+    # Where TensorFlow runs oneDNN, its default ("malloc") is oneDNN's own allocator.
     env = subprocess_env()
     env.pop("TF_CPU_ALLOCATOR_USE_BFC", None)
     done = subprocess.run([sys.executable, "-c", _CHILD, choice], env=env, capture_output=True, text=True,
                           timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
+    expected = {"bfc": "bfc", "auto": "bfc", "malloc": "onednn" if onednn_enabled() else "malloc"}[choice]
     assert json.loads(done.stdout.strip().splitlines()[-1]) == {"applied": True, "in_use": expected}
 
 
 def test_after_tensorflow_started_the_choice_is_refused_with_a_warning():
     tf.ones([2]).numpy()  # this test process has started TensorFlow
     in_use = cpu_allocator_in_use()
-    other = "bfc" if in_use == "malloc" else "malloc"
+    chosen = "bfc" if in_use == "bfc" else "malloc"  # "onednn" is what "malloc" gives under oneDNN
+    other = "malloc" if chosen == "bfc" else "bfc"
     with pytest.warns(UserWarning, match="already started"):
         assert set_cpu_allocator(other) is False
     assert cpu_allocator_in_use() == in_use
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        assert set_cpu_allocator(in_use) is True  # already so: nothing to refuse
+        assert set_cpu_allocator(chosen) is True  # already so: nothing to refuse
         assert set_cpu_allocator("auto") is False  # auto stays silent
 
 
@@ -53,12 +56,18 @@ def test_unknown_allocator_is_named():
 
 
 class _CountingTrim:
-    def __init__(self):
+    """A stand-in for `malloc_trim` that says when it has been called `wanted` times."""
+
+    def __init__(self, wanted=3):
         self.calls = 0
+        self.wanted = wanted
+        self.reached = threading.Event()
 
     def __call__(self, pad):
         assert pad == 0
         self.calls += 1
+        if self.calls >= self.wanted:
+            self.reached.set()
         return 1
 
 
@@ -69,29 +78,21 @@ def _trimmer_threads():
 def test_freed_memory_is_returned_periodically_only_inside_and_only_under_bfc(monkeypatch):
     monkeypatch.setattr(runtime, "cpu_allocator_in_use", lambda: "bfc")
     trim = _CountingTrim()
-    with runtime.returning_freed_memory(period=0.01, trim=trim):
-        deadline = time.time() + 10
-        while trim.calls < 3 and time.time() < deadline:
-            time.sleep(0.01)
-        assert trim.calls >= 3 and len(_trimmer_threads()) == 1
+    with runtime.returning_freed_memory(period=0.001, trim=trim):
+        assert trim.reached.wait(timeout=60) and len(_trimmer_threads()) == 1
     calls = trim.calls
-    time.sleep(0.05)
-    assert trim.calls == calls and not _trimmer_threads()
+    assert not _trimmer_threads()  # joined on the way out: no call can follow
+    assert trim.calls == calls
 
     # With malloc as TensorFlow's allocator the heap holds the tensors: left alone.
-    monkeypatch.setattr(runtime, "cpu_allocator_in_use", lambda: "malloc")
-    with runtime.returning_freed_memory(period=0.01, trim=trim):
-        time.sleep(0.05)
-        assert not _trimmer_threads()
+    for other in ("malloc", "onednn"):
+        monkeypatch.setattr(runtime, "cpu_allocator_in_use", lambda other=other: other)
+        with runtime.returning_freed_memory(period=0.001, trim=trim):
+            assert not _trimmer_threads()
     assert trim.calls == calls
 
 
-@pytest.mark.skipif(runtime._malloc_trim() is None, reason="no glibc malloc_trim here")
-def test_glibc_malloc_trim_is_callable():
-    assert runtime._malloc_trim()(0) in (0, 1)
-
-
-def test_cyclegan_fit_runs_with_freed_memory_returned(monkeypatch):
+def test_plain_fit_starts_no_thread_and_the_callback_trims_only_while_fit_runs(monkeypatch):
     monkeypatch.setattr(runtime, "cpu_allocator_in_use", lambda: "bfc")
     seen = []
 
@@ -99,12 +100,29 @@ def test_cyclegan_fit_runs_with_freed_memory_returned(monkeypatch):
         def on_train_batch_end(self, batch, logs=None):
             seen.append(len(_trimmer_threads()))
 
+    before = set(threading.enumerate())
     model = tiny_cyclegan()
     model.compile()
     model.fit(random_pairs(count=1), epochs=1, verbose=0, callbacks=[Probe()])
-    assert seen == [1] and not _trimmer_threads()
+    assert seen == [0]
+    freed_memory = runtime.ReturningFreedMemory()
+    model.fit(random_pairs(count=1), epochs=1, verbose=0, callbacks=[freed_memory, Probe()])
+    assert seen == [0, 1] and not _trimmer_threads()
+    # Nothing else of ours keeps running: the threads now are those before, and TensorFlow's own.
+    assert not [t for t in set(threading.enumerate()) - before if t.name.startswith("tf_cyclegan")]
 
 
+def test_the_callback_stops_trimming_when_fit_fails(monkeypatch):
+    monkeypatch.setattr(runtime, "cpu_allocator_in_use", lambda: "bfc")
+    freed_memory = runtime.ReturningFreedMemory()
+    freed_memory.on_train_begin()
+    assert len(_trimmer_threads()) == 1
+    freed_memory.close()
+    freed_memory.close()  # twice is harmless
+    assert not _trimmer_threads()
+
+
+@pytest.mark.onednn
 @pytest.mark.parametrize("switch, expected", [("1", True), ("0", False)])
 def test_onednn_is_reported_as_tensorflow_was_told_to_run_it(switch, expected):
     # A fresh process each: TensorFlow reads the switch once.
@@ -113,3 +131,32 @@ def test_onednn_is_reported_as_tensorflow_was_told_to_run_it(switch, expected):
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip().splitlines()[-1] == str(expected)
+
+
+@pytest.mark.parametrize("flags, switch, platform, expected", [
+    ({"avx2", "fma"}, None, "linux", False),  # an AMD EPYC: Eigen's kernels
+    ({"avx2", "avx512f", "avx512_vnni"}, None, "linux", True),
+    ({"avx2", "amx_tile", "amx_bf16"}, None, "linux", True),  # Sapphire Rapids
+    ({"avx2", "avx_vnni"}, None, "linux", True),
+    ({"avx2", "amx_tile"}, None, "win32", False),  # off by default off Linux
+    ({"avx2"}, "1", "linux", True),
+    ({"avx2", "amx_tile"}, "0", "linux", False),
+    ({"avx2", "amx_tile"}, "False", "linux", False),
+    ({"avx2"}, "TRUE", "linux", True),
+    ({"avx2", "amx_tile"}, "maybe", "linux", True),  # not a boolean: TensorFlow keeps its default
+])
+def test_the_fallback_follows_tensorflows_default_rule(flags, switch, platform, expected):
+    environ = {} if switch is None else {"TF_ENABLE_ONEDNN_OPTS": switch}
+    assert runtime.onednn_default(flags=flags, environ=environ, platform=platform) is expected
+
+
+@pytest.mark.onednn
+def test_the_fallback_agrees_with_tensorflow_on_this_machine():
+    # The rule applied to this CPU and environment gives what this process's TensorFlow runs.
+    assert runtime.onednn_default() is runtime.onednn_enabled()
+
+
+def test_cpu_flags_are_read_from_cpuinfo(tmp_path):
+    (tmp_path / "cpuinfo").write_text("processor\t: 0\nflags\t\t: fpu avx2 amx_tile\nbugs\t\t: spectre\n")
+    assert runtime.cpu_flags(tmp_path / "cpuinfo") == {"fpu", "avx2", "amx_tile"}
+    assert runtime.cpu_flags(tmp_path / "missing") == frozenset()

@@ -2,19 +2,16 @@
 
 __version__ = "0.1.0"
 
-from tf_cyclegan.startup import collector_paused_for_import
-
-with collector_paused_for_import("tensorflow"):
-    from tf_cyclegan.cyclegan import CycleGAN, default_optimizer
-    from tf_cyclegan.data import DataPosition, make_tfds_dataset, make_unpaired_dataset
-    from tf_cyclegan.discriminator import build_patchgan_discriminator
-    from tf_cyclegan.generator import build_resnet_generator
-    from tf_cyclegan.image_pool import ImagePool
-    from tf_cyclegan.layers import InstanceNormalization, ReflectionPadding2D
-    from tf_cyclegan.optimizers import FusedAdam
-    from tf_cyclegan.precision import resolve_precision, set_precision
-    from tf_cyclegan.runtime import set_cpu_allocator
-    from tf_cyclegan.schedule import LinearDecay
+from tf_cyclegan.cyclegan import CycleGAN, default_optimizer
+from tf_cyclegan.data import DataPosition, make_tfds_dataset, make_unpaired_dataset
+from tf_cyclegan.discriminator import build_patchgan_discriminator
+from tf_cyclegan.generator import build_resnet_generator
+from tf_cyclegan.image_pool import ImagePool
+from tf_cyclegan.layers import InstanceNormalization, ReflectionPadding2D
+from tf_cyclegan.optimizers import FusedAdam
+from tf_cyclegan.precision import resolve_precision, set_precision
+from tf_cyclegan.runtime import set_cpu_allocator
+from tf_cyclegan.schedule import LinearDecay
 
 __all__ = [
     "CycleGAN", "DataPosition", "FusedAdam", "ImagePool", "InstanceNormalization", "LinearDecay",

@@ -50,7 +50,7 @@ def benchmark_model(blocks=9, ngf=64):
 
 
 def train_step_benchmark(size=128, batch=1, blocks=9, ngf=64, steps=10, warmup=2, precision="float32",
-                         jit_compile="auto", cpu_allocator="auto", start_time=None):
+                         jit_compile="auto", start_time=None, callbacks=()):
     """Times the CycleGAN training step as `fit` runs it.
 
     Args:
@@ -59,24 +59,23 @@ def train_step_benchmark(size=128, batch=1, blocks=9, ngf=64, steps=10, warmup=2
         steps: timed steps, after `warmup` untimed ones and the first.
         precision: "float32", "mixed_bfloat16" or "mixed_float16".
         jit_compile: "auto", True or False, as for `compile`.
-        cpu_allocator: "auto", "bfc" or "malloc" (see `tf_cyclegan.runtime`); applies only
-            if no TensorFlow op has run in this process yet.
         start_time: when the process started (`time.time()`), for `first_step_s`;
             default: from /proc.
+        callbacks: more Keras callbacks for the `fit` that is timed.
 
     Returns:
         dict: images_per_s (steady state), first_step_s (process start to the end of the
         first step, imports included), peak_rss_mb, step_gflop (the arithmetic one update
         needs, `tf_cyclegan.flops.training_step_flops`), gflop_per_s (that at the steady
         rate), params_generator, params_discriminator, final_loss_g, and the versions and
-        settings.
+        settings (the CPU allocator in use: `tf-cyclegan bench --cpu-allocator` chooses it).
     """
     from tf_cyclegan import set_precision
-    from tf_cyclegan.runtime import cpu_allocator_in_use, onednn_enabled, set_cpu_allocator
+    from tf_cyclegan.runtime import cpu_allocator_in_use, onednn_enabled
 
     start_time = start_time or process_start_time() or time.time()
-    set_cpu_allocator(cpu_allocator)
     keras.utils.set_random_seed(0)
+    users_policy = keras.mixed_precision.global_policy()
     set_precision(precision)
     try:
         model = benchmark_model(blocks, ngf)
@@ -86,12 +85,13 @@ def train_step_benchmark(size=128, batch=1, blocks=9, ngf=64, steps=10, warmup=2
             (tf.random.uniform(shape, -1, 1), tf.random.uniform(shape, -1, 1))).repeat()
         # One fit, as training runs it: separate fit calls each pay start-up work again.
         clock = _StepClock()
-        history = model.fit(data, epochs=1, steps_per_epoch=1 + warmup + steps, verbose=0, callbacks=[clock])
+        history = model.fit(data, epochs=1, steps_per_epoch=1 + warmup + steps, verbose=0,
+                            callbacks=[clock, *callbacks])
         peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         # Counted after the timed run: it traces each network once more.
         step_flop = training_step_flops(model, shape)
     finally:
-        keras.mixed_precision.set_global_policy("float32")
+        keras.mixed_precision.set_global_policy(users_policy)
     seconds = clock.ends[-1] - clock.ends[warmup]
     images_per_s = steps * batch / seconds
     return {

@@ -1,4 +1,11 @@
-"""`tf-cyclegan`: a thin command line over the library."""
+"""`tf-cyclegan`: a thin command line over the library.
+
+The library changes nothing process-wide on import or in `fit`; this command owns its
+process, and `train` and `bench` make two choices for it, as their first steps: TensorFlow's
+CPU allocator, before TensorFlow's first op (`train.cpu_allocator` / `--cpu-allocator`,
+`tf_cyclegan.runtime.set_cpu_allocator`), and, while `fit` runs, handing the C heap's freed
+pages back to the system (`tf_cyclegan.runtime.ReturningFreedMemory`).
+"""
 
 import argparse
 import logging
@@ -9,16 +16,22 @@ import time
 
 def _train(args):
     from tf_cyclegan.config import load_config
+    from tf_cyclegan.runtime import ReturningFreedMemory, set_cpu_allocator
     from tf_cyclegan.train import train_and_evaluate
 
     config = load_config(args.config, sets=args.set)
+    set_cpu_allocator(config.train.cpu_allocator)
     if args.run_dir:
         run_dir = args.run_dir
     else:
         stem = os.path.splitext(os.path.basename(args.config))[0] if args.config else "run"
         run_dir = os.path.join("runs", f"{stem}-{time.strftime('%Y%m%d-%H%M%S')}")
     started = time.time()
-    result = train_and_evaluate(config, run_dir, restart=args.restart)
+    freed_memory = ReturningFreedMemory()
+    try:
+        result = train_and_evaluate(config, run_dir, restart=args.restart, callbacks=[freed_memory])
+    finally:
+        freed_memory.close()
     print(f"\nTraining took {time.time() - started:.0f} s. Results are in {run_dir}/ "
           "(model.keras, samples/, logs/ for TensorBoard, results.json)")
     paired = result.get("paired_test")
@@ -36,15 +49,28 @@ def bench_kwargs(args):
     """The `train_step_benchmark` arguments of a parsed `bench` command line."""
     jit = {"auto": "auto", "true": True, "false": False}[args.jit_compile]
     return dict(size=args.size, batch=args.batch, blocks=args.blocks, ngf=args.ngf, steps=args.steps,
-                warmup=args.warmup, precision=args.precision, jit_compile=jit, cpu_allocator=args.cpu_allocator)
+                warmup=args.warmup, precision=args.precision, jit_compile=jit)
+
+
+def run_bench(args, start_time=None):
+    """`tf-cyclegan bench`: the allocator chosen first, then `train_step_benchmark`; prints its JSON."""
+    import json
+
+    from tf_cyclegan.runtime import ReturningFreedMemory, set_cpu_allocator
+
+    set_cpu_allocator(args.cpu_allocator)
+    from tf_cyclegan.bench import train_step_benchmark
+
+    freed_memory = ReturningFreedMemory()
+    try:
+        result = train_step_benchmark(**bench_kwargs(args), start_time=start_time, callbacks=[freed_memory])
+    finally:
+        freed_memory.close()
+    print(json.dumps(result))
 
 
 def _bench(args):
-    import json
-
-    from tf_cyclegan.bench import train_step_benchmark
-
-    print(json.dumps(train_step_benchmark(**bench_kwargs(args))))
+    run_bench(args)
 
 
 def _make_demo_data(args):

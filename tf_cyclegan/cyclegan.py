@@ -13,7 +13,6 @@ from tf_cyclegan.grappler import lean_training_function
 from tf_cyclegan.image_pool import ImagePool
 from tf_cyclegan.losses import check_gan_mode, discriminator_loss, gan_loss, l1_loss
 from tf_cyclegan.optimizers import FusedAdam
-from tf_cyclegan.runtime import returning_freed_memory
 from tf_cyclegan.train_function import single_graph_train_function
 
 LOSS_NAMES = (
@@ -246,12 +245,6 @@ class CycleGAN(keras.Model):
                 for layer in net._flatten_layers()
             )
         return self._per_image_networks
-
-    def fit(self, *args, **kwargs):
-        """`keras.Model.fit`, with freed C-heap memory handed back to the system while it
-        runs (`tf_cyclegan.runtime.returning_freed_memory`: about 45 MB off the peak at 128x128)."""
-        with returning_freed_memory():
-            return super().fit(*args, **kwargs)
 
     def make_train_function(self, force=False):
         """Keras' training function, traced as one graph where Keras would nest two

@@ -13,6 +13,7 @@ import time
 
 import tensorflow as tf
 
+from tf_cyclegan import runtime
 from tf_cyclegan.config import ConfigError
 
 STRATEGIES = ("auto", "none", "mirrored", "multi_worker", "tpu")
@@ -122,7 +123,7 @@ def make_strategy(name="auto", tpu=None, timeout_s=300):
     if name not in STRATEGIES:
         raise ConfigError(f"distribute.strategy must be one of {', '.join(STRATEGIES)}. Received: {name!r}")
     if name == "auto":
-        name = "mirrored" if len(tf.config.list_physical_devices("GPU")) > 1 else "none"
+        name = "mirrored" if runtime.gpu_count() > 1 else "none"
     if name == "none":
         return tf.distribute.get_strategy()
     if name == "mirrored":

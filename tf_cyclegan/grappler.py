@@ -25,7 +25,7 @@ import functools
 from tensorflow.core.protobuf import config_pb2, rewriter_config_pb2
 from tensorflow.python.eager import context
 
-from tf_cyclegan.runtime import has_gpu
+from tf_cyclegan import runtime
 
 _Rewriter = rewriter_config_pb2.RewriterConfig
 
@@ -84,7 +84,7 @@ def lean_training_function(function):
     The options are made once, at the first call (from the calling thread's options
     then), so every call passes the same ones and reuses the one optimised graph.
     """
-    if has_gpu():
+    if runtime.has_gpu():
         return function
     options = None
 

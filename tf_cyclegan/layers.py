@@ -14,7 +14,7 @@ import weakref
 import keras
 import tensorflow as tf
 
-from tf_cyclegan.runtime import has_gpu, onednn_enabled
+from tf_cyclegan import runtime
 
 try:  # the gradient-tape API that `tf.custom_gradient` itself is built on
     from tensorflow.python.eager import record as _tape_record
@@ -190,7 +190,8 @@ class Conv2D(keras.layers.Conv2D):
     def convolution_op(self, inputs, kernel):
         lean = (
             self.padding == "valid" and tuple(self.strides) == (1, 1) and tuple(self.dilation_rate) == (1, 1)
-            and self.groups == 1 and self.data_format == "channels_last" and not has_gpu() and not onednn_enabled()
+            and self.groups == 1 and self.data_format == "channels_last" and not runtime.has_gpu()
+            and not runtime.onednn_enabled()
         )
         if not lean:
             return super().convolution_op(inputs, kernel)

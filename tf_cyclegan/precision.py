@@ -5,7 +5,8 @@ on CPUs with bfloat16 instructions mixed_bfloat16 runs about 1.6x faster.
 """
 
 import keras
-import tensorflow as tf
+
+from tf_cyclegan import runtime
 
 PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
 _BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
@@ -13,12 +14,7 @@ _BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
 
 def cpu_has_bfloat16(cpuinfo_path="/proc/cpuinfo"):
     """True when the CPU advertises native bfloat16 arithmetic (AVX512-BF16 or AMX)."""
-    try:
-        with open(cpuinfo_path) as f:
-            flags = f.read().split()
-    except OSError:
-        return False
-    return any(flag in flags for flag in _BF16_CPU_FLAGS)
+    return bool(set(_BF16_CPU_FLAGS) & runtime.cpu_flags(cpuinfo_path))
 
 
 def resolve_precision(precision="auto"):
@@ -27,7 +23,7 @@ def resolve_precision(precision="auto"):
         raise ValueError(f"precision must be one of {PRECISIONS}. Received: precision={precision!r}")
     if precision != "auto":
         return precision
-    if tf.config.list_physical_devices("GPU"):
+    if runtime.has_gpu():
         return "mixed_float16"
     return "mixed_bfloat16" if cpu_has_bfloat16() else "float32"
 

@@ -1,27 +1,32 @@
-"""TensorFlow's host-memory allocator, a process-wide choice made before TensorFlow starts.
+"""What this process's TensorFlow runs on: the CPU allocator, oneDNN, GPUs, CPU features.
 
-TensorFlow allocates CPU tensors with the C library's `malloc` by default. The CycleGAN
-step allocates and frees gigabytes of activations per step; TensorFlow's own
-best-fit-with-coalescing (BFC) pool keeps freed blocks for reuse; the README's "Training
-speed" section gives what each did to speed and memory on this project's benchmark
-machine (about the same peak memory; BFC faster at 256x256). `tf-cyclegan train` and
-`tf-cyclegan bench` use BFC unless told otherwise (`train.cpu_allocator: malloc`, or
-`--cpu-allocator malloc`). The choice is read once, when TensorFlow creates its devices,
-so it must be made before the process's first TensorFlow op; in your own script, call
-`set_cpu_allocator("bfc")` first thing, or set `TF_CPU_ALLOCATOR_USE_BFC=true`.
+TensorFlow allocates CPU tensors with the C library's `malloc` by default (or, where it runs
+oneDNN's kernels, with oneDNN's own pooling allocator). The CycleGAN step allocates and
+frees gigabytes of activations per step; TensorFlow's best-fit-with-coalescing (BFC) pool
+keeps freed blocks for reuse. `set_cpu_allocator` chooses between them; TensorFlow reads the
+choice once, when it creates its devices, so it must be made before the process's first
+TensorFlow op. It is process-wide, so the library never makes it on its own: `tf-cyclegan
+train` and `tf-cyclegan bench` make it as the first step of their `main` (`train.cpu_allocator`,
+`--cpu-allocator`); in your own script call `set_cpu_allocator("bfc")` first thing, or set
+`TF_CPU_ALLOCATOR_USE_BFC=true`.
 
 Memory that is not a tensor (graph building and optimisation, kernels' scratch) comes
-from the C library's heap, which keeps what is freed: about 100 MB at 128x128 after the
-first training step. `returning_freed_memory()`, which `CycleGAN.fit` runs under, hands
-it back to the system while training runs.
+from the C library's heap, which keeps what is freed. `returning_freed_memory()` hands it
+back to the system while inside; `tf-cyclegan train` runs training under it.
+
+Each question here is asked in one place, so a test can switch the answer
+(`has_gpu`, `onednn_enabled`) and run the branch another machine would take.
 """
 
 import contextlib
 import ctypes
 import functools
 import os
+import sys
 import threading
 import warnings
+
+import keras
 
 CPU_ALLOCATORS = ("auto", "bfc", "malloc")
 _ENV = "TF_CPU_ALLOCATOR_USE_BFC"
@@ -33,7 +38,9 @@ def set_cpu_allocator(allocator="auto"):
     Args:
         allocator: str, "auto" (default), "bfc" or "malloc". "auto" is BFC unless TensorFlow
             has already started or the environment variable `TF_CPU_ALLOCATOR_USE_BFC`
-            is set, in which case it changes nothing and says nothing.
+            is set, in which case it changes nothing and says nothing. "malloc" is
+            TensorFlow's own default, which is oneDNN's allocator where TensorFlow runs oneDNN
+            (`cpu_allocator_in_use` then says "onednn").
 
     Returns:
         bool: True if the allocator asked for is (or will be) in use; False when TensorFlow
@@ -50,7 +57,8 @@ def set_cpu_allocator(allocator="auto"):
     if not started:
         os.environ[_ENV] = "true" if allocator == "bfc" else "false"
         return True
-    if cpu_allocator_in_use() == allocator:
+    in_use = cpu_allocator_in_use()
+    if in_use == allocator or (allocator, in_use) == ("malloc", "onednn"):
         return True
     warnings.warn(
         f"TensorFlow has already started in this process, so its CPU allocator stays as it is; "
@@ -62,37 +70,80 @@ def set_cpu_allocator(allocator="auto"):
 
 
 def cpu_allocator_in_use():
-    """"bfc" or "malloc", as TensorFlow runs now (it reports CPU:0 memory statistics only
-    for a BFC pool; oneDNN builds' own allocator is one). Starts TensorFlow if it has not."""
+    """"bfc", "malloc" or "onednn", as TensorFlow runs now. Starts TensorFlow if it has not.
+
+    TensorFlow reports CPU:0 memory statistics only for a pooling allocator: its BFC pool or,
+    where it runs oneDNN's kernels and BFC was not asked for, oneDNN's own allocator (a BFC
+    pool for large blocks, `malloc` for small ones), which takes the place of `malloc` there.
+    Which of the two is told by the choice TensorFlow read (`TF_CPU_ALLOCATOR_USE_BFC`).
+    """
     import tensorflow as tf
 
     try:
         tf.config.experimental.get_memory_info("CPU:0")
     except ValueError:
         return "malloc"
+    if onednn_enabled() and not _BOOL_WORDS.get(os.environ.get(_ENV, "").strip().lower(), False):
+        return "onednn"
     return "bfc"
 
 
 @functools.cache
-def has_gpu():
-    """Whether TensorFlow sees a GPU (fixed once it has started, so asked once per process)."""
+def gpu_count():
+    """How many GPUs TensorFlow sees (fixed once it has started, so asked once per process)."""
     import tensorflow as tf
 
-    return bool(tf.config.list_logical_devices("GPU"))
+    return len(tf.config.list_logical_devices("GPU"))
+
+
+def has_gpu():
+    """Whether TensorFlow sees a GPU: what every "GPU or CPU" branch of the package asks."""
+    return gpu_count() > 0
+
+
+# TensorFlow's rule (tensorflow/core/util/port.cc, IsMklEnabled): on Linux, oneDNN is on by
+# default on CPUs with any of these features, off elsewhere; TF_ENABLE_ONEDNN_OPTS overrides.
+ONEDNN_DEFAULT_CPU_FLAGS = ("avx512_vnni", "avx512_bf16", "avx_vnni", "amx_tile", "amx_int8", "amx_bf16")
+_BOOL_WORDS = {"1": True, "true": True, "0": False, "false": False}
+
+
+def cpu_flags(cpuinfo_path="/proc/cpuinfo"):
+    """The CPU's feature flags as Linux reports them (a frozenset; empty where unreadable)."""
+    try:
+        with open(cpuinfo_path) as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                if key.strip() == "flags":
+                    return frozenset(value.split())
+    except OSError:
+        pass
+    return frozenset()
+
+
+def onednn_default(flags=None, environ=None, platform=None):
+    """Whether TensorFlow turns oneDNN on, by its own rule: `TF_ENABLE_ONEDNN_OPTS` if it is
+    0/1/true/false, else on for Linux CPUs with `ONEDNN_DEFAULT_CPU_FLAGS`, off elsewhere."""
+    environ = os.environ if environ is None else environ
+    platform = sys.platform if platform is None else platform
+    default = platform.startswith("linux") and bool(set(ONEDNN_DEFAULT_CPU_FLAGS) & (cpu_flags() if flags is None
+                                                                                    else set(flags)))
+    return _BOOL_WORDS.get(environ.get("TF_ENABLE_ONEDNN_OPTS", "").strip().lower(), default)
 
 
 @functools.cache
 def onednn_enabled():
     """Whether TensorFlow runs its CPU kernels through oneDNN (fixed once it has started).
 
-    TensorFlow decides this itself: on by default on x86 processors with the instructions
-    oneDNN is tuned for (AVX-512 VNNI or bfloat16, AMX: recent Intel server CPUs), off on
-    others (this project's benchmark CPU, an AMD EPYC); `TF_ENABLE_ONEDNN_OPTS=0/1` overrides.
+    TensorFlow decides this itself: on by default on Linux x86 processors with the instructions
+    oneDNN is tuned for (AVX-512 VNNI or bfloat16, AVX-VNNI, AMX: recent Intel server CPUs),
+    off on others (an AMD EPYC, for one); `TF_ENABLE_ONEDNN_OPTS=0/1` overrides. TensorFlow
+    has no public query for it; its private one is asked, and where a TensorFlow lacks it,
+    the same rule is applied here (`onednn_default`).
     """
     try:
         from tensorflow.python.util import _pywrap_util_port
-    except ImportError:  # a TensorFlow without the private query: go by the switch alone
-        return os.environ.get("TF_ENABLE_ONEDNN_OPTS", "0").strip().lower() in ("1", "true")
+    except ImportError:  # no public API says whether oneDNN is on
+        return onednn_default()
     return bool(_pywrap_util_port.IsMklEnabled())
 
 
@@ -150,3 +201,35 @@ def returning_freed_memory(period=0.25, trim=None):
     finally:
         stop.set()
         thread.join()
+
+
+class ReturningFreedMemory(keras.callbacks.Callback):
+    """Runs `fit` inside `returning_freed_memory()`: a Keras callback.
+
+    The trimming starts with training, once a `tf.distribute` strategy and TensorFlow are
+    set up (asking which allocator runs starts TensorFlow, which must not happen before a
+    multi-worker strategy exists), and stops when training ends; `close()` stops it where
+    `fit` ended on an exception. `tf-cyclegan train` and `bench` add it to their own `fit`.
+
+    Args:
+        period: seconds between trims, as for `returning_freed_memory`.
+    """
+
+    def __init__(self, period=0.25):
+        super().__init__()
+        self.period = period
+        self._running = None
+
+    def on_train_begin(self, logs=None):
+        if self._running is None:
+            self._running = returning_freed_memory(self.period)
+            self._running.__enter__()
+
+    def on_train_end(self, logs=None):
+        self.close()
+
+    def close(self):
+        """Stops the trimming thread, if it runs."""
+        if self._running is not None:
+            running, self._running = self._running, None
+            running.__exit__(None, None, None)

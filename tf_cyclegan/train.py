@@ -33,7 +33,6 @@ from tf_cyclegan.generator import build_resnet_generator
 from tf_cyclegan.monitor import StopOnNonFinite, TrainingMonitor, flatten_config
 from tf_cyclegan.paired_metrics import paired_translation_error
 from tf_cyclegan.precision import set_precision
-from tf_cyclegan.runtime import set_cpu_allocator
 from tf_cyclegan.schedule import LinearDecay
 
 logger = logging.getLogger(__name__)
@@ -143,6 +142,14 @@ def train_and_evaluate(config, run_dir, restart=False, callbacks=()):
     newest loadable backup (weights, optimizers, pools, data position); `restart=True`
     deletes the earlier run's files and starts over.
 
+    What it changes in the process, because the config asks for it: `train.seed` seeds Python's,
+    NumPy's and TensorFlow's global random generators, and `train.deterministic` turns on
+    TensorFlow's op determinism, both process-wide and left so. The dtype policy it trains under
+    (`train.precision`) is set for the run and the policy it found is put back afterwards.
+    `train.cpu_allocator` is not applied here: TensorFlow reads that choice once, before its
+    first op, so `tf-cyclegan train` makes it first thing, and a script calls
+    `tf_cyclegan.set_cpu_allocator` itself before any TensorFlow work.
+
     Args:
         config: `Config`.
         run_dir: str, the run directory.
@@ -154,7 +161,6 @@ def train_and_evaluate(config, run_dir, restart=False, callbacks=()):
         `testB_paired/`, the paired translation error (see `paired_translation_error`).
     """
     t = config.train
-    set_cpu_allocator(t.cpu_allocator)  # read once, when TensorFlow starts
     # The strategy comes first: a multi-worker strategy must exist before other TensorFlow work.
     strategy = make_strategy(config.distribute.strategy, tpu=config.distribute.tpu,
                              timeout_s=config.distribute.timeout_s)
@@ -180,14 +186,14 @@ def train_and_evaluate(config, run_dir, restart=False, callbacks=()):
         logger.info("Training on %d replicas (%d machine(s)); global batch %d", strategy.num_replicas_in_sync,
                     num_workers, position.global_batch_size)
 
+    users_policy = keras.mixed_precision.global_policy()
     policy = set_precision(t.precision)
     logger.info("Precision policy: %s", policy)
     try:
         return _train(config, run_dir, dataset, position, samples, policy, resume, list(callbacks),
                       strategy, local_replicas, is_chief)
     finally:
-        # The policy is process-global; later models in this process start from float32.
-        keras.mixed_precision.set_global_policy("float32")
+        keras.mixed_precision.set_global_policy(users_policy)
 
 
 def _keep_csv_rows_before(path, epoch):
