@@ -57,3 +57,13 @@ def demo_root(tmp_path_factory):
     root = tmp_path_factory.mktemp("demo")
     make_demo_data(root, num_train=6, num_test=3, size=36, seed=1)
     return root
+
+
+@pytest.fixture
+def gpu_branches(monkeypatch):
+    """Makes every "is there a GPU" branch of the package take its GPU side on this CPU:
+    Keras' own convolution gradients, Grappler's default passes, mixed_float16 for `auto`."""
+    from tf_cyclegan import runtime
+
+    monkeypatch.setattr(runtime, "has_gpu", lambda: True)
+    monkeypatch.setattr(runtime, "gpu_count", lambda: 1)

@@ -7,10 +7,10 @@ import textwrap
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import tiny_cyclegan
+from conftest import random_pairs, tiny_cyclegan
 
 from tf_cyclegan import build_resnet_generator
-from tf_cyclegan.export import export_generator, export_model, tflite_bytes
+from tf_cyclegan.export import computing_in_float32, export_generator, export_model, tflite_bytes
 from tf_cyclegan.inference import translate
 
 
@@ -120,3 +120,40 @@ def test_onnx_matches_keras_with_dynamic_height_and_width(exported):
         image = np.random.default_rng(3).uniform(-1, 1, shape).astype(np.float32)
         result = session.run(None, {session.get_inputs()[0].name: image})[0]
         assert np.abs(result - generator(image).numpy()).max() <= 1e-4
+
+
+@pytest.mark.slow
+def test_a_model_trained_under_mixed_float16_saves_reloads_and_exports_float32(tmp_path):
+    import keras
+
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    model = tiny_cyclegan()
+    model.compile()
+    model.fit(random_pairs(count=2), epochs=1, verbose=0)
+    model.save(tmp_path / "model.keras")
+    keras.mixed_precision.set_global_policy("float32")  # as a fresh process that loads it
+    reloaded = keras.saving.load_model(tmp_path / "model.keras")
+    assert isinstance(reloaded.gen_optimizer, keras.optimizers.LossScaleOptimizer)
+    image = np.random.default_rng(4).uniform(-1, 1, (1, 32, 32, 3)).astype(np.float32)
+    expected = reloaded.gen_a2b(image)
+    assert expected.dtype == tf.float32
+    np.testing.assert_allclose(expected.numpy(), model.gen_a2b(image).numpy(), atol=1e-6)
+
+    # The exports compute in float32 (the weights are float32): against the reloaded weights
+    # computed in float32 they agree to float rounding, against the float16 computation to
+    # float16's (about 1.3e-3 here: float16 keeps 11 bits).
+    in_float32 = computing_in_float32(reloaded.gen_a2b)
+    assert in_float32 is not reloaded.gen_a2b and in_float32.layers[1].compute_dtype == "float32"
+    expected32 = in_float32(image).numpy()
+    assert np.abs(expected32 - expected.numpy()).max() <= 5e-3
+
+    export_model(tmp_path / "model.keras", tmp_path / "out", formats=("savedmodel", "tflite"), tflite_size=32)
+    saved = tf.saved_model.load(str(tmp_path / "out" / "a2b" / "savedmodel"))
+    result = saved.signatures["translate_float"](images=tf.constant(image))["images"]
+    assert result.dtype == tf.float32
+    assert np.abs(result.numpy() - expected32).max() <= 1e-5
+    tflite, _ = _run_tflite(tmp_path / "out" / "a2b" / "generator_float32.tflite", image)
+    assert tflite.dtype == np.float32
+    assert np.abs(tflite - expected32).max() <= 1e-3
+    print("largest difference from the reloaded float16 computation: SavedModel "
+          f"{np.abs(result.numpy() - expected.numpy()).max():.2e}, TFLite {np.abs(tflite - expected.numpy()).max():.2e}")

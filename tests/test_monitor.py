@@ -2,12 +2,15 @@ import math
 import os
 
 import h5py
+import keras
 import numpy as np
 import pytest
+import tensorflow as tf
+from conftest import tiny_cyclegan
 
 from tf_cyclegan.backup import WEIGHTS, BackupManager, RunProgress
 from tf_cyclegan.config import load_config
-from tf_cyclegan.monitor import StopOnNonFinite, TrainingDiverged, flatten_config
+from tf_cyclegan.monitor import StopOnNonFinite, TrainingDiverged, TrainingMonitor, flatten_config
 from tf_cyclegan.train import train_and_evaluate
 
 
@@ -53,3 +56,35 @@ def test_a_diverging_run_stops_naming_the_loss_and_keeps_the_last_good_backup(de
     assert backups, message
     assert os.path.basename(backups[0]) == f"step-{step - 1:010d}"  # the diverged step is not backed up
     assert _all_finite(os.path.join(backups[0], WEIGHTS))
+
+
+@pytest.mark.slow
+def test_under_mixed_float16_the_loss_scales_and_skipped_steps_reach_tensorboard(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    model = tiny_cyclegan(pool_size=0)
+    model.compile()
+    # The second of three batches overflows float16: both loss-scaled optimizers skip it.
+    images = np.random.default_rng(0).uniform(-1, 1, (3, 1, 32, 32, 3)).astype("float32")
+    images[1] = 6e4
+    data = tf.data.Dataset.from_tensor_slices((images, np.zeros_like(images)))
+    progress = RunProgress(steps_per_epoch=3)
+    monitor = TrainingMonitor(str(tmp_path), progress, batch_size=1, every_n_steps=1)
+    model.fit(data, epochs=1, verbose=0, callbacks=[progress, monitor])
+
+    steps = EventAccumulator(str(tmp_path / "steps"), size_guidance={"tensors": 0}).Reload()
+
+    def series(tag):
+        return [(event.step, float(tf.make_ndarray(event.tensor_proto))) for event in steps.Tensors(tag)]
+
+    skipped = series("loss_scale/skipped_steps")
+    assert [step for step, _ in skipped] == [1, 2, 3]
+    assert skipped[1] == (2, 1.0)  # the overflowing step
+    applied = int(model.gen_optimizer.inner_optimizer.iterations.numpy())
+    assert sum(value for _, value in skipped) == 3 - applied
+    for tag, optimizer in (("loss_scale/generators", model.gen_optimizer),
+                           ("loss_scale/discriminators", model.disc_optimizer)):
+        scales = series(tag)
+        assert scales[0][1] < 2.0**15  # halved at least once, by the overflowing step
+        assert scales[-1][1] == float(optimizer.dynamic_scale.numpy())

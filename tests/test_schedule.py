@@ -1,4 +1,7 @@
+import keras
+import numpy as np
 import pytest
+from conftest import random_pairs, tiny_cyclegan
 
 from tf_cyclegan.schedule import LinearDecay, linear_decay_factor
 
@@ -18,3 +21,22 @@ def test_constant_then_linear_to_near_zero():
     assert rates[:100] == [2e-4] * 100
     assert all(a > b for a, b in zip(rates[99:], rates[100:]))
     assert rates[-1] == pytest.approx(2e-4 / 101)
+
+
+@pytest.mark.slow
+def test_under_mixed_float16_both_learning_rates_move_through_the_loss_scale_wrappers():
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    model = tiny_cyclegan()
+    model.compile()
+    seen = []
+
+    class Probe(keras.callbacks.Callback):  # after LinearDecay: the rates the epoch trains with
+        def on_epoch_begin(self, epoch, logs=None):
+            seen.append([float(np.asarray(optimizer.inner_optimizer.learning_rate))
+                         for optimizer in (self.model.gen_optimizer, self.model.disc_optimizer)])
+
+    history = model.fit(random_pairs(count=1), epochs=3, verbose=0,
+                        callbacks=[LinearDecay(1e-3, epochs=1, epochs_decay=2), Probe()])
+    assert all(isinstance(o, keras.optimizers.LossScaleOptimizer) for o in (model.gen_optimizer, model.disc_optimizer))
+    np.testing.assert_allclose(seen, [[1e-3, 1e-3], [1e-3 * 2 / 3] * 2, [1e-3 / 3] * 2], rtol=1e-6)
+    assert history.history["learning_rate"] == pytest.approx([1e-3, 1e-3 * 2 / 3, 1e-3 / 3])

@@ -20,6 +20,31 @@ FORMATS = ("savedmodel", "tflite", "onnx")
 DEFAULT_FORMATS = ("savedmodel", "tflite")
 
 
+def computing_in_float32(generator):
+    """`generator` itself if every layer computes in float32, else a copy that does, with the
+    same weights. A generator built under a mixed-precision policy (mixed_float16 on a GPU)
+    keeps float32 weights but computes in float16 or bfloat16, which TFLite's built-in
+    kernels and most CPUs do not run; exports are made from the float32 computation.
+    """
+    if all(layer.compute_dtype == "float32" for layer in generator.layers):
+        return generator
+    config = _policies_to_float32(keras.saving.serialize_keras_object(generator))
+    copy = keras.saving.deserialize_keras_object(config)
+    copy.set_weights(generator.get_weights())
+    return copy
+
+
+def _policies_to_float32(config):
+    """A serialized Keras object with every layer's dtype policy replaced by float32."""
+    if isinstance(config, list):
+        return [_policies_to_float32(item) for item in config]
+    if not isinstance(config, dict):
+        return config
+    if config.get("class_name") in ("DTypePolicy", "FloatDTypePolicy"):
+        return "float32"
+    return {key: _policies_to_float32(value) for key, value in config.items()}
+
+
 def export_savedmodel(generator, path):
     """Writes a SavedModel with two signatures, for images of any size.
 
@@ -87,12 +112,16 @@ def export_onnx(generator, path):
 def export_generator(generator, out_dir, formats=DEFAULT_FORMATS, tflite_size=256, metadata=None):
     """Exports one generator into `out_dir` in each of `formats`, with `metadata.json`.
 
+    The exports compute in float32, whatever precision the generator was trained in
+    (`computing_in_float32`).
+
     Returns:
         dict of written file or folder paths by name.
     """
     unknown = sorted(set(formats) - set(FORMATS))
     if unknown:
         raise ValueError(f"Unknown export format(s) {unknown}; choose from {FORMATS}")
+    generator = computing_in_float32(generator)
     os.makedirs(out_dir, exist_ok=True)
     written = {}
     if "savedmodel" in formats:
