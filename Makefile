@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test install clean
+.PHONY: demo test test-onednn-flipped install clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,13 @@ demo: $(STAMP) data/demo/trainA
 
 test: $(STAMP)
 	$(BIN)/python -m pytest tests
+
+# The tests marked `onednn` once more with TensorFlow's oneDNN setting flipped (from this CPU's
+# default, on for recent Intel CPUs and off elsewhere, or from TF_ENABLE_ONEDNN_OPTS if set).
+test-onednn-flipped: $(STAMP)
+	TF_ENABLE_ONEDNN_OPTS=$$($(BIN)/python -c \
+	  "from tf_cyclegan.runtime import onednn_default; print(int(not onednn_default()))") \
+	  $(BIN)/python -m pytest tests -m onednn
 
 clean:
 	rm -rf runs data

@@ -2,13 +2,17 @@
 
     python benchmarks/train_step.py --size 128 --steps 10 --warmup 2 [--precision float32]
     (the same as `tf-cyclegan bench ...`)
+    python benchmarks/train_step.py --size 256 --batches 1,4,8,16 --precision mixed_float16 --jit-compile auto
+    (a GPU run: one process per batch size, one JSON line each)
 
 Both generators (ResNet, 9 blocks by default), both 70x70 PatchGANs, the image pools and
 both optimizers, batch 1, random images, in one `fit` timed step by step. Prints one JSON
 line with the same keys as `../shared/bench/torch_reference.py`, so the two can be run
 side by side and compared: images_per_s (steady state after warm-up), first_step_s
 (process start to the end of the first training step, imports included), peak_rss_mb,
-parameter counts.
+parameter counts; on a GPU also its name and TensorFlow's peak allocation on it
+(`gpu`, `gpu_peak_memory_mb`: null on a CPU-only machine). The GPU fields have not yet
+been seen on a real GPU: no machine of this project has one.
 """
 
 import time
@@ -16,6 +20,7 @@ import time
 T0 = time.time()
 
 import os  # noqa: E402
+import subprocess  # noqa: E402
 import sys  # noqa: E402
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -25,7 +30,14 @@ from tf_cyclegan.cli import build_parser, run_bench  # noqa: E402
 
 
 def main():
-    run_bench(build_parser().parse_args(["bench"] + sys.argv[1:]), start_time=T0)
+    argv = sys.argv[1:]
+    if "--batches" in argv:  # each batch size in a fresh process: first-step time and peaks are per process
+        at = argv.index("--batches")
+        batches, rest = argv[at + 1].split(","), argv[:at] + argv[at + 2:]
+        for batch in batches:
+            subprocess.run([sys.executable, __file__, *rest, "--batch", batch.strip()], check=True)
+        return
+    run_bench(build_parser().parse_args(["bench"] + argv), start_time=T0)
 
 
 if __name__ == "__main__":

@@ -104,6 +104,7 @@ def test_bench_prints_the_reference_keys(capsys):
         assert result[key] > 0, key
     assert result["size"] == 32 and result["params_discriminator"] == 2764737
     assert result["onednn"] is onednn_enabled()  # what TensorFlow runs, not the switch's spelling
+    assert result["gpu"] is None and result["gpu_peak_memory_mb"] is None  # no GPU here: null, not 0
     # The arithmetic of the benchmarked update, and the rate it ran at.
     step_flop = training_step_flops(benchmark_model(blocks=1, ngf=4), (1, 32, 32, 3))
     assert result["step_gflop"] == round(step_flop / 1e9, 2)

@@ -257,6 +257,7 @@ def test_stacked_generator_pass_gives_the_same_gradients_as_separate_calls():
 FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures")
 
 
+@pytest.mark.onednn
 def test_a_model_saved_by_version_0_1_0_loads_and_translates_the_same():
     # Saved by the code of version 0.1.0 (tests/fixtures/README.md): what users have on disk.
     model = keras.saving.load_model(os.path.join(FIXTURES, "cyclegan_0.1.0.keras"))

@@ -39,6 +39,11 @@ class _StepClock(keras.callbacks.Callback):
         self.ends.append(time.time())
 
 
+def _gpu_name():
+    details = tf.config.experimental.get_device_details(tf.config.list_physical_devices("GPU")[0])
+    return details.get("device_name", "GPU")
+
+
 def benchmark_model(blocks=9, ngf=64):
     """The benchmarked CycleGAN: two ResNet generators (`blocks`, `ngf`), two 70x70 PatchGANs."""
     from tf_cyclegan import CycleGAN, build_patchgan_discriminator, build_resnet_generator
@@ -67,17 +72,22 @@ def train_step_benchmark(size=128, batch=1, blocks=9, ngf=64, steps=10, warmup=2
         dict: images_per_s (steady state), first_step_s (process start to the end of the
         first step, imports included), peak_rss_mb, step_gflop (the arithmetic one update
         needs, `tf_cyclegan.flops.training_step_flops`), gflop_per_s (that at the steady
-        rate), params_generator, params_discriminator, final_loss_g, and the versions and
-        settings (the CPU allocator in use: `tf-cyclegan bench --cpu-allocator` chooses it).
+        rate), params_generator, params_discriminator, final_loss_g, gpu (the GPU's name)
+        and gpu_peak_memory_mb (TensorFlow's peak allocation on it), both None without a GPU,
+        and the versions and settings (jit_compile as `compile` resolved it; the CPU allocator
+        in use: `tf-cyclegan bench --cpu-allocator` chooses it).
     """
     from tf_cyclegan import set_precision
-    from tf_cyclegan.runtime import cpu_allocator_in_use, onednn_enabled
+    from tf_cyclegan.runtime import cpu_allocator_in_use, has_gpu, onednn_enabled
 
     start_time = start_time or process_start_time() or time.time()
     keras.utils.set_random_seed(0)
     users_policy = keras.mixed_precision.global_policy()
     set_precision(precision)
     try:
+        gpu = _gpu_name() if has_gpu() else None
+        if gpu:
+            tf.config.experimental.reset_memory_stats("GPU:0")
         model = benchmark_model(blocks, ngf)
         model.compile(jit_compile=jit_compile)
         shape = (batch, size, size, 3)
@@ -88,6 +98,7 @@ def train_step_benchmark(size=128, batch=1, blocks=9, ngf=64, steps=10, warmup=2
         history = model.fit(data, epochs=1, steps_per_epoch=1 + warmup + steps, verbose=0,
                             callbacks=[clock, *callbacks])
         peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        gpu_peak_mb = tf.config.experimental.get_memory_info("GPU:0")["peak"] / 2**20 if gpu else None
         # Counted after the timed run: it traces each network once more.
         step_flop = training_step_flops(model, shape)
     finally:
@@ -96,11 +107,12 @@ def train_step_benchmark(size=128, batch=1, blocks=9, ngf=64, steps=10, warmup=2
     images_per_s = steps * batch / seconds
     return {
         "impl": "tf_cyclegan", "tensorflow": tf.__version__, "keras": keras.__version__,
-        "size": size, "batch": batch, "precision": precision,
+        "size": size, "batch": batch, "precision": precision, "jit_compile": bool(model.jit_compile),
         "cpu_allocator": cpu_allocator_in_use(), "onednn": onednn_enabled(),
         "images_per_s": round(images_per_s, 4),
         "first_step_s": round(clock.ends[0] - start_time, 2),
         "peak_rss_mb": round(peak_rss_mb, 1),
+        "gpu": gpu, "gpu_peak_memory_mb": None if gpu_peak_mb is None else round(gpu_peak_mb, 1),
         "step_gflop": round(step_flop / 1e9, 2),
         "gflop_per_s": round(step_flop / 1e9 * images_per_s / batch, 1),
         "params_generator": model.gen_a2b.count_params(),
