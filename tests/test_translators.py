@@ -1,3 +1,5 @@
+import os
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -5,6 +7,7 @@ from conftest import tiny_cyclegan
 
 from tf_cyclegan.batch_translate import translate_paths
 from tf_cyclegan.export import export_generator
+from tf_cyclegan.files import OutputExists
 from tf_cyclegan.inference import translate
 from tf_cyclegan.translators import (
     KerasTranslator,
@@ -77,3 +80,66 @@ def test_translate_paths_keeps_names_and_sizes_and_skips_non_images(trained_file
     assert "broken.png" in caplog.text and "notes.txt" in caplog.text
     wide = tf.io.decode_png(tf.io.read_file(str(tmp_path / "out" / "wide.png")))
     assert wide.shape == (30, 70, 3)
+
+
+class _Identity:
+    """A translator that returns its input: the tests here are about files, not networks."""
+
+    def translate(self, image):
+        return image
+
+
+def _png(path, size=(6, 5)):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tf.io.write_file(str(path), tf.io.encode_png(np.full((*size, 3), 9, np.uint8)))
+
+
+def test_outputs_keep_the_inputs_relative_paths_and_several_folders_get_their_own(tmp_path):
+    for rel in ("a/x.png", "a/sub/x.png", "b/x.png", "y.jpg"):
+        _png(tmp_path / "in" / rel)
+    written, _ = translate_paths(_Identity(), [tmp_path / "in" / "a"], tmp_path / "one", progress=False)
+    assert sorted(os.path.relpath(p, tmp_path / "one") for p in written) == ["sub/x.png", "x.png"]
+    written, _ = translate_paths(_Identity(), [tmp_path / "in" / "a", tmp_path / "in" / "b", tmp_path / "in" / "y.jpg"],
+                                 tmp_path / "several", progress=False)
+    assert sorted(os.path.relpath(p, tmp_path / "several") for p in written) == [
+        "a/sub/x.png", "a/x.png", "b/x.png", "y.png"]
+
+
+@pytest.mark.parametrize("layout, clash", [
+    (["x.png", "x.jpg"], "x.jpg' and '.*x.png"),  # one stem, two formats
+    (["one/x.png", "two/x.png"], "x.png' and '.*x.png"),  # two folders of one name, given as files
+])
+def test_two_inputs_for_one_output_are_refused_before_any_work(tmp_path, layout, clash):
+    for rel in layout:
+        _png(tmp_path / "in" / rel)
+    inputs = [tmp_path / "in"] if layout[0].count("/") == 0 else [tmp_path / "in" / rel for rel in layout]
+    with pytest.raises(ValueError, match=f"same output file: .*{clash}"):
+        translate_paths(_Identity(), inputs, tmp_path / "out", progress=False)
+    assert not os.path.exists(tmp_path / "out")
+
+
+def test_an_input_is_never_overwritten_and_an_output_only_with_overwrite(tmp_path):
+    _png(tmp_path / "in" / "x.png", size=(6, 5))
+    before = (tmp_path / "in" / "x.png").read_bytes()
+    with pytest.raises(ValueError, match="would replace an input"):
+        translate_paths(_Identity(), [tmp_path / "in"], tmp_path / "in", progress=False, overwrite=True)
+    assert (tmp_path / "in" / "x.png").read_bytes() == before
+    _png(tmp_path / "out" / "x.png", size=(2, 2))  # an earlier result
+    with pytest.raises(OutputExists, match="x.png' exists already: use --overwrite"):
+        translate_paths(_Identity(), [tmp_path / "in"], tmp_path / "out", progress=False)
+    assert tf.io.decode_png(tf.io.read_file(str(tmp_path / "out" / "x.png"))).shape == (2, 2, 3)
+    translate_paths(_Identity(), [tmp_path / "in"], tmp_path / "out", progress=False, overwrite=True)
+    assert tf.io.decode_png(tf.io.read_file(str(tmp_path / "out" / "x.png"))).shape == (6, 5, 3)
+    assert sorted(os.listdir(tmp_path / "out")) == ["x.png"]  # no temporary left
+
+
+@pytest.mark.parametrize("size", [(1, 1), (2, 3), (4, 4), (5, 7), (1, 9)])
+def test_images_smaller_than_the_generators_padding_translate_at_their_size(trained_files, size):
+    model, root = trained_files
+    image = np.random.default_rng(5).uniform(-1, 1, (*size, 3)).astype(np.float32)
+    for path in ("model.keras", "export/b2a/generator.onnx", "export/b2a/generator_float32.tflite", "export/b2a"):
+        translator = load_translator(root / path, "b2a")
+        out = translator.translate(image)
+        assert out.shape == (*size, 3) and np.isfinite(out).all()
+    direct = translate(model.gen_b2a, image).numpy()
+    assert direct.shape == (*size, 3)

@@ -78,7 +78,11 @@ class BackupManager:
         step = int(progress["global_step"])
         final = os.path.join(self.directory, f"{_PREFIX}{step:010d}")
         if os.path.exists(final):
-            return final
+            try:
+                self.read_progress(final)
+                return final  # this step's backup exists and is whole
+            except (OSError, ValueError, KeyError, BackupError):
+                pass  # damaged (restore skipped it): written anew below and swapped in
         tmp = os.path.join(self.directory, f".tmp-{_PREFIX}{step:010d}-{os.getpid()}")
         try:
             os.makedirs(self.directory, exist_ok=True)
@@ -93,7 +97,13 @@ class BackupManager:
                 f.flush()
                 os.fsync(f.fileno())
             _fsync(tmp)
-            os.rename(tmp, final)
+            if os.path.exists(final):
+                damaged = os.path.join(self.directory, f".tmp-damaged-{_PREFIX}{step:010d}-{os.getpid()}")
+                os.rename(final, damaged)
+                os.rename(tmp, final)
+                shutil.rmtree(damaged, ignore_errors=True)
+            else:
+                os.rename(tmp, final)
             _fsync(self.directory)
         except OSError as error:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -186,15 +196,20 @@ class RunProgress(keras.callbacks.Callback):
         epoch: int, the epoch training starts in.
         first_batch: int, batches of that epoch already done.
         info: dict, more facts recorded with each backup (pairs per epoch, global batch).
+        trackers: dict, the loss trackers' state when a backup made part-way through `epoch`
+            was written (`record()["trackers"]`), or None. Keras resets every metric at the
+            start of an epoch, after which this puts them back, so the epoch's means cover
+            the batches trained before the resume too.
     """
 
-    def __init__(self, steps_per_epoch, epoch=0, first_batch=0, info=None):
+    def __init__(self, steps_per_epoch, epoch=0, first_batch=0, info=None, trackers=None):
         super().__init__()
         self.steps_per_epoch = steps_per_epoch
         self.info = dict(info or {})
         self.epoch = epoch
         self.batch = first_batch  # batches finished in the current epoch
         self._offset = first_batch
+        self._trackers = trackers if first_batch else None
 
     @property
     def global_step(self):
@@ -203,6 +218,13 @@ class RunProgress(keras.callbacks.Callback):
     def on_epoch_begin(self, epoch, logs=None):
         if epoch != self.epoch:
             self.epoch, self.batch, self._offset = epoch, 0, 0
+            self._trackers = None
+        if self._trackers:  # the resumed epoch: Keras has just reset the metrics
+            for metric in self.model.metrics:
+                if metric.name in self._trackers:
+                    for variable, value in zip(metric.variables, self._trackers[metric.name]):
+                        variable.assign(value)
+            self._trackers = None
 
     def on_train_batch_end(self, batch, logs=None):
         self.batch = self._offset + batch + 1
@@ -218,5 +240,7 @@ class RunProgress(keras.callbacks.Callback):
             "global_step": self.global_step,
             "steps_per_epoch": self.steps_per_epoch,
             "learning_rate": float(np.asarray(model.gen_optimizer.learning_rate)),
+            # The epoch's running loss means (each Mean's total and count), for a resume part-way.
+            "trackers": {metric.name: [float(np.asarray(v)) for v in metric.variables] for metric in model.metrics},
             **self.info,
         }

@@ -1,4 +1,12 @@
-"""Translating image files and folders, keeping each file's name and size."""
+"""Translating image files and folders, keeping each file's name, place and size.
+
+Every output path is worked out before any image is translated (`plan_outputs`): a file
+given by itself goes to `out_dir/<stem>.png`; the images in a folder go to the same path
+relative to that folder, under `out_dir/`, or, when several arguments are given, under
+`out_dir/<the folder's name>/`. Nothing is translated if two inputs would be written to one
+file, if an output would replace one of the inputs, or if an output file exists already
+(unless `overwrite=True`).
+"""
 
 import logging
 import os
@@ -7,51 +15,102 @@ import keras
 import tensorflow as tf
 
 from tf_cyclegan.data import IMAGE_EXTENSIONS, decode_image, describe_error, to_minus_one_one, to_uint8
+from tf_cyclegan.files import OutputExists, refuse_existing, write_bytes
 
 logger = logging.getLogger(__name__)
 
 
+def _folder_files(folder):
+    """Every file below `folder` (hidden files and folders left out), sorted, relative to it."""
+    found = []
+    for root, dirs, files in os.walk(folder):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        found += [os.path.relpath(os.path.join(root, name), folder) for name in files if not name.startswith(".")]
+    return sorted(found)
+
+
 def collect_inputs(inputs):
-    """Expands folders (one level) into their files, keeping the order given."""
-    paths = []
+    """(input file, its output path relative to the output folder, without extension), in the order given.
+
+    Raises:
+        FileNotFoundError: naming an input that does not exist.
+    """
+    several = len(inputs) > 1
+    pairs = []
     for item in inputs:
         item = os.fspath(item)
         if os.path.isdir(item):
-            paths += sorted(os.path.join(item, name) for name in os.listdir(item)
-                            if not name.startswith(".") and os.path.isfile(os.path.join(item, name)))
+            prefix = os.path.basename(os.path.abspath(item)) if several else ""
+            pairs += [(os.path.join(item, rel), os.path.join(prefix, os.path.splitext(rel)[0]))
+                      for rel in _folder_files(item)]
         elif os.path.isfile(item):
-            paths.append(item)
+            pairs.append((item, os.path.splitext(os.path.basename(item))[0]))
         else:
             raise FileNotFoundError(f"Input not found: {item!r}")
-    return paths
+    return pairs
 
 
-def translate_paths(translator, inputs, out_dir, progress=True):
-    """Translates every image among `inputs` into `out_dir` as PNG (`name.png`).
+def plan_outputs(inputs, out_dir, overwrite=False):
+    """([(input image, output PNG path)], [other files]) for the files among `inputs` (see the
+    module docstring); files without an image extension get no output.
 
-    A file that is not a readable image is reported by name and skipped.
+    Raises:
+        FileNotFoundError: an input does not exist.
+        ValueError: two inputs map to one output, or an output would be an input.
+        OutputExists: an output file exists (without `overwrite`).
+    """
+    files = collect_inputs(inputs)
+    others = [path for path, _ in files if not path.lower().endswith(IMAGE_EXTENSIONS)]
+    plan = [(path, os.path.join(os.fspath(out_dir), f"{rel}.png")) for path, rel in files
+            if path.lower().endswith(IMAGE_EXTENSIONS)]
+    by_output = {}
+    for path, out_path in plan:
+        by_output.setdefault(os.path.realpath(out_path), []).append(path)
+    clashes = [paths for paths in by_output.values() if len(paths) > 1]
+    if clashes:
+        shown = "; ".join(" and ".join(repr(p) for p in paths) for paths in clashes[:3])
+        raise ValueError(f"These inputs would be written to the same output file: {shown}"
+                          + (f" (and {len(clashes) - 3} more)" if len(clashes) > 3 else "")
+                          + ". Translate them into different --out folders.")
+    inputs_real = {os.path.realpath(path) for path, _ in plan}
+    replaced = [out_path for path, out_path in plan if os.path.realpath(out_path) in inputs_real]
+    if replaced:
+        raise ValueError(f"The output {replaced[0]!r} would replace an input image"
+                          + (f" (and {len(replaced) - 1} more)" if len(replaced) > 1 else "")
+                          + ": choose an --out folder outside the inputs.")
+    if not overwrite:
+        refuse_existing([out_path for _, out_path in plan], "use --overwrite to replace, or another --out folder")
+    return plan, others
+
+
+def translate_paths(translator, inputs, out_dir, progress=True, overwrite=False):
+    """Translates every image among `inputs` into `out_dir` as PNG (see the module docstring).
+
+    The plan is checked before any work (`plan_outputs`). A file that is not a readable image
+    is reported by name and skipped; each output is written under a temporary name and
+    renamed when complete, so a stopped run leaves no partial PNG.
 
     Returns:
         (written paths, skipped paths)
     """
-    paths = collect_inputs(inputs)
-    os.makedirs(out_dir, exist_ok=True)
-    written, skipped = [], []
-    bar = keras.utils.Progbar(len(paths), unit_name="image") if progress and len(paths) > 1 else None
-    for i, path in enumerate(paths):
+    if os.path.exists(out_dir) and not os.path.isdir(out_dir):
+        raise OutputExists(f"--out {os.fspath(out_dir)!r} is a file, not a folder")
+    plan, skipped = plan_outputs(inputs, out_dir, overwrite=overwrite)
+    for path in skipped:
+        logger.warning("Skipping %s: not a %s file", path, ", ".join(IMAGE_EXTENSIONS))
+    written = []
+    bar = keras.utils.Progbar(len(plan), unit_name="image") if progress and len(plan) > 1 else None
+    for i, (path, out_path) in enumerate(plan):
         try:
-            if not path.lower().endswith(IMAGE_EXTENSIONS):
-                raise ValueError("not a .jpg, .jpeg, .png, .bmp or .gif file")
             image = decode_image(tf.io.read_file(path))
         except (ValueError, tf.errors.OpError) as error:
             logger.warning("Skipping %s: %s", path, describe_error(error))
             skipped.append(path)
         else:
             fake = translator.translate(to_minus_one_one(image).numpy())
-            stem = os.path.splitext(os.path.basename(path))[0]
-            out_path = os.path.join(out_dir, f"{stem}.png")
-            tf.io.write_file(out_path, tf.io.encode_png(to_uint8(fake)))
+            write_bytes(out_path, tf.io.encode_png(to_uint8(fake)).numpy())
             written.append(out_path)
         if bar is not None:
             bar.update(i + 1)
     return written, skipped
+

@@ -7,6 +7,7 @@ import keras
 import tensorflow as tf
 
 from tf_cyclegan.data import to_uint8
+from tf_cyclegan.files import replacing
 from tf_cyclegan.inference import translate
 
 
@@ -70,10 +71,10 @@ class SampleGrid(keras.callbacks.Callback):
 
 
 def save_model_atomically(model, path):
-    """Saves to a temporary file beside `path`, then renames: a crash never leaves half a file."""
-    tmp_path = f"{path}.tmp.keras"
-    model.save(tmp_path)
-    os.replace(tmp_path, path)
+    """Saves to a temporary file beside `path`, then renames: a crash or a full disk never
+    leaves half a file, nor a temporary one, and the earlier file at `path` stays whole."""
+    with replacing(path, suffix=".keras") as tmp:
+        model.save(tmp)
 
 
 class KerasCheckpoints(keras.callbacks.Callback):

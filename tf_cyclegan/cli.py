@@ -85,8 +85,8 @@ def _make_demo_data(args):
 def _export(args):
     from tf_cyclegan.export import export_model
 
-    written = export_model(args.model, args.out, formats=_split(args.formats),
-                           directions=_split(args.directions), tflite_size=args.tflite_size)
+    written = export_model(args.model, args.out, formats=_split(args.formats), directions=_split(args.directions),
+                           tflite_size=args.tflite_size, overwrite=args.overwrite)
     for direction, files in written.items():
         for name, path in files.items():
             print(f"{direction:4s} {name:16s} {path}")
@@ -96,18 +96,25 @@ def _translate(args):
     from tf_cyclegan.batch_translate import translate_paths
     from tf_cyclegan.translators import load_translator
 
+    from tf_cyclegan.batch_translate import plan_outputs
+
+    plan_outputs(args.inputs, args.out, overwrite=args.overwrite)  # every path checked before the model loads
     translator = load_translator(args.model, args.direction, tile=args.tile)
-    written, skipped = translate_paths(translator, args.inputs, args.out)
+    written, skipped = translate_paths(translator, args.inputs, args.out, overwrite=args.overwrite)
     print(f"Translated {len(written)} image(s) into {args.out}/" + (f"; skipped {len(skipped)}" if skipped else ""))
 
 
 def _evaluate(args):
-    import json
-
     from tf_cyclegan.evaluate import evaluate, format_report
     from tf_cyclegan.fid import InceptionFeatures
     from tf_cyclegan.translators import load_translator
 
+    from tf_cyclegan.files import OutputExists, refuse_existing, write_json
+
+    if args.out and os.path.isdir(args.out):
+        raise OutputExists(f"--out {args.out!r} is a folder: give the report's file name")
+    if args.out and not args.overwrite:
+        refuse_existing([args.out])
     directions = ("a2b", "b2a") if args.direction == "both" else (args.direction,)
     translators = {}
     for direction in ("a2b", "b2a"):
@@ -124,8 +131,7 @@ def _evaluate(args):
     report = evaluate(translators, args.data, directions, features=features)
     print(format_report(report))
     if args.out:
-        with open(args.out, "w") as f:
-            json.dump(report, f, indent=2)
+        write_json(args.out, report)
         print(f"Wrote {args.out}")
 
 
@@ -144,8 +150,8 @@ def build_parser():
 
     train = commands.add_parser("train", help="train a CycleGAN from a config")
     train.add_argument("--config", help="YAML file of overrides of the paper's defaults")
-    train.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE", default=[],
-                       help="override one config value (repeatable)")
+    train.add_argument("--set", action="extend", nargs="+", metavar="SECTION.KEY=VALUE", default=[],
+                       help="override config values (several after one --set, or --set repeated)")
     train.add_argument("--run-dir", help="where the run's files go (default: runs/<config>-<time>); "
                        "an existing run there is resumed")
     train.add_argument("--restart", action="store_true",
@@ -159,6 +165,7 @@ def build_parser():
     export.add_argument("--directions", default="a2b,b2a")
     export.add_argument("--out", required=True, help="output folder, e.g. saved_models/NAME")
     export.add_argument("--tflite-size", type=int, help="TFLite input size (default: training crop)")
+    export.add_argument("--overwrite", action="store_true", help="replace an earlier export in --out")
     export.set_defaults(func=_export)
 
     translate = commands.add_parser("translate", help="translate image files or folders")
@@ -167,6 +174,7 @@ def build_parser():
     translate.add_argument("--direction", default="a2b", choices=("a2b", "b2a"))
     translate.add_argument("--out", required=True, help="output folder")
     translate.add_argument("--tile", type=int, default=512, help="tile size for large images")
+    translate.add_argument("--overwrite", action="store_true", help="replace output files that exist")
     translate.add_argument("inputs", nargs="+", help="image files or folders")
     translate.set_defaults(func=_translate)
 
@@ -175,6 +183,7 @@ def build_parser():
     evaluate.add_argument("--data", required=True, help="folder with testA/ and testB/ (and testB_paired/)")
     evaluate.add_argument("--direction", default="both", choices=("a2b", "b2a", "both"))
     evaluate.add_argument("--out", help="write the report as JSON here")
+    evaluate.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     evaluate.add_argument("--inception-weights", default="imagenet",
                           help="local InceptionV3 (include_top=False) weights file, for machines "
                                "without internet (default: download ImageNet weights once)")
@@ -205,21 +214,36 @@ def build_parser():
 
 
 def main(argv=None):
+    """Runs one command; every failure the user can act on ends in one line on stderr.
+
+    Exit codes: 0 done, 2 an error (bad input, a file that cannot be read or written, a run
+    that cannot go on), 130 interrupted (Ctrl-C).
+    """
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import tensorflow as tf
+
     from tf_cyclegan.backup import BackupError
-    from tf_cyclegan.config import ConfigError
+    from tf_cyclegan.data import describe_error
     from tf_cyclegan.monitor import TrainingDiverged
+
+    def fail(message, code=2):
+        print(f"tf-cyclegan {args.command}: error: {message}", file=sys.stderr)
+        return code
 
     try:
         args.func(args)
-    except (ConfigError, FileNotFoundError, ValueError) as error:
-        print(f"tf-cyclegan {args.command}: error: {error}", file=sys.stderr)
-        return 2
-    except (BackupError, TrainingDiverged) as error:
-        print(f"tf-cyclegan {args.command}: error: {error}", file=sys.stderr)
-        return 1
+    except KeyboardInterrupt as interrupt:
+        print(f"tf-cyclegan {args.command}: {interrupt or 'interrupted'}", file=sys.stderr)
+        return 130
+    except (ValueError, BackupError, TrainingDiverged) as error:  # ConfigError and OutputExists are ValueErrors
+        return fail(error)
+    except OSError as error:  # a full disk, a folder that cannot be written, a file that vanished
+        where = f": {error.filename}" if error.filename else ""
+        return fail(f"{error.strerror or error}{where}")
+    except tf.errors.OpError as error:  # TensorFlow reading files (an image deleted mid-run, ...)
+        return fail(describe_error(error))
     return 0
 
 

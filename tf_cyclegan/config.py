@@ -7,7 +7,7 @@ before any work, with a message naming the key.
 
 import dataclasses
 import difflib
-import os
+import math
 import typing
 from dataclasses import dataclass, field
 from typing import Literal, Optional, Union
@@ -148,7 +148,19 @@ def _matches(value, annotation):
     return isinstance(value, annotation)
 
 
+def _takes_float(annotation):
+    return annotation is float or float in typing.get_args(annotation)
+
+
 def _check_value(key, value, annotation):
+    if isinstance(value, str) and _takes_float(annotation):
+        # YAML 1.1 reads an exponent without a dot ("2e-4") as a string.
+        try:
+            value = float(value)
+        except ValueError:
+            pass
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"{key} must be a finite number. Received: {value!r}")
     if not _matches(value, annotation):
         raise ConfigError(f"Bad value for {key}: expected {_describe(annotation)}. Received: {value!r}")
     if value is not None and not isinstance(value, (bool, str)):
@@ -262,7 +274,6 @@ def load_config(path=None, overrides=None, sets=None):
 
 def dump_config(config, path):
     """Writes the resolved config as YAML, atomically (other workers may be reading it)."""
-    tmp = f"{path}.tmp"
-    with open(tmp, "w") as f:
-        yaml.safe_dump(config.to_dict(), f, sort_keys=False)
-    os.replace(tmp, path)
+    from tf_cyclegan.files import write_bytes
+
+    write_bytes(path, yaml.safe_dump(config.to_dict(), sort_keys=False).encode())

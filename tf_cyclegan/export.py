@@ -13,6 +13,7 @@ import keras
 import tensorflow as tf
 
 from tf_cyclegan.data import to_minus_one_one, to_uint8
+from tf_cyclegan.files import OutputExists, refuse_existing, replacing
 from tf_cyclegan.inference import translate
 
 TFLITE_VARIANTS = ("float32", "float16", "int8")
@@ -77,8 +78,7 @@ def tflite_bytes(generator, size, variant="float32"):
     """
     if variant not in TFLITE_VARIANTS:
         raise ValueError(f"variant must be one of {TFLITE_VARIANTS}. Received: variant={variant!r}")
-    if size % 4:
-        raise ValueError(f"The TFLite input size must be a multiple of 4. Received: size={size}")
+    check_export_arguments(("tflite",), size)
     # Through a fixed-size SavedModel, as Keras' own LiteRT export does: converting from
     # there freezes the variables into constants (no READ_VARIABLE ops in the file).
     archive = keras.export.ExportArchive()
@@ -109,62 +109,99 @@ def export_onnx(generator, path):
     return path
 
 
-def export_generator(generator, out_dir, formats=DEFAULT_FORMATS, tflite_size=256, metadata=None):
-    """Exports one generator into `out_dir` in each of `formats`, with `metadata.json`.
+def check_export_arguments(formats, tflite_size=None, directions=None):
+    """Raises `ValueError` naming the first bad argument; checked before anything is written."""
+    formats = tuple(formats)
+    if not formats:
+        raise ValueError(f"No export format given: choose from {', '.join(FORMATS)}")
+    unknown = [f for f in formats if f not in FORMATS]
+    if unknown:
+        raise ValueError(f"Unknown export format(s) {unknown}: choose from {', '.join(FORMATS)}")
+    if "tflite" in formats and tflite_size is not None and (tflite_size < 4 or tflite_size % 4):
+        raise ValueError(f"The TFLite input size must be a positive multiple of 4. Received: {tflite_size}")
+    if directions is not None:
+        directions = tuple(directions)
+        bad = [d for d in directions if d not in ("a2b", "b2a")]
+        if not directions or bad or len(set(directions)) != len(directions):
+            raise ValueError(f"Directions must be a2b and/or b2a, each once. Received: {','.join(directions)!r}")
+
+
+def export_generator(generator, out_dir, formats=DEFAULT_FORMATS, tflite_size=256, metadata=None, overwrite=False):
+    """Exports one generator into the folder `out_dir` in each of `formats`, with `metadata.json`.
 
     The exports compute in float32, whatever precision the generator was trained in
-    (`computing_in_float32`).
+    (`computing_in_float32`). The folder is written complete under a temporary name and then
+    renamed into place, so a failed conversion or a kill leaves no partial export; an
+    existing non-empty `out_dir` is replaced only with `overwrite=True`.
 
     Returns:
         dict of written file or folder paths by name.
     """
-    unknown = sorted(set(formats) - set(FORMATS))
-    if unknown:
-        raise ValueError(f"Unknown export format(s) {unknown}; choose from {FORMATS}")
+    check_export_arguments(formats, tflite_size)
+    out_dir = os.fspath(out_dir)
+    if not overwrite and os.path.isdir(out_dir) and os.listdir(out_dir) or os.path.isfile(out_dir):
+        refuse_existing([out_dir], "use --overwrite to replace the earlier export, or another --out")
     generator = computing_in_float32(generator)
-    os.makedirs(out_dir, exist_ok=True)
-    written = {}
-    if "savedmodel" in formats:
-        written["savedmodel"] = export_savedmodel(generator, os.path.join(out_dir, "savedmodel"))
-    if "onnx" in formats:
-        written["onnx"] = export_onnx(generator, os.path.join(out_dir, "generator.onnx"))
-    if "tflite" in formats:
-        for variant in TFLITE_VARIANTS:
-            path = os.path.join(out_dir, f"generator_{variant}.tflite")
-            with open(path, "wb") as f:
-                f.write(tflite_bytes(generator, tflite_size, variant))
-            written[f"tflite_{variant}"] = path
-    meta = {
-        **(metadata or {}),
-        "normalisation": "images in [-1, 1] = uint8 / 127.5 - 1; SavedModel serving_default takes uint8",
-        "onnx_input": "float32 [N, H, W, 3] in [-1, 1], H and W multiples of 4" if "onnx" in formats else None,
-        "tflite_input_shape": [1, tflite_size, tflite_size, 3] if "tflite" in formats else None,
-        "files": {name: os.path.relpath(path, out_dir) for name, path in written.items()},
-    }
-    with open(os.path.join(out_dir, "metadata.json"), "w") as f:
-        json.dump(meta, f, indent=2)
-    written["metadata"] = os.path.join(out_dir, "metadata.json")
-    return written
+    names = {"savedmodel": "savedmodel", "onnx": "generator.onnx",
+             **{f"tflite_{v}": f"generator_{v}.tflite" for v in TFLITE_VARIANTS}}
+    with replacing(out_dir) as tmp:
+        os.makedirs(tmp)
+        written = []
+        if "savedmodel" in formats:
+            export_savedmodel(generator, os.path.join(tmp, names["savedmodel"]))
+            written.append("savedmodel")
+        if "onnx" in formats:
+            export_onnx(generator, os.path.join(tmp, names["onnx"]))
+            written.append("onnx")
+        if "tflite" in formats:
+            for variant in TFLITE_VARIANTS:
+                with open(os.path.join(tmp, names[f"tflite_{variant}"]), "wb") as f:
+                    f.write(tflite_bytes(generator, tflite_size, variant))
+                written.append(f"tflite_{variant}")
+        meta = {
+            **(metadata or {}),
+            "normalisation": "images in [-1, 1] = uint8 / 127.5 - 1; SavedModel serving_default takes uint8",
+            "onnx_input": "float32 [N, H, W, 3] in [-1, 1], H and W multiples of 4" if "onnx" in formats else None,
+            "tflite_input_shape": [1, tflite_size, tflite_size, 3] if "tflite" in formats else None,
+            "files": {name: names[name] for name in written},
+        }
+        with open(os.path.join(tmp, "metadata.json"), "w") as f:
+            json.dump(meta, f, indent=2)
+    paths = {name: os.path.join(out_dir, names[name]) for name in written}
+    paths["metadata"] = os.path.join(out_dir, "metadata.json")
+    return paths
 
 
-def export_model(model_path, out_dir, formats=DEFAULT_FORMATS, directions=("a2b", "b2a"), tflite_size=None):
+def export_model(model_path, out_dir, formats=DEFAULT_FORMATS, directions=("a2b", "b2a"), tflite_size=None,
+                 overwrite=False):
     """Exports the generators of a trained CycleGAN (`.keras` file or run directory).
 
     Writes `out_dir/<direction>/` for each direction, each with its own metadata.json:
     direction, training config (where the run directory has one), training crop size,
-    normalisation, package version and steps trained.
+    normalisation, package version and steps trained. Every argument, the model and the
+    output folders are checked before anything is written; an earlier export there is
+    replaced only with `overwrite=True`.
     """
     import yaml
 
     from tf_cyclegan import __version__
 
+    check_export_arguments(formats, tflite_size, directions)
+    targets = [os.path.join(os.fspath(out_dir), direction) for direction in directions]
+    if os.path.isfile(out_dir):
+        raise OutputExists(f"--out {os.fspath(out_dir)!r} is a file, not a folder")
+    if not overwrite:
+        refuse_existing([t for t in targets if os.path.isfile(t) or os.path.isdir(t) and os.listdir(t)],
+                        "use --overwrite to replace the earlier export, or another --out")
     model_path = os.fspath(model_path)
     run_dir = model_path if os.path.isdir(model_path) else os.path.dirname(model_path)
     keras_file = os.path.join(model_path, "model.keras") if os.path.isdir(model_path) else model_path
     if not (os.path.isfile(keras_file) and keras_file.endswith(".keras")):
         raise ValueError(f"Cannot export from {model_path!r}: expected a .keras file or a run directory "
                          "holding model.keras")
-    model = keras.saving.load_model(keras_file)
+    from tf_cyclegan.translators import load_keras_file
+
+    model = load_keras_file(keras_file)
     if not hasattr(model, "gen_a2b"):
         raise ValueError(f"{keras_file!r} holds a {type(model).__name__}, not a CycleGAN")
     config = None
@@ -175,17 +212,16 @@ def export_model(model_path, out_dir, formats=DEFAULT_FORMATS, directions=("a2b"
     if model.pool_size and model.pool_a.built:
         crop_size = int(model.pool_a.images.shape[1])
     tflite_size = tflite_size or crop_size or 256
+    check_export_arguments(formats, tflite_size)
     steps = int(model.gen_optimizer.iterations.numpy()) if model.compiled else None
     written = {}
     for direction in directions:
-        if direction not in ("a2b", "b2a"):
-            raise ValueError(f"direction must be a2b or b2a. Received: {direction!r}")
         metadata = {
             "direction": direction, "training_config": config, "training_crop_size": crop_size,
             "package_version": __version__, "steps_trained": steps,
         }
         written[direction] = export_generator(
             getattr(model, f"gen_{direction}"), os.path.join(out_dir, direction),
-            formats=formats, tflite_size=tflite_size, metadata=metadata,
+            formats=formats, tflite_size=tflite_size, metadata=metadata, overwrite=overwrite,
         )
     return written

@@ -82,8 +82,12 @@ class InceptionFeatures:
 
         if weights != "imagenet" and not __import__("os").path.isfile(weights):
             raise FileNotFoundError(f"Inception weights file not found: {weights!r}")
-        self.model = keras.applications.InceptionV3(
-            weights=weights, include_top=False, pooling="avg", input_shape=(299, 299, 3))
+        try:
+            self.model = keras.applications.InceptionV3(
+                weights=weights, include_top=False, pooling="avg", input_shape=(299, 299, 3))
+        except (OSError, ValueError) as error:  # a corrupt, truncated or mismatched file; no download
+            reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            raise ValueError(f"Cannot load the Inception weights {weights!r}: {reason}") from None
         self.batch_size = batch_size
 
     def __call__(self, images):

@@ -17,6 +17,10 @@ import os
 import numpy as np
 import tensorflow as tf
 
+from tf_cyclegan.files import OutputExists, refuse_existing
+
+SPLITS = ("trainA", "trainB", "testA", "testB", "testB_paired")
+
 OUTLINE_DARKNESS = 0.25
 
 
@@ -83,6 +87,15 @@ def make_demo_data(root, num_train=200, num_test=20, size=72, seed=0):
     """
     if size % 4 or size < 8:
         raise ValueError(f"size must be a multiple of 4 and at least 8. Received: size={size!r}")
+    for name, count, least in (("num_train", num_train, 1), ("num_test", num_test, 0)):
+        if not isinstance(count, int) or count < least:
+            raise ValueError(f"{name} must be an int of at least {least}. Received: {name}={count!r}")
+    root = os.fspath(root)
+    if os.path.exists(root) and not os.path.isdir(root):
+        raise OutputExists(f"{root!r} is a file, not a folder: give a folder for the dataset")
+    refuse_existing([os.path.join(root, split) for split in SPLITS
+                     if os.path.isdir(os.path.join(root, split)) and os.listdir(os.path.join(root, split))],
+                    "the dataset folder holds images already; choose an empty or new folder")
     rng = np.random.default_rng(seed)
     written = {}
 

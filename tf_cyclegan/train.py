@@ -11,7 +11,6 @@ batch where it stopped; `restart=True` starts it over.
 """
 
 import csv
-import json
 import logging
 import os
 import shutil
@@ -19,16 +18,18 @@ import shutil
 import keras
 import numpy as np
 import tensorflow as tf
+import yaml
 
-from tf_cyclegan.backup import BackupCallback, BackupManager, RunProgress
+from tf_cyclegan.backup import BackupCallback, BackupError, BackupManager, RunProgress
 from tf_cyclegan.callbacks import KerasCheckpoints, SampleGrid, save_model_atomically
-from tf_cyclegan.config import ConfigError, dump_config, load_config
+from tf_cyclegan.config import Config, ConfigError, dump_config, load_config
 from tf_cyclegan.cyclegan import CycleGAN, default_optimizer
 from tf_cyclegan.data import DataPosition, list_images, load_image, make_tfds_dataset, make_unpaired_dataset
 from tf_cyclegan.discriminator import build_patchgan_discriminator
 from tf_cyclegan.distribute import make_strategy, worker_layout
 from tf_cyclegan.evaluate import EvaluationCallback
 from tf_cyclegan.fid import InceptionFeatures
+from tf_cyclegan.files import write_json
 from tf_cyclegan.generator import build_resnet_generator
 from tf_cyclegan.monitor import StopOnNonFinite, TrainingMonitor, flatten_config
 from tf_cyclegan.paired_metrics import paired_translation_error
@@ -108,9 +109,62 @@ _RESUMABLE = ("train.verbose", "train.cpu_allocator", "train.epochs", "train.epo
 _RUN_FILES = ("backup", "checkpoints", "logs", "samples", "log.csv", "model.keras", "results.json", "config.yaml")
 
 
+def _run_records(run_dir):
+    """The files and folders in `run_dir` that a run of ours writes."""
+    return [name for name in _RUN_FILES if os.path.lexists(os.path.join(run_dir, name))]
+
+
+def _saved_config(run_dir):
+    """The config of the run in `run_dir` (None if it has no config.yaml); `ConfigError` naming
+    the file if it is not a config this package wrote."""
+    path = os.path.join(run_dir, "config.yaml")
+    if not os.path.exists(path):
+        return None
+    try:
+        return load_config(path)
+    except ConfigError as error:
+        raise ConfigError(f"{path} is not the config of a tf_cyclegan run ({error}). Use another --run-dir; "
+                          "this one holds files that are not ours.") from None
+
+
+def _trained_outputs(run_dir):
+    """What in `run_dir` shows that training got somewhere: .keras checkpoints, model.keras, epochs in log.csv."""
+    found = []
+    checkpoints = os.path.join(run_dir, "checkpoints")
+    if os.path.isdir(checkpoints) and any(name.endswith(".keras") for name in os.listdir(checkpoints)):
+        found.append("checkpoints/")
+    if os.path.exists(os.path.join(run_dir, "model.keras")):
+        found.append("model.keras")
+    log = os.path.join(run_dir, "log.csv")
+    if os.path.isfile(log) and os.path.getsize(log) > 0:
+        with open(log) as f:
+            if sum(1 for _ in f) > 1:
+                found.append("log.csv")
+    return found
+
+
+def _ours(run_dir):
+    """Whether `run_dir` holds a run of ours: a config.yaml that this package wrote, which is
+    the whole resolved config (every section), not a file of overrides."""
+    path = os.path.join(run_dir, "config.yaml")
+    try:
+        with open(path) as f:
+            raw = yaml.safe_load(f)
+        load_config(path)
+    except (OSError, yaml.YAMLError, ConfigError):
+        return False
+    return isinstance(raw, dict) and set(raw) == set(Config().to_dict())
+
+
 def _clear_run(run_dir):
-    """Deletes an earlier run's files (only those a run writes) for a restart."""
-    for name in _RUN_FILES:
+    """Deletes an earlier run's files (only those a run writes) for a restart, after checking
+    that `run_dir` holds a run of ours: a config.yaml this package wrote."""
+    records = _run_records(run_dir)
+    if records and not _ours(run_dir):
+        raise ConfigError(f"--restart deletes an earlier run's files, but {run_dir} does not hold a run of ours "
+                          f"(no config.yaml written by tf_cyclegan beside {', '.join(records)}). Nothing was deleted; "
+                          "use another --run-dir.")
+    for name in records:
         path = os.path.join(run_dir, name)
         if os.path.isdir(path):
             shutil.rmtree(path)
@@ -120,10 +174,16 @@ def _clear_run(run_dir):
 
 def _resuming(config, run_dir, restart):
     """Whether `run_dir` holds a run with this config to resume."""
-    saved_path = os.path.join(run_dir, "config.yaml")
-    if restart or not os.path.exists(saved_path):
+    if restart:
         return False
-    saved = flatten_config(load_config(saved_path).to_dict())
+    saved_config = _saved_config(run_dir)
+    if saved_config is None:
+        others = _run_records(run_dir)
+        if others:
+            raise ConfigError(f"{run_dir} holds {', '.join(others)} but no config.yaml: not a run this package can "
+                              "resume. Use another --run-dir (nothing there was changed).")
+        return False
+    saved = flatten_config(saved_config.to_dict())
     wanted = flatten_config(config.to_dict())
     changed = [f"{key}: {saved.get(key)!r} in the run, {wanted.get(key)!r} now" for key in sorted(wanted)
                if saved.get(key) != wanted.get(key) and not key.startswith(_RESUMABLE)]
@@ -169,6 +229,8 @@ def train_and_evaluate(config, run_dir, restart=False, callbacks=()):
         keras.utils.set_random_seed(t.seed)
     if t.deterministic:
         tf.config.experimental.enable_op_determinism()
+    if is_chief:
+        _check_writable(run_dir)
     resume = _resuming(config, run_dir, restart)
     # Everything that can fail on bad input happens before any network is built.
     position = DataPosition()
@@ -178,7 +240,6 @@ def train_and_evaluate(config, run_dir, restart=False, callbacks=()):
                             shard_index=worker_index, replica_batch_size=config.data.batch_size)
     samples = _sample_images(config.data, config.data.num_samples) if is_chief else None
     if is_chief:  # the chief alone writes the run directory
-        _check_writable(run_dir)
         if restart:
             _clear_run(run_dir)
         dump_config(config, os.path.join(run_dir, "config.yaml"))
@@ -246,6 +307,13 @@ def _train(config, run_dir, dataset, position, samples, policy, resume, extra_ca
         )
         model.build(tuple(dataset.element_spec[0].shape))  # the pools, so a backup can load into them
         record = manager.restore(model) if resume else None
+    if resume and record is None:
+        trained = _trained_outputs(run_dir)
+        if trained:
+            raise BackupError(
+                f"{run_dir} holds a run ({', '.join(trained)}) but no backup to resume it from "
+                f"({manager.directory} is missing or empty). Nothing was changed; use --restart to start it over "
+                "(deletes the run's files), or another --run-dir.")
     steps = position.steps_per_epoch
     total_epochs = t.epochs + t.epochs_decay
     csv_path = os.path.join(run_dir, "log.csv")
@@ -258,7 +326,8 @@ def _train(config, run_dir, dataset, position, samples, policy, resume, extra_ca
 
     log_dir = os.path.join(run_dir, "logs")
     progress = RunProgress(steps, epoch, batch, info={"pairs_per_epoch": position.pairs_per_epoch,
-                                                      "global_batch_size": position.global_batch_size})
+                                                      "global_batch_size": position.global_batch_size},
+                           trackers=record.get("trackers") if record and record["batch"] == batch else None)
     # Order matters: progress first; LinearDecay adds the learning rate to the logs the later
     # ones write; the NaN check runs before the backup so a diverged step is never backed up.
     callbacks = [
@@ -286,9 +355,15 @@ def _train(config, run_dir, dataset, position, samples, policy, resume, extra_ca
         if replicas > 1:
             # Each pipeline yields per-replica batches of its own pairs: no rebatching, no resharding.
             epoch_input = strategy.distribute_datasets_from_function(lambda _, ds=epoch_input: ds)
-        history = model.fit(epoch_input,
-                            initial_epoch=first_epoch, epochs=end_epoch, callbacks=callbacks,
-                            verbose=t.verbose if is_chief else 0)
+        try:
+            history = model.fit(epoch_input, initial_epoch=first_epoch, epochs=end_epoch, callbacks=callbacks,
+                                verbose=t.verbose if is_chief else 0)
+        except KeyboardInterrupt:
+            backups = manager.backups()
+            kept = f"the newest backup, {os.path.basename(backups[0])}, is kept" if backups else "no backup yet"
+            raise KeyboardInterrupt(
+                f"interrupted at step {progress.global_step} (epoch {progress.epoch + 1}, batch {progress.batch}); "
+                f"{kept}: run the same command to resume.") from None
         final_losses = {k: float(np.mean(v[-1])) for k, v in history.history.items()} or final_losses
     result = {"run_dir": run_dir, "precision": policy, "final_losses": final_losses, "model": model}
     if not is_chief:
@@ -300,8 +375,7 @@ def _train(config, run_dir, dataset, position, samples, policy, resume, extra_ca
             model.gen_a2b, os.path.join(config.data.root, "testA"),
             os.path.join(config.data.root, "testB_paired"),
         )
-    with open(os.path.join(run_dir, "results.json"), "w") as f:
-        json.dump({k: v for k, v in result.items() if k != "model"}, f, indent=2)
+    write_json(os.path.join(run_dir, "results.json"), {k: v for k, v in result.items() if k != "model"})
     return result
 
 

@@ -9,11 +9,13 @@ go through in one pass up to
 
 import functools
 import os
+import zipfile
 
 import keras
 import numpy as np
 import tensorflow as tf
 
+from tf_cyclegan.inference import MIN_SIZE, grow_to
 from tf_cyclegan.inference import translate as translate_full
 from tf_cyclegan.tiling import translate_tiled
 
@@ -38,6 +40,9 @@ class Translator:
     def translate(self, image):
         image = np.asarray(image, np.float32)
         height, width = image.shape[:2]
+        if min(height, width) < MIN_SIZE:  # below what the generator's padding allows
+            grown = grow_to(tf.constant(image[None]))[0].numpy()
+            return self.translate(grown)[:height, :width]
         if self.fixed_size is None and height * width <= self.max_pixels:
             return self.run(image[None])[0]
         tile = self.fixed_size or self.tile
@@ -96,19 +101,44 @@ class OnnxTranslator(Translator):
         return self.session.run(None, {self.input_name: padded})[0][:, :height, :width]
 
 
+def load_keras_file(path):
+    """`keras.saving.load_model(path)`, with one line naming the file when it cannot be loaded
+    (a truncated download, a text file, a model whose classes are unknown)."""
+    path = os.fspath(path)
+    if not zipfile.is_zipfile(path):
+        raise ValueError(f"{path!r} is not a readable .keras file (not a zip archive: truncated, or another format)")
+    try:
+        return keras.saving.load_model(path)
+    except (ValueError, KeyError, TypeError, OSError, zipfile.BadZipFile) as error:
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ValueError(f"Cannot load {path!r}: {reason}") from None
+
+
+def check_generator(model, where):
+    """Raises `ValueError` unless `model` translates (N, H, W, 3) images to (N, H, W, 3) images."""
+    try:
+        inputs, outputs = tuple(model.input_shape), tuple(model.output_shape)
+    except (AttributeError, ValueError):
+        inputs = outputs = None
+    if not (inputs and outputs and len(inputs) == 4 and len(outputs) == 4 and inputs[-1] == 3 and outputs[-1] == 3):
+        raise ValueError(f"{where} holds a {type(model).__name__} taking {inputs} to {outputs}, not an "
+                         "image-to-image generator (RGB images in, RGB images of the same size out)")
+    return model
+
+
 @functools.lru_cache(maxsize=2)
 def _load_keras(path, modified):
     """One load per file version: evaluating both directions of a CycleGAN reads it once;
     `modified` (the file's mtime) keys the cache, so a re-saved file is read again."""
-    return keras.saving.load_model(path)
+    return load_keras_file(path)
 
 
 def _generator_from_keras(path, direction):
     path = os.path.abspath(os.fspath(path))
     model = _load_keras(path, os.stat(path).st_mtime_ns)
     if hasattr(model, "gen_a2b"):
-        return getattr(model, f"gen_{direction}")
-    return model
+        return check_generator(getattr(model, f"gen_{direction}"), f"{path} (gen_{direction})")
+    return check_generator(model, path)
 
 
 def load_translator(path, direction="a2b", **kwargs):

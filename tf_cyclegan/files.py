@@ -1,0 +1,98 @@
+"""Writing files so that nothing a user has is lost: whole or not at all, never over what was not asked for.
+
+Every file or folder the package writes for a user (models, exports, translations, reports,
+run records) goes through `replacing`: it is written under a hidden temporary name beside
+its destination and renamed into place only once complete, so a kill, a full disk or a
+failed conversion leaves the earlier file as it was and no partial file that looks real.
+`refuse_existing` is the one check, made before any work, that a command would not replace
+what the user did not ask it to.
+"""
+
+import contextlib
+import json
+import os
+import shutil
+
+TMP_PREFIX = ".tmp-"
+
+
+class OutputExists(ValueError):
+    """A command would replace a file or folder that the user did not ask it to replace."""
+
+
+def refuse_existing(paths, hint="use --overwrite to replace it, or write somewhere else"):
+    """Raises `OutputExists` naming the first of `paths` that exists (and how many more do)."""
+    existing = [os.fspath(p) for p in paths if os.path.lexists(p)]
+    if existing:
+        more = f" (and {len(existing) - 1} more)" if len(existing) > 1 else ""
+        raise OutputExists(f"{existing[0]!r} exists already{more}: {hint}.")
+
+
+def _remove(path):
+    if os.path.isdir(path) and not os.path.islink(path):
+        shutil.rmtree(path, ignore_errors=True)
+    elif os.path.lexists(path):
+        os.remove(path)
+
+
+@contextlib.contextmanager
+def replacing(path, suffix=""):
+    """Yields a temporary path beside `path`; renames it to `path` when the block completes.
+
+    Whatever the block writes there (a file or a folder) replaces `path` in one rename once
+    the block ends normally; if it raises (or the process is killed), the temporary path is
+    removed (or left hidden, as `.tmp-*`) and `path` is untouched. `suffix` ends the
+    temporary name, for writers that choose the format by extension (".keras").
+    """
+    path = os.fspath(path)
+    directory = os.path.dirname(path) or "."
+    os.makedirs(directory, exist_ok=True)
+    tmp = os.path.join(directory, f"{TMP_PREFIX}{os.getpid()}-{os.path.basename(path)}{suffix}")
+    _remove(tmp)
+    try:
+        yield tmp
+        if os.path.isdir(tmp) and os.path.isdir(path):
+            # A folder cannot be renamed over a non-empty one: move the old aside first.
+            old = os.path.join(directory, f"{TMP_PREFIX}{os.getpid()}-old-{os.path.basename(path)}")
+            _remove(old)
+            os.rename(path, old)
+            os.rename(tmp, path)
+            _remove(old)
+        else:
+            os.replace(tmp, path)
+    finally:
+        _remove(tmp)
+
+
+def write_bytes(path, data):
+    """Writes `data` to `path` whole or not at all (see `replacing`)."""
+    with replacing(path) as tmp, open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def write_json(path, obj):
+    """Writes `obj` as indented JSON to `path`, whole or not at all."""
+    write_bytes(path, (json.dumps(obj, indent=2) + "\n").encode())
+
+
+def remove_stale_temporaries(directory):
+    """Deletes the temporary files and folders that killed writers left in `directory`
+    (those of processes no longer running)."""
+    if not os.path.isdir(directory):
+        return
+    for name in os.listdir(directory):
+        pid = name[len(TMP_PREFIX):].split("-", 1)[0]
+        if name.startswith(TMP_PREFIX) and pid.isdigit() and not _running(int(pid)):
+            _remove(os.path.join(directory, name))
+
+
+def _running(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
