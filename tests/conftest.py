@@ -67,3 +67,29 @@ def gpu_branches(monkeypatch):
 
     monkeypatch.setattr(runtime, "has_gpu", lambda: True)
     monkeypatch.setattr(runtime, "gpu_count", lambda: 1)
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """Makes folders on a small tmpfs, a real full disk: `small_disk(kilobytes)` returns one.
+
+    Mounting needs root (as on this project's machines and CI); where it is refused the test
+    is skipped and the tests that patch a writer to raise ENOSPC cover the logic.
+    """
+    import subprocess
+
+    mounts = []
+
+    def make(kilobytes):
+        mount_point = tmp_path / f"disk{len(mounts)}"
+        mount_point.mkdir()
+        done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={kilobytes}k", "tmpfs", str(mount_point)],
+                              capture_output=True, text=True)
+        if done.returncode != 0:
+            pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
+        mounts.append(mount_point)
+        return mount_point
+
+    yield make
+    for mount_point in mounts:
+        subprocess.run(["umount", "-l", str(mount_point)], capture_output=True)

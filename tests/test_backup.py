@@ -81,6 +81,14 @@ def test_a_damaged_newest_backup_falls_back_to_the_previous_one(trained, tmp_pat
     assert "step-0000000002" in caplog.text and "checksum" in caplog.text
     for key, value in _state(restored).items():
         np.testing.assert_array_equal(value, older[key], err_msg=key)
+    # The resumed run reaches step 2 again: its backup replaces the damaged one, so the next
+    # resume neither warns nor redoes those steps.
+    assert manager.save(restored, {"global_step": 2, "epoch": 0, "batch": 2, "steps_per_epoch": 4}) == newest
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        assert manager.restore(_fresh_built())["global_step"] == 2
+    assert "Skipping" not in caplog.text
+    assert sorted(os.listdir(tmp_path / "backup")) == ["step-0000000001", "step-0000000002"]
     kernel.assign(kernel - 1.0)
 
 
@@ -192,3 +200,31 @@ def test_a_run_killed_mid_epoch_resumes_to_the_same_weights_as_an_uninterrupted_
     # The CSV log has each epoch once, though epoch 2 was started twice.
     rows = (tmp_path / "killed" / "log.csv").read_text().splitlines()[1:]
     assert [row.split(",")[0] for row in rows] == ["0", "1", "2"]
+    # And each epoch's means cover the whole epoch: the loss trackers' state came back with
+    # the backup, so the resumed epoch 2 logs what the uninterrupted run logged.
+    straight_rows = (tmp_path / "straight" / "log.csv").read_text().splitlines()
+    killed_rows = (tmp_path / "killed" / "log.csv").read_text().splitlines()
+    assert killed_rows[0] == straight_rows[0]
+    for got, want in zip(killed_rows[1:], straight_rows[1:]):
+        np.testing.assert_allclose([float(v) for v in got.split(",")], [float(v) for v in want.split(",")],
+                                   rtol=1e-6, err_msg=straight_rows[0])
+
+
+_TINY_RUN = ["data.load_size=36", "data.crop_size=32", "model.filters=4", "model.num_residual_blocks=1",
+             "model.disc_filters=4", "train.epochs=1", "train.epochs_decay=0", "train.verbose=0",
+             "data.num_samples=1"]
+
+
+@pytest.mark.slow
+def test_a_really_full_disk_ends_with_one_line_and_exit_2_not_a_crash(demo_root, small_disk):
+    # 600 KB: the config, logs and samples fit, the first backup (about 1.6 MB) does not.
+    run_dir = small_disk(600) / "run"
+    done = subprocess.run(
+        [sys.executable, "-m", "tf_cyclegan.cli", "train", "--run-dir", str(run_dir),
+         "--set", f"data.root={demo_root}", *_TINY_RUN],
+        capture_output=True, text=True, env=subprocess_env(), timeout=600)
+    assert done.returncode == 2, done.stderr[-3000:]  # was SIGSEGV (139) after the message
+    errors = [line for line in done.stderr.splitlines() if line.startswith("tf-cyclegan train: error:")]
+    assert len(errors) == 1 and "No space left on device" in errors[0] and "backup" in errors[0]
+    assert "Traceback" not in done.stderr
+    assert not [name for name in os.listdir(run_dir / "backup") if name.startswith(".tmp")]

@@ -109,3 +109,147 @@ def test_bench_prints_the_reference_keys(capsys):
     step_flop = training_step_flops(benchmark_model(blocks=1, ngf=4), (1, 32, 32, 3))
     assert result["step_gflop"] == round(step_flop / 1e9, 2)
     assert result["gflop_per_s"] == pytest.approx(step_flop / 1e9 * result["images_per_s"], abs=0.06)
+
+
+def _error_line(capsys):
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.startswith("tf-cyclegan ")]
+    assert len(lines) == 1 and "Traceback" not in err, err[-3000:]
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def saved_models(tmp_path_factory):
+    """A CycleGAN .keras, a Dense model, a 1-channel convolution, a truncated and a text .keras."""
+    import keras
+    from conftest import tiny_cyclegan
+
+    root = tmp_path_factory.mktemp("models")
+    model = tiny_cyclegan()
+    model.compile()
+    model.build((None, 32, 32, 3))
+    model.save(root / "cyclegan.keras")
+    keras.Sequential([keras.Input((10,)), keras.layers.Dense(3)]).save(root / "dense.keras")
+    grey = keras.Sequential([keras.Input((None, None, 3)), keras.layers.Conv2D(1, 3, padding="same")])
+    grey.save(root / "grey.keras")
+    data = (root / "cyclegan.keras").read_bytes()
+    (root / "truncated.keras").write_bytes(data[: len(data) // 2])
+    (root / "text.keras").write_text("not a model")
+    return root
+
+
+@pytest.mark.parametrize("name, message", [
+    ("truncated.keras", "is not a readable .keras file"),
+    ("text.keras", "is not a readable .keras file"),
+    ("dense.keras", "not an image-to-image generator"),
+    ("grey.keras", "not an image-to-image generator"),
+])
+def test_a_model_that_cannot_translate_is_one_line(saved_models, tmp_path, capsys, name, message):
+    (tmp_path / "in").mkdir()
+    tf.io.write_file(str(tmp_path / "in" / "x.png"), tf.io.encode_png(tf.zeros((8, 8, 3), tf.uint8)))
+    code = main(["translate", "--model", str(saved_models / name), "--out", str(tmp_path / "out"),
+                 str(tmp_path / "in")])
+    line = _error_line(capsys)
+    assert code == 2 and message in line and name in line
+    assert not (tmp_path / "out").exists()
+
+
+def test_out_paths_that_are_files_are_one_line(saved_models, tmp_path, capsys):
+    a_file = tmp_path / "a_file"
+    a_file.write_text("mine")
+    (tmp_path / "in").mkdir()
+    tf.io.write_file(str(tmp_path / "in" / "x.png"), tf.io.encode_png(tf.zeros((8, 8, 3), tf.uint8)))
+    for argv in (
+        ["translate", "--model", str(saved_models / "cyclegan.keras"), "--out", str(a_file), str(tmp_path / "in")],
+        ["export", str(saved_models / "cyclegan.keras"), "--out", str(a_file), "--formats", "savedmodel"],
+        ["make-demo-data", str(a_file), "--num-train", "1", "--num-test", "1", "--size", "8"],
+        ["evaluate", "--model", str(saved_models / "cyclegan.keras"), "--data", str(tmp_path), "--out",
+         str(a_file), "--no-fid"],
+    ):
+        assert main(argv) == 2, argv
+        assert "a_file" in _error_line(capsys), argv
+    assert a_file.read_text() == "mine"
+
+
+@pytest.mark.parametrize("argv_tail, message", [
+    (["--formats", ","], "No export format"),
+    (["--directions", "a2b,c2d"], "Directions must be a2b and/or b2a"),
+    (["--formats", "savedmodel,tflite", "--tflite-size", "30"], "multiple of 4"),
+])
+def test_export_checks_every_argument_before_writing_anything(saved_models, tmp_path, capsys, argv_tail, message):
+    code = main(["export", str(saved_models / "cyclegan.keras"), "--out", str(tmp_path / "out"), *argv_tail])
+    assert code == 2 and message in _error_line(capsys)
+    assert not (tmp_path / "out").exists()
+
+
+def test_export_keeps_an_earlier_export_unless_told_to_overwrite(saved_models, tmp_path, capsys):
+    out = tmp_path / "out"
+    argv = ["export", str(saved_models / "cyclegan.keras"), "--out", str(out), "--formats", "savedmodel",
+            "--directions", "b2a"]
+    assert main(argv) == 0
+    first = os.path.getmtime(out / "b2a" / "metadata.json")
+    capsys.readouterr()
+    assert main(argv) == 2 and "exists already" in _error_line(capsys)
+    assert os.path.getmtime(out / "b2a" / "metadata.json") == first
+    assert main(argv + ["--overwrite"]) == 0
+    assert sorted(os.listdir(out)) == ["b2a"] and sorted(os.listdir(out / "b2a")) == ["metadata.json", "savedmodel"]
+
+
+def test_evaluate_keeps_an_existing_report(saved_models, tmp_path, capsys):
+    report = tmp_path / "report.json"
+    report.write_text("{}")
+    code = main(["evaluate", "--model", str(saved_models / "cyclegan.keras"), "--data", str(tmp_path),
+                 "--out", str(report), "--no-fid"])
+    assert code == 2 and "exists already" in _error_line(capsys) and report.read_text() == "{}"
+
+
+def test_corrupt_inception_weights_are_one_line(tmp_path, capsys):
+    from tf_cyclegan.synthetic import make_demo_data
+
+    make_demo_data(tmp_path / "data", num_train=1, num_test=2, size=16)
+    (tmp_path / "inception.h5").write_bytes(b"\x89HDF\r\n\x1a\n broken")
+    code = main(["evaluate", "--model", str(tmp_path / "missing.keras"), "--data", str(tmp_path / "data"),
+                 "--inception-weights", str(tmp_path / "inception.h5")])
+    assert code == 2 and "missing.keras" in _error_line(capsys)  # the model is checked first
+    from tf_cyclegan.fid import InceptionFeatures
+
+    with pytest.raises(ValueError, match="Cannot load the Inception weights .*inception.h5"):
+        InceptionFeatures(str(tmp_path / "inception.h5"))
+
+
+def test_demo_data_refuses_a_folder_with_images_and_bad_counts(tmp_path, capsys):
+    assert main(["make-demo-data", str(tmp_path / "d"), "--num-train", "1", "--num-test", "1", "--size", "8"]) == 0
+    capsys.readouterr()
+    assert main(["make-demo-data", str(tmp_path / "d"), "--num-train", "1", "--num-test", "1", "--size", "8"]) == 2
+    assert "holds images already" in _error_line(capsys)
+    assert main(["make-demo-data", str(tmp_path / "e"), "--num-train", "-5"]) == 2
+    assert "num_train must be an int of at least 1" in _error_line(capsys)
+
+
+def test_errors_from_tensorflow_and_the_system_are_one_line_and_ctrl_c_is_130(monkeypatch, capsys):
+    from tf_cyclegan import cli
+
+    def fails_with(error):
+        def command(args):
+            raise error
+        return command
+
+    for error, code, text in [
+        (tf.errors.NotFoundError(None, None, "/data/trainA/0003.png; No such file or directory"), 2, "0003.png"),
+        (OSError(28, "No space left on device", "/runs/x/model.keras"), 2, "No space left on device: /runs/x"),
+        (KeyboardInterrupt("interrupted at step 7 (epoch 1, batch 7); run the same command to resume."), 130,
+         "interrupted at step 7"),
+        (KeyboardInterrupt(), 130, "interrupted"),
+    ]:
+        monkeypatch.setattr(cli, "_make_demo_data", fails_with(error))
+        assert main(["make-demo-data", "somewhere"]) == code
+        assert text in _error_line(capsys)
+
+
+def test_several_pairs_after_one_set(tmp_path, capsys):
+    code = main(["train", "--set", "model.lamda_cycle=3", "train.epochs=2", "--run-dir", str(tmp_path / "run")])
+    assert code == 2 and "lamda_cycle" in _error_line(capsys)  # both pairs were read: the bad key is named
+    from tf_cyclegan.cli import build_parser
+
+    args = build_parser().parse_args(["train", "--set", "a.b=1", "c.d=2", "--set", "e.f=3"])
+    assert args.set == ["a.b=1", "c.d=2", "e.f=3"]

@@ -67,3 +67,15 @@ def test_shipped_configs_load():
     assert load_config(os.path.join(CONFIGS, "demo.yaml")).data.root == "data/demo"
     paper = load_config(os.path.join(CONFIGS, "horse2zebra.yaml"))
     assert paper.model == Config().model and paper.train.epochs == 100
+
+
+def test_exponents_without_a_dot_are_numbers_and_non_finite_values_are_refused(tmp_path):
+    # YAML 1.1 (PyYAML) reads 2e-4 as a string.
+    (tmp_path / "c.yaml").write_text("train:\n  learning_rate: 2e-4\n  beta_1: 5E-1\n")
+    config = load_config(tmp_path / "c.yaml", sets=["model.lambda_cycle=1e1"])
+    assert config.train.learning_rate == 2e-4 and config.train.beta_1 == 0.5 and config.model.lambda_cycle == 10.0
+    for value in ("nan", ".nan", "inf", "-.inf", "1e999"):
+        with pytest.raises(ConfigError, match="model.lambda_cycle must be a finite number"):
+            load_config(sets=[f"model.lambda_cycle={value}"])
+    with pytest.raises(ConfigError, match="Bad value for train.learning_rate"):
+        load_config(sets=["train.learning_rate=fast"])

@@ -6,7 +6,16 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tf_cyclegan.data import DataPosition, decode_image, list_images, make_tfds_dataset, make_unpaired_dataset
+from tf_cyclegan.data import (
+    DataPosition,
+    decode_image,
+    list_images,
+    make_tfds_dataset,
+    make_unpaired_dataset,
+    read_image,
+    resize_to_load_size,
+    to_minus_one_one,
+)
 
 
 def _write(path, image, fmt="png"):
@@ -162,3 +171,52 @@ def test_tfds_source_gives_the_same_pipeline():
     real_a, real_b = batches[0]
     assert real_a.shape == (2, 32, 32, 3) and real_b.dtype == tf.float32
     assert float(tf.reduce_min(real_a)) >= -1 and float(tf.reduce_max(real_b)) <= 1
+
+
+def _photo_with_orientation(path, orientation):
+    """A 4x6 JPEG-free test image (PNG keeps the pixels exact) whose EXIF says `orientation`."""
+    from PIL import Image
+
+    pixels = np.arange(4 * 6 * 3, dtype=np.uint8).reshape(4, 6, 3) * 2
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    Image.fromarray(pixels).save(path, exif=exif.tobytes())
+    return pixels
+
+
+@pytest.mark.parametrize("orientation, turn", [
+    (1, lambda p: p),
+    (2, lambda p: p[:, ::-1]),
+    (3, lambda p: p[::-1, ::-1]),
+    (4, lambda p: p[::-1]),
+    (5, lambda p: p.transpose(1, 0, 2)),
+    (6, lambda p: np.rot90(p, k=-1)),  # stored rotated; viewed turned 90 degrees clockwise
+    (7, lambda p: np.rot90(p, k=-1)[::-1]),
+    (8, lambda p: np.rot90(p, k=1)),
+])
+@pytest.mark.parametrize("cache", [True, False])
+def test_exif_orientation_is_applied_as_pillow_shows_the_photo(tmp_path, orientation, turn, cache):
+    from PIL import Image, ImageOps
+
+    for domain in ("a", "b"):
+        os.makedirs(tmp_path / domain)
+        pixels = _photo_with_orientation(tmp_path / domain / "photo.png", orientation)
+    with Image.open(tmp_path / "a" / "photo.png") as photo:
+        viewed = np.asarray(ImageOps.exif_transpose(photo))  # what every viewer shows
+    np.testing.assert_array_equal(viewed, turn(pixels))
+    np.testing.assert_array_equal(read_image(tmp_path / "a" / "photo.png").numpy(), viewed)
+    # Through the training pipeline: resized to a square, not cropped, not flipped.
+    dataset = make_unpaired_dataset(tmp_path / "a", tmp_path / "b", load_size=8, crop_size=8, flip=False,
+                                    cache=cache, seed=0)
+    real_a, _ = next(iter(dataset))
+    expected = to_minus_one_one(resize_to_load_size(tf.constant(viewed), 8)).numpy()
+    np.testing.assert_allclose(real_a[0].numpy(), expected, atol=1e-6)
+
+
+def test_webp_files_are_read(tmp_path):
+    from PIL import Image
+
+    pixels = np.random.default_rng(0).integers(0, 255, (5, 7, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(tmp_path / "x.webp", lossless=True)
+    assert list_images(tmp_path) == [str(tmp_path / "x.webp")]
+    np.testing.assert_array_equal(read_image(tmp_path / "x.webp").numpy(), pixels)

@@ -155,5 +155,51 @@ def test_a_model_trained_under_mixed_float16_saves_reloads_and_exports_float32(t
     tflite, _ = _run_tflite(tmp_path / "out" / "a2b" / "generator_float32.tflite", image)
     assert tflite.dtype == np.float32
     assert np.abs(tflite - expected32).max() <= 1e-3
-    print("largest difference from the reloaded float16 computation: SavedModel "
-          f"{np.abs(result.numpy() - expected.numpy()).max():.2e}, TFLite {np.abs(tflite - expected.numpy()).max():.2e}")
+    print("largest difference from the reloaded float16 computation: "
+          f"SavedModel {np.abs(result.numpy() - expected.numpy()).max():.2e}, "
+          f"TFLite {np.abs(tflite - expected.numpy()).max():.2e}")
+
+
+_KILLED_EXPORT = textwrap.dedent("""
+    import os, signal, sys
+    from tf_cyclegan import export
+
+    def killed(*args, **kwargs):  # the process dies in the middle of the first TFLite conversion
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    export.tflite_bytes = killed
+    export.export_model(sys.argv[1], sys.argv[2], formats=("savedmodel", "tflite"), directions=("a2b",))
+""")
+
+
+@pytest.fixture(scope="module")
+def saved_cyclegan(tmp_path_factory):
+    path = tmp_path_factory.mktemp("model") / "model.keras"
+    model = tiny_cyclegan()
+    model.compile()
+    model.build((None, 32, 32, 3))
+    model.save(path)
+    return path
+
+
+def test_a_killed_export_leaves_nothing_that_looks_real(saved_cyclegan, tmp_path):
+    out = tmp_path / "out"
+    done = subprocess.run([sys.executable, "-c", _KILLED_EXPORT, str(saved_cyclegan), str(out)],
+                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}, capture_output=True, text=True, timeout=300)
+    assert done.returncode == -9, done.stderr[-2000:]
+    assert not [name for name in os.listdir(out) if not name.startswith(".tmp-")]  # no a2b/, no 0-byte .tflite
+    # The next export (a new process) clears what the killed one left and writes the folder whole.
+    export_model(saved_cyclegan, out, formats=("savedmodel",), directions=("a2b",))
+    assert os.listdir(out) == ["a2b"]
+
+
+def test_a_failed_conversion_writes_nothing(saved_cyclegan, tmp_path, monkeypatch):
+    from tf_cyclegan import export
+
+    def fails(*args, **kwargs):
+        raise ValueError("conversion failed")
+
+    monkeypatch.setattr(export, "tflite_bytes", fails)
+    with pytest.raises(ValueError, match="conversion failed"):
+        export_model(saved_cyclegan, tmp_path / "out", formats=("savedmodel", "tflite"), directions=("a2b",))
+    assert os.listdir(tmp_path / "out") == []

@@ -18,6 +18,7 @@ import time
 import keras
 import numpy as np
 
+from tf_cyclegan.files import check_free_space, state_bytes
 from tf_cyclegan.monitor import check_finite_weights
 
 logger = logging.getLogger(__name__)
@@ -88,6 +89,7 @@ class BackupManager:
             os.makedirs(self.directory, exist_ok=True)
             shutil.rmtree(tmp, ignore_errors=True)
             os.makedirs(tmp)
+            check_free_space(tmp, state_bytes(model), "the backup")
             weights = os.path.join(tmp, WEIGHTS)
             model.save_weights(weights)
             _fsync(weights)
@@ -185,6 +187,16 @@ class BackupCallback(keras.callbacks.Callback):
         self._save()
 
 
+def _tracker_state(model):
+    """The epoch's running loss means (each Mean's total and count), for a resume part-way; None
+    with several replicas, where reading a metric is a cross-replica reduction that only the
+    chief (which writes the backup) would join, and the epoch's means after such a resume cover
+    the batches since the resume."""
+    if model.distribute_strategy.num_replicas_in_sync > 1:
+        return None
+    return {metric.name: [float(np.asarray(v)) for v in metric.variables] for metric in model.metrics}
+
+
 class RunProgress(keras.callbacks.Callback):
     """Keeps the epoch, batch within it and global step; the first callback of a run.
 
@@ -240,7 +252,6 @@ class RunProgress(keras.callbacks.Callback):
             "global_step": self.global_step,
             "steps_per_epoch": self.steps_per_epoch,
             "learning_rate": float(np.asarray(model.gen_optimizer.learning_rate)),
-            # The epoch's running loss means (each Mean's total and count), for a resume part-way.
-            "trackers": {metric.name: [float(np.asarray(v)) for v in metric.variables] for metric in model.metrics},
+            "trackers": _tracker_state(model),
             **self.info,
         }

@@ -14,7 +14,7 @@ import os
 import keras
 import tensorflow as tf
 
-from tf_cyclegan.data import IMAGE_EXTENSIONS, decode_image, describe_error, to_minus_one_one, to_uint8
+from tf_cyclegan.data import IMAGE_EXTENSIONS, describe_error, read_image, to_minus_one_one, to_uint8
 from tf_cyclegan.files import OutputExists, refuse_existing, write_bytes
 
 logger = logging.getLogger(__name__)
@@ -102,7 +102,7 @@ def translate_paths(translator, inputs, out_dir, progress=True, overwrite=False)
     bar = keras.utils.Progbar(len(plan), unit_name="image") if progress and len(plan) > 1 else None
     for i, (path, out_path) in enumerate(plan):
         try:
-            image = decode_image(tf.io.read_file(path))
+            image = read_image(path)
         except (ValueError, tf.errors.OpError) as error:
             logger.warning("Skipping %s: %s", path, describe_error(error))
             skipped.append(path)

@@ -7,7 +7,7 @@ import keras
 import tensorflow as tf
 
 from tf_cyclegan.data import to_uint8
-from tf_cyclegan.files import replacing
+from tf_cyclegan.files import check_free_space, replacing, state_bytes
 from tf_cyclegan.inference import translate
 
 
@@ -74,6 +74,7 @@ def save_model_atomically(model, path):
     """Saves to a temporary file beside `path`, then renames: a crash or a full disk never
     leaves half a file, nor a temporary one, and the earlier file at `path` stays whole."""
     with replacing(path, suffix=".keras") as tmp:
+        check_free_space(os.path.dirname(tmp), state_bytes(model), os.path.basename(os.fspath(path)))
         model.save(tmp)
 
 

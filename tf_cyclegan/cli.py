@@ -93,10 +93,8 @@ def _export(args):
 
 
 def _translate(args):
-    from tf_cyclegan.batch_translate import translate_paths
+    from tf_cyclegan.batch_translate import plan_outputs, translate_paths
     from tf_cyclegan.translators import load_translator
-
-    from tf_cyclegan.batch_translate import plan_outputs
 
     plan_outputs(args.inputs, args.out, overwrite=args.overwrite)  # every path checked before the model loads
     translator = load_translator(args.model, args.direction, tile=args.tile)
@@ -107,9 +105,8 @@ def _translate(args):
 def _evaluate(args):
     from tf_cyclegan.evaluate import evaluate, format_report
     from tf_cyclegan.fid import InceptionFeatures
-    from tf_cyclegan.translators import load_translator
-
     from tf_cyclegan.files import OutputExists, refuse_existing, write_json
+    from tf_cyclegan.translators import load_translator
 
     if args.out and os.path.isdir(args.out):
         raise OutputExists(f"--out {args.out!r} is a folder: give the report's file name")
@@ -235,7 +232,7 @@ def main(argv=None):
     try:
         args.func(args)
     except KeyboardInterrupt as interrupt:
-        print(f"tf-cyclegan {args.command}: {interrupt or 'interrupted'}", file=sys.stderr)
+        print(f"tf-cyclegan {args.command}: {str(interrupt) or 'interrupted'}", file=sys.stderr)
         return 130
     except (ValueError, BackupError, TrainingDiverged) as error:  # ConfigError and OutputExists are ValueErrors
         return fail(error)

@@ -16,16 +16,65 @@ import tensorflow as tf
 
 logger = logging.getLogger(__name__)
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp")
 _MAGIC = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF87a", b"GIF89a", b"BM")
+_EXIF_ORIENTATION = 0x0112
 AUTOTUNE = tf.data.AUTOTUNE
 
 
+def exif_orientation(path):
+    """The EXIF orientation tag of an image file (1 to 8; 1, as stored, where there is none).
+
+    Phones store photos as the sensor saw them and record how to turn them for viewing;
+    every viewer applies it, TensorFlow's decoders do not. Pillow reads only the header.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(os.fspath(path)) as image:
+            orientation = image.getexif().get(_EXIF_ORIENTATION, 1)
+    except (OSError, UnidentifiedImageError, SyntaxError, ValueError):
+        return 1
+    return orientation if isinstance(orientation, int) and 1 <= orientation <= 8 else 1
+
+
+def orient(image, orientation):
+    """Turns an (H, W, C) image as EXIF `orientation` (an int or a scalar tensor) says, for viewing."""
+    transpose = lambda x: tf.transpose(x, [1, 0, 2])  # noqa: E731
+    branches = [
+        lambda: image,  # 1: as stored
+        lambda: tf.reverse(image, [1]),  # 2: mirrored left-right
+        lambda: tf.reverse(image, [0, 1]),  # 3: rotated 180
+        lambda: tf.reverse(image, [0]),  # 4: mirrored top-bottom
+        lambda: transpose(image),  # 5: transposed
+        lambda: tf.reverse(transpose(image), [1]),  # 6: rotated 90 clockwise to view
+        lambda: tf.reverse(transpose(image), [0, 1]),  # 7: transversed
+        lambda: tf.reverse(transpose(image), [0]),  # 8: rotated 90 counter-clockwise to view
+    ]
+    return tf.switch_case(tf.cast(orientation, tf.int32) - 1, branches, default=lambda: image)
+
+
+def read_image(path):
+    """An image file as uint8 RGB (H, W, 3), turned as its EXIF orientation says."""
+    path = os.fspath(path)
+    return orient(decode_image(tf.io.read_file(path)), exif_orientation(path))
+
+
 def decode_image(contents):
-    """Decodes JPEG/PNG/BMP/GIF bytes to uint8 RGB: grey expanded, alpha dropped, 16-bit scaled."""
-    image = tf.io.decode_image(contents, channels=0, dtype=tf.uint16, expand_animations=False)
-    # dtype=uint16 maps 8-bit data onto the full 16-bit range too, so one conversion fits both.
-    image = tf.cast(tf.bitwise.right_shift(image, 8), tf.uint8)
+    """Decodes JPEG/PNG/BMP/GIF/WebP bytes to uint8 RGB: grey expanded, alpha dropped, 16-bit scaled."""
+    head = tf.strings.join([tf.strings.substr(contents, 0, 12), "\0" * 12])  # 12 bytes at least
+    is_webp = tf.logical_and(tf.equal(tf.strings.substr(head, 0, 4), "RIFF"),
+                             tf.equal(tf.strings.substr(head, 8, 4), "WEBP"))
+
+    def sixteen_bit_or_eight():
+        # dtype=uint16 maps 8-bit data onto the full 16-bit range too, so one conversion fits both.
+        image = tf.io.decode_image(contents, channels=0, dtype=tf.uint16, expand_animations=False)
+        return tf.cast(tf.bitwise.right_shift(image, 8), tf.uint8)
+
+    def webp():  # 8-bit only, which TensorFlow's WebP decoder refuses to widen
+        return tf.io.decode_image(contents, channels=0, dtype=tf.uint8, expand_animations=False)
+
+    image = tf.cond(is_webp, webp, sixteen_bit_or_eight)
     channels = tf.shape(image)[-1]
     return tf.cond(channels < 3, lambda: tf.image.grayscale_to_rgb(image[..., :1]), lambda: image[..., :3])
 
@@ -51,9 +100,9 @@ def describe_error(error):
 def _is_readable_image(path):
     try:
         with open(path, "rb") as f:
-            head = f.read(8)
-        if not head.startswith(_MAGIC):
-            return f"not a JPEG, PNG, BMP or GIF file (starts with {head[:4]!r})"
+            head = f.read(12)
+        if not (head.startswith(_MAGIC) or head[:4] == b"RIFF" and head[8:12] == b"WEBP"):
+            return f"not a JPEG, PNG, BMP, GIF or WebP file (starts with {head[:4]!r})"
         decode_image(tf.io.read_file(path))
     except (OSError, tf.errors.OpError) as error:
         return describe_error(error)
@@ -139,6 +188,7 @@ class _Domain:
             self.store = self._materialize(images)
         else:
             self.paths = tf.constant(paths)
+            self.orientations = tf.constant([exif_orientation(path) for path in paths], tf.int32)
 
     def _materialize(self, images):
         if not self.load_size:
@@ -152,7 +202,8 @@ class _Domain:
     def __getitem__(self, index):
         if self.store is not None:
             return tf.gather(self.store, index)
-        image = decode_image(tf.io.read_file(tf.gather(self.paths, index)))
+        image = orient(decode_image(tf.io.read_file(tf.gather(self.paths, index))),
+                       tf.gather(self.orientations, index))
         if self.load_size:
             image = resize_to_load_size(image, self.load_size)
         return image
@@ -259,8 +310,10 @@ def make_unpaired_dataset(dir_a, dir_b, load_size=286, crop_size=256, batch_size
     for directory in (dir_a, dir_b):
         paths = list_images(directory)
         if cache:
-            files = tf.data.Dataset.from_tensor_slices(paths).map(
-                lambda path: decode_image(tf.io.read_file(path)), num_parallel_calls=AUTOTUNE)
+            orientations = [exif_orientation(path) for path in paths]
+            files = tf.data.Dataset.from_tensor_slices((paths, orientations)).map(
+                lambda path, orientation: orient(decode_image(tf.io.read_file(path)), orientation),
+                num_parallel_calls=AUTOTUNE)
             domains.append(_Domain(len(paths), load_size, images=files))
         else:
             domains.append(_Domain(len(paths), load_size, paths=paths))
@@ -290,5 +343,5 @@ def make_tfds_dataset(name, split_a="trainA", split_b="trainB", data_dir=None, d
 
 
 def load_image(path):
-    """One image file as float32 [-1, 1], shape (H, W, 3)."""
-    return to_minus_one_one(decode_image(tf.io.read_file(os.fspath(path))))
+    """One image file as float32 [-1, 1], shape (H, W, 3), turned as its EXIF orientation says."""
+    return to_minus_one_one(read_image(path))

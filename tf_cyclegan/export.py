@@ -13,7 +13,7 @@ import keras
 import tensorflow as tf
 
 from tf_cyclegan.data import to_minus_one_one, to_uint8
-from tf_cyclegan.files import OutputExists, refuse_existing, replacing
+from tf_cyclegan.files import OutputExists, refuse_existing, remove_stale_temporaries, replacing
 from tf_cyclegan.inference import translate
 
 TFLITE_VARIANTS = ("float32", "float16", "int8")
@@ -142,6 +142,7 @@ def export_generator(generator, out_dir, formats=DEFAULT_FORMATS, tflite_size=25
     if not overwrite and os.path.isdir(out_dir) and os.listdir(out_dir) or os.path.isfile(out_dir):
         refuse_existing([out_dir], "use --overwrite to replace the earlier export, or another --out")
     generator = computing_in_float32(generator)
+    remove_stale_temporaries(os.path.dirname(os.path.abspath(out_dir)))
     names = {"savedmodel": "savedmodel", "onnx": "generator.onnx",
              **{f"tflite_{v}": f"generator_{v}.tflite" for v in TFLITE_VARIANTS}}
     with replacing(out_dir) as tmp:

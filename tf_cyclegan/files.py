@@ -9,6 +9,7 @@ what the user did not ask it to.
 """
 
 import contextlib
+import errno
 import json
 import os
 import shutil
@@ -62,6 +63,31 @@ def replacing(path, suffix=""):
             os.replace(tmp, path)
     finally:
         _remove(tmp)
+
+
+def state_bytes(model):
+    """About how many bytes a model's weights and its optimizers' variables take on disk."""
+    import numpy as np
+
+    variables = list(model.weights)
+    for name in ("optimizer", "gen_optimizer", "disc_optimizer"):
+        optimizer = getattr(model, name, None)
+        variables += [v for v in getattr(optimizer, "variables", []) if all(v is not w for w in variables)]
+    return sum(int(np.prod(v.shape)) * np.dtype(v.dtype).itemsize for v in variables)
+
+
+def check_free_space(directory, needed, what):
+    """Raises `OSError(ENOSPC)` naming `what` before a write of `needed` bytes into `directory`
+    that cannot fit.
+
+    HDF5 (which Keras writes weights with) does not recover from a full disk part-way through a
+    file: the failed file's objects crashed the process (SIGSEGV) when they were freed. So the
+    space is checked first, with a margin for HDF5's and the archive's own structures.
+    """
+    free = shutil.disk_usage(directory).free
+    if free < needed * 1.1 + (1 << 20):
+        raise OSError(errno.ENOSPC, f"No space left on device: {what} needs about {needed / 2**20:.1f} MB, "
+                                    f"{free / 2**20:.1f} MB are free in {os.fspath(directory)}")
 
 
 def write_bytes(path, data):

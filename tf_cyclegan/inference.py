@@ -3,7 +3,6 @@
 import keras
 import tensorflow as tf
 
-
 # The ResNet generator reflection-pads by 3 at full size and by 1 at a quarter of it, which
 # needs at least 4 pixels there and 2 here.
 MIN_SIZE = 8

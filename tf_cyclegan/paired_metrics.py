@@ -10,7 +10,7 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from tf_cyclegan.data import decode_image, list_images, load_image, to_uint8
+from tf_cyclegan.data import list_images, load_image, read_image, to_uint8
 from tf_cyclegan.inference import translate
 
 
@@ -25,7 +25,7 @@ def mae_and_psnr(prediction, target):
 
 
 def _read_unit(path):
-    return decode_image(tf.io.read_file(os.fspath(path))).numpy().astype(np.float64) / 255.0
+    return read_image(path).numpy().astype(np.float64) / 255.0
 
 
 def _quantise(image):

@@ -93,14 +93,15 @@ def _sample_images(data, count):
 
 
 def _check_writable(run_dir):
-    try:
-        os.makedirs(run_dir, exist_ok=True)
-        probe = os.path.join(run_dir, ".write_test")
-        with open(probe, "w") as f:
-            f.write("ok")
-        os.remove(probe)
-    except OSError as error:
-        raise ConfigError(f"Run directory {run_dir!r} is not writable: {error.strerror}") from None
+    """Raises `ConfigError` unless `run_dir` exists as a writable folder or can be made; creates nothing."""
+    existing = os.path.abspath(run_dir)
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        raise ConfigError(f"Run directory {run_dir!r} cannot be created: {existing!r} is a file")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(f"Run directory {run_dir!r} is not writable: no write permission on {existing!r} "
+                          "(or a read-only file system)")
 
 
 # Settings that may differ when a run is resumed; anything else must match the saved config.
@@ -232,6 +233,12 @@ def train_and_evaluate(config, run_dir, restart=False, callbacks=()):
     if is_chief:
         _check_writable(run_dir)
     resume = _resuming(config, run_dir, restart)
+    backup_dir = os.path.join(run_dir, "backup")
+    if resume and not BackupManager(backup_dir).backups() and _trained_outputs(run_dir):
+        raise BackupError(
+            f"{run_dir} holds a run ({', '.join(_trained_outputs(run_dir))}) but no backup to resume it from "
+            f"({backup_dir} is missing or empty). Nothing was changed; use --restart to start it over "
+            "(deletes the run's files), or another --run-dir.")
     # Everything that can fail on bad input happens before any network is built.
     position = DataPosition()
     local_replicas = strategy.num_replicas_in_sync // num_workers
@@ -242,6 +249,7 @@ def train_and_evaluate(config, run_dir, restart=False, callbacks=()):
     if is_chief:  # the chief alone writes the run directory
         if restart:
             _clear_run(run_dir)
+        os.makedirs(run_dir, exist_ok=True)
         dump_config(config, os.path.join(run_dir, "config.yaml"))
     if strategy.num_replicas_in_sync > 1:
         logger.info("Training on %d replicas (%d machine(s)); global batch %d", strategy.num_replicas_in_sync,
@@ -307,13 +315,6 @@ def _train(config, run_dir, dataset, position, samples, policy, resume, extra_ca
         )
         model.build(tuple(dataset.element_spec[0].shape))  # the pools, so a backup can load into them
         record = manager.restore(model) if resume else None
-    if resume and record is None:
-        trained = _trained_outputs(run_dir)
-        if trained:
-            raise BackupError(
-                f"{run_dir} holds a run ({', '.join(trained)}) but no backup to resume it from "
-                f"({manager.directory} is missing or empty). Nothing was changed; use --restart to start it over "
-                "(deletes the run's files), or another --run-dir.")
     steps = position.steps_per_epoch
     total_epochs = t.epochs + t.epochs_decay
     csv_path = os.path.join(run_dir, "log.csv")

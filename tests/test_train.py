@@ -1,0 +1,119 @@
+import os
+import shutil
+
+import pytest
+import yaml
+
+from tf_cyclegan.backup import BackupError
+from tf_cyclegan.config import ConfigError, load_config
+from tf_cyclegan.train import train_and_evaluate
+
+
+def _config(root, **train):
+    return load_config(overrides={
+        "data": {"root": str(root), "load_size": 36, "crop_size": 32, "num_samples": 0},
+        "model": {"filters": 4, "num_residual_blocks": 1, "disc_filters": 4, "pool_size": 2},
+        "train": {"epochs": 1, "epochs_decay": 0, "verbose": 0, "steps_per_epoch": 2, **train},
+        "checkpoint": {"keras_every_n_epochs": 1},
+    })
+
+
+def _tree(folder):
+    return sorted(os.path.relpath(os.path.join(root, name), folder)
+                  for root, dirs, files in os.walk(folder) for name in dirs + files)
+
+
+@pytest.mark.parametrize("user_files", [
+    {"logs/events.txt": "mine", "samples/holiday.png": "mine"},  # no config.yaml at all
+    {"config.yaml": "train:\n  epochs: 3\n", "logs/notes.txt": "mine"},  # the user's overrides file
+])
+def test_restart_deletes_nothing_in_a_directory_that_holds_no_run_of_ours(demo_root, tmp_path, user_files):
+    run_dir = tmp_path / "mine"
+    for rel, text in user_files.items():
+        os.makedirs(run_dir / os.path.dirname(rel), exist_ok=True)
+        (run_dir / rel).write_text(text)
+    before = _tree(run_dir)
+    with pytest.raises(ConfigError, match="(not hold a run of ours|not the config of a tf_cyclegan run)"):
+        train_and_evaluate(_config(demo_root), str(run_dir), restart=True)
+    assert _tree(run_dir) == before
+    for rel, text in user_files.items():
+        assert (run_dir / rel).read_text() == text
+
+
+def test_a_foreign_config_file_in_the_run_directory_is_named(demo_root, tmp_path):
+    (tmp_path / "config.yaml").write_text("learning_rate: 0.1\n")
+    with pytest.raises(ConfigError, match=r"config\.yaml is not the config of a tf_cyclegan run .*'learning_rate'"):
+        train_and_evaluate(_config(demo_root), str(tmp_path))
+
+
+def test_an_unwritable_run_directory_is_reported_before_the_data_is_read(tmp_path):
+    (tmp_path / "file").write_text("not a folder")
+    # The data root does not exist either: the run directory is what is reported, first.
+    with pytest.raises(ConfigError, match="cannot be created: .*'file' is a file"):
+        train_and_evaluate(_config(tmp_path / "no-data"), str(tmp_path / "file" / "run"))
+
+
+@pytest.mark.slow
+def test_a_trained_run_without_its_backup_stops_and_restart_starts_it_over(demo_root, tmp_path):
+    run_dir = tmp_path / "run"
+    config = _config(demo_root)
+    train_and_evaluate(config, str(run_dir))
+    assert yaml.safe_load((run_dir / "config.yaml").read_text())["train"]["epochs"] == 1
+    shutil.rmtree(run_dir / "backup")
+    before = {rel: os.path.getmtime(run_dir / rel) for rel in _tree(run_dir)}
+    with pytest.raises(BackupError, match="no backup to resume it from.*--restart"):
+        train_and_evaluate(config, str(run_dir))
+    assert {rel: os.path.getmtime(run_dir / rel) for rel in _tree(run_dir)} == before  # nothing rewritten
+    # A run of ours: --restart deletes its files and trains it again.
+    result = train_and_evaluate(config, str(run_dir), restart=True)
+    assert result["final_losses"] and os.path.isdir(run_dir / "backup")
+
+
+def test_an_image_deleted_mid_run_without_the_cache_is_an_error_naming_it(tmp_path):
+    import keras
+    import tensorflow as tf
+
+    from tf_cyclegan.synthetic import make_demo_data
+
+    make_demo_data(tmp_path / "data", num_train=4, num_test=1, size=36, seed=2)
+
+    class DeleteDomainA(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):  # after the folders were listed, before a batch is read
+            for name in os.listdir(tmp_path / "data" / "trainA"):
+                os.remove(tmp_path / "data" / "trainA" / name)
+
+    config = load_config(overrides={
+        "data": {"root": str(tmp_path / "data"), "load_size": 36, "crop_size": 32, "num_samples": 0, "cache": False},
+        "model": {"filters": 4, "num_residual_blocks": 1, "disc_filters": 4, "pool_size": 2},
+        "train": {"epochs": 1, "epochs_decay": 0, "verbose": 0},
+    })
+    with pytest.raises(tf.errors.NotFoundError, match=r"trainA/000\d\.png"):
+        train_and_evaluate(config, str(tmp_path / "run"), callbacks=[DeleteDomainA()])
+
+
+@pytest.mark.slow
+def test_ctrl_c_ends_with_one_line_naming_the_step_and_exit_130(demo_root, tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from conftest import subprocess_env
+
+    run_dir = tmp_path / "run"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tf_cyclegan.cli", "train", "--run-dir", str(run_dir), "--set",
+         f"data.root={demo_root}", "data.load_size=36", "data.crop_size=32", "model.filters=4",
+         "model.num_residual_blocks=1", "model.disc_filters=4", "train.epochs=50", "train.verbose=0",
+         "checkpoint.backup_every_n_steps=2", "data.num_samples=0"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=subprocess_env())
+    deadline = time.monotonic() + 300
+    while not (run_dir / "backup").is_dir() or not os.listdir(run_dir / "backup"):  # training has started
+        assert process.poll() is None and time.monotonic() < deadline, process.communicate()[1][-3000:]
+        time.sleep(0.2)
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=300)
+    assert process.returncode == 130, err[-3000:]
+    lines = [line for line in err.splitlines() if line.startswith("tf-cyclegan train:")]
+    assert len(lines) == 1 and "Traceback" not in err, err[-3000:]
+    assert "interrupted at step" in lines[0] and "run the same command to resume" in lines[0]
