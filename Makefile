@@ -25,12 +25,11 @@ demo: $(STAMP) data/demo/trainA
 test: $(STAMP)
 	$(BIN)/python -m pytest tests
 
-# The tests marked `onednn` once more with TensorFlow's oneDNN setting flipped (from this CPU's
-# default, on for recent Intel CPUs and off elsewhere, or from TF_ENABLE_ONEDNN_OPTS if set).
+# The tests marked `onednn` once more with TensorFlow's oneDNN setting flipped from what this
+# process's TensorFlow runs (on by default on recent Intel CPUs, off on AMD ones).
 test-onednn-flipped: $(STAMP)
-	TF_ENABLE_ONEDNN_OPTS=$$($(BIN)/python -c \
-	  "from tf_cyclegan.runtime import onednn_default; print(int(not onednn_default()))") \
-	  $(BIN)/python -m pytest tests -m onednn
+	flipped=$$($(BIN)/python -c "from tf_cyclegan.runtime import onednn_enabled; print(int(not onednn_enabled()))") \
+	  && test -n "$$flipped" && TF_ENABLE_ONEDNN_OPTS=$$flipped $(BIN)/python -m pytest tests -m onednn
 
 clean:
 	rm -rf runs data

@@ -29,6 +29,15 @@ def tiny_cyclegan(**kwargs):
     return tc.CycleGAN(gen("gen_a2b"), gen("gen_b2a"), disc("disc_a"), disc("disc_b"), **kwargs)
 
 
+def saved_tiny_cyclegan(path):
+    """A compiled, built `tiny_cyclegan()` saved to `path` (.keras); returns the model."""
+    model = tiny_cyclegan()
+    model.compile()
+    model.build((None, TINY_SIZE, TINY_SIZE, 3))
+    model.save(path)
+    return model
+
+
 def subprocess_env(**extra):
     """Environment for a child Python that imports what this test process imports."""
     import sys

@@ -220,3 +220,21 @@ def test_webp_files_are_read(tmp_path):
     Image.fromarray(pixels).save(tmp_path / "x.webp", lossless=True)
     assert list_images(tmp_path) == [str(tmp_path / "x.webp")]
     np.testing.assert_array_equal(read_image(tmp_path / "x.webp").numpy(), pixels)
+
+
+def test_a_jpeg_photos_orientation_is_read_from_its_exif_block_without_opening_the_image(tmp_path, monkeypatch):
+    from PIL import Image, ImageOps
+
+    pixels = np.zeros((16, 40, 3), np.uint8)
+    pixels[:, :8] = 255  # a white band on the left as stored
+    exif = Image.Exif()
+    exif[0x0112] = 6  # the camera was turned: view rotated 90 degrees clockwise
+    Image.fromarray(pixels).save(tmp_path / "phone.jpg", exif=exif.tobytes(), quality=95)
+    with Image.open(tmp_path / "phone.jpg") as photo:
+        viewed = np.asarray(ImageOps.exif_transpose(photo)).astype(int)
+    # Pillow would refuse to open a photo this size if it were huge; the tag is read without it.
+    monkeypatch.setattr(Image, "open", lambda *args, **kwargs: (_ for _ in ()).throw(Image.DecompressionBombError()))
+    ours = read_image(tmp_path / "phone.jpg").numpy().astype(int)
+    assert ours.shape == viewed.shape == (40, 16, 3)
+    assert np.abs(ours - viewed).max() <= 8  # two JPEG decoders
+    assert ours[:8].mean() > 200 and ours[-8:].mean() < 50  # the band is at the top when viewed

@@ -7,7 +7,7 @@ import textwrap
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import random_pairs, tiny_cyclegan
+from conftest import random_pairs, saved_tiny_cyclegan, tiny_cyclegan
 
 from tf_cyclegan import build_resnet_generator
 from tf_cyclegan.export import computing_in_float32, export_generator, export_model, tflite_bytes
@@ -95,10 +95,7 @@ def test_tflite_size_must_suit_the_generator():
 
 
 def test_export_model_writes_both_directions_with_metadata(tmp_path):
-    model = tiny_cyclegan()
-    model.compile()
-    model.build((None, 32, 32, 3))
-    model.save(tmp_path / "model.keras")
+    saved_tiny_cyclegan(tmp_path / "model.keras")
     written = export_model(tmp_path / "model.keras", tmp_path / "out", formats=("savedmodel",))
     assert set(written) == {"a2b", "b2a"}
     meta = json.loads((tmp_path / "out" / "b2a" / "metadata.json").read_text())
@@ -175,10 +172,7 @@ _KILLED_EXPORT = textwrap.dedent("""
 @pytest.fixture(scope="module")
 def saved_cyclegan(tmp_path_factory):
     path = tmp_path_factory.mktemp("model") / "model.keras"
-    model = tiny_cyclegan()
-    model.compile()
-    model.build((None, 32, 32, 3))
-    model.save(path)
+    saved_tiny_cyclegan(path)
     return path
 
 

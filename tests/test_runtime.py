@@ -133,21 +133,27 @@ def test_onednn_is_reported_as_tensorflow_was_told_to_run_it(switch, expected):
     assert done.stdout.strip().splitlines()[-1] == str(expected)
 
 
-@pytest.mark.parametrize("flags, switch, platform, expected", [
-    ({"avx2", "fma"}, None, "linux", False),  # an AMD EPYC: Eigen's kernels
-    ({"avx2", "avx512f", "avx512_vnni"}, None, "linux", True),
-    ({"avx2", "amx_tile", "amx_bf16"}, None, "linux", True),  # Sapphire Rapids
-    ({"avx2", "avx_vnni"}, None, "linux", True),
-    ({"avx2", "amx_tile"}, None, "win32", False),  # off by default off Linux
-    ({"avx2"}, "1", "linux", True),
-    ({"avx2", "amx_tile"}, "0", "linux", False),
-    ({"avx2", "amx_tile"}, "False", "linux", False),
-    ({"avx2"}, "TRUE", "linux", True),
-    ({"avx2", "amx_tile"}, "maybe", "linux", True),  # not a boolean: TensorFlow keeps its default
+@pytest.mark.parametrize("flags, switch, platform, machine, expected", [
+    ({"avx2", "fma"}, None, "linux", "x86_64", False),  # an AMD EPYC: Eigen's kernels
+    ({"avx2", "avx512f", "avx512_vnni"}, None, "linux", "x86_64", True),
+    ({"avx2", "amx_tile", "amx_bf16"}, None, "linux", "x86_64", True),  # Sapphire Rapids
+    ({"avx2", "avx_vnni"}, None, "linux", "x86_64", True),
+    (set(), None, "win32", "AMD64", True),  # on by default on Windows x86
+    ({"avx2", "amx_tile"}, "1", "darwin", "x86_64", False),  # macOS builds have no oneDNN, whatever the switch
+    ({"avx2"}, "1", "linux", "x86_64", True),
+    ({"avx2", "amx_tile"}, "0", "linux", "x86_64", False),
+    ({"avx2", "amx_tile"}, "False", "linux", "x86_64", False),
+    ({"avx2"}, "TRUE", "linux", "x86_64", True),
+    ({"avx2", "amx_tile"}, "maybe", "linux", "x86_64", True),  # not a boolean: TensorFlow keeps its default
 ])
-def test_the_fallback_follows_tensorflows_default_rule(flags, switch, platform, expected):
+def test_the_fallback_follows_tensorflows_default_rule(flags, switch, platform, machine, expected):
     environ = {} if switch is None else {"TF_ENABLE_ONEDNN_OPTS": switch}
-    assert runtime.onednn_default(flags=flags, environ=environ, platform=platform) is expected
+    assert runtime.onednn_default(flags=flags, environ=environ, platform=platform, machine=machine) is expected
+
+
+@pytest.mark.parametrize("cpu_part, expected", [("0xd40", True), ("0xd0c", False)])
+def test_on_arm_linux_only_a_neoverse_v1_gets_onednn_by_default(cpu_part, expected):
+    assert runtime.onednn_default(environ={}, platform="linux", machine="aarch64", cpu_part=cpu_part) is expected
 
 
 @pytest.mark.onednn

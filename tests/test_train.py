@@ -33,23 +33,26 @@ def test_restart_deletes_nothing_in_a_directory_that_holds_no_run_of_ours(demo_r
         os.makedirs(run_dir / os.path.dirname(rel), exist_ok=True)
         (run_dir / rel).write_text(text)
     before = _tree(run_dir)
-    with pytest.raises(ConfigError, match="(not hold a run of ours|not the config of a tf_cyclegan run)"):
+    with pytest.raises(ConfigError, match="(not hold a run of ours|not a config that tf_cyclegan wrote)"):
         train_and_evaluate(_config(demo_root), str(run_dir), restart=True)
     assert _tree(run_dir) == before
     for rel, text in user_files.items():
         assert (run_dir / rel).read_text() == text
 
 
-def test_a_foreign_config_file_in_the_run_directory_is_named(demo_root, tmp_path):
-    (tmp_path / "config.yaml").write_text("learning_rate: 0.1\n")
-    with pytest.raises(ConfigError, match=r"config\.yaml is not the config of a tf_cyclegan run .*'learning_rate'"):
+@pytest.mark.parametrize("text", ["learning_rate: 0.1\n", "# my settings\ntrain:\n  epochs: 1\n"])
+def test_a_config_file_of_the_users_in_the_run_directory_is_named_and_kept(demo_root, tmp_path, text):
+    # Not ours: a foreign file, or the user's own overrides (e.g. --config x/config.yaml --run-dir x).
+    (tmp_path / "config.yaml").write_text(text)
+    with pytest.raises(ConfigError, match=r"config\.yaml is not a config that tf_cyclegan wrote"):
         train_and_evaluate(_config(demo_root), str(tmp_path))
+    assert (tmp_path / "config.yaml").read_text() == text
 
 
 def test_an_unwritable_run_directory_is_reported_before_the_data_is_read(tmp_path):
     (tmp_path / "file").write_text("not a folder")
     # The data root does not exist either: the run directory is what is reported, first.
-    with pytest.raises(ConfigError, match="cannot be created: .*'file' is a file"):
+    with pytest.raises(ConfigError, match="cannot be created: '.*/file' is a file"):
         train_and_evaluate(_config(tmp_path / "no-data"), str(tmp_path / "file" / "run"))
 
 

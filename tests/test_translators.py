@@ -3,7 +3,7 @@ import os
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import tiny_cyclegan
+from conftest import saved_tiny_cyclegan
 
 from tf_cyclegan.batch_translate import translate_paths
 from tf_cyclegan.export import export_generator
@@ -21,10 +21,7 @@ from tf_cyclegan.translators import (
 @pytest.fixture(scope="module")
 def trained_files(tmp_path_factory):
     root = tmp_path_factory.mktemp("models")
-    model = tiny_cyclegan()
-    model.compile()
-    model.build((None, 32, 32, 3))
-    model.save(root / "model.keras")
+    model = saved_tiny_cyclegan(root / "model.keras")
     export_generator(model.gen_b2a, root / "export" / "b2a", formats=("savedmodel", "tflite", "onnx"),
                      tflite_size=32)
     return model, root

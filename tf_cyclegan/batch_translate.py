@@ -59,6 +59,8 @@ def plan_outputs(inputs, out_dir, overwrite=False):
         ValueError: two inputs map to one output, or an output would be an input.
         OutputExists: an output file exists (without `overwrite`).
     """
+    if os.path.lexists(out_dir) and not os.path.isdir(out_dir):
+        raise OutputExists(f"--out {os.fspath(out_dir)!r} is a file, not a folder")
     files = collect_inputs(inputs)
     others = [path for path, _ in files if not path.lower().endswith(IMAGE_EXTENSIONS)]
     plan = [(path, os.path.join(os.fspath(out_dir), f"{rel}.png")) for path, rel in files
@@ -78,6 +80,9 @@ def plan_outputs(inputs, out_dir, overwrite=False):
         raise ValueError(f"The output {replaced[0]!r} would replace an input image"
                           + (f" (and {len(replaced) - 1} more)" if len(replaced) > 1 else "")
                           + ": choose an --out folder outside the inputs.")
+    folders = [out_path for _, out_path in plan if os.path.isdir(out_path)]
+    if folders:
+        raise OutputExists(f"The output {folders[0]!r} is a folder: translate into another --out folder")
     if not overwrite:
         refuse_existing([out_path for _, out_path in plan], "use --overwrite to replace, or another --out folder")
     return plan, others
@@ -93,8 +98,6 @@ def translate_paths(translator, inputs, out_dir, progress=True, overwrite=False)
     Returns:
         (written paths, skipped paths)
     """
-    if os.path.exists(out_dir) and not os.path.isdir(out_dir):
-        raise OutputExists(f"--out {os.fspath(out_dir)!r} is a file, not a folder")
     plan, skipped = plan_outputs(inputs, out_dir, overwrite=overwrite)
     for path in skipped:
         logger.warning("Skipping %s: not a %s file", path, ", ".join(IMAGE_EXTENSIONS))

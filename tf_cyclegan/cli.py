@@ -219,16 +219,20 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import tensorflow as tf
-
-    from tf_cyclegan.backup import BackupError
-    from tf_cyclegan.data import describe_error
-    from tf_cyclegan.monitor import TrainingDiverged
 
     def fail(message, code=2):
         print(f"tf-cyclegan {args.command}: error: {message}", file=sys.stderr)
         return code
 
+    try:
+        import tensorflow as tf
+
+        from tf_cyclegan.backup import BackupError
+        from tf_cyclegan.data import describe_error
+        from tf_cyclegan.monitor import TrainingDiverged
+    except KeyboardInterrupt:
+        print(f"tf-cyclegan {args.command}: interrupted", file=sys.stderr)
+        return 130
     try:
         args.func(args)
     except KeyboardInterrupt as interrupt:
@@ -236,6 +240,8 @@ def main(argv=None):
         return 130
     except (ValueError, BackupError, TrainingDiverged) as error:  # ConfigError and OutputExists are ValueErrors
         return fail(error)
+    except ImportError as error:  # an optional extra that is not installed (onnx, onnxruntime)
+        return fail(f"{error}. Install the extra it belongs to, e.g. pip install 'tf_cyclegan[onnx]'")
     except OSError as error:  # a full disk, a folder that cannot be written, a file that vanished
         where = f": {error.filename}" if error.filename else ""
         return fail(f"{error.strerror or error}{where}")

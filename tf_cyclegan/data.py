@@ -10,6 +10,7 @@ is a pure function of (seed, epoch, index), which is what lets a run resume mid-
 import logging
 import os
 import random
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 
 import tensorflow as tf
@@ -26,16 +27,44 @@ def exif_orientation(path):
     """The EXIF orientation tag of an image file (1 to 8; 1, as stored, where there is none).
 
     Phones store photos as the sensor saw them and record how to turn them for viewing;
-    every viewer applies it, TensorFlow's decoders do not. Pillow reads only the header.
+    every viewer applies it, TensorFlow's decoders do not. A JPEG's EXIF block is found
+    among its first segments and parsed by Pillow, so the image itself is never opened
+    (Pillow refuses to open photos over 179 megapixels); other formats go through Pillow's
+    header reader. Best effort: a file whose tag cannot be read counts as 1.
     """
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image
 
     try:
-        with Image.open(os.fspath(path)) as image:
-            orientation = image.getexif().get(_EXIF_ORIENTATION, 1)
-    except (OSError, UnidentifiedImageError, SyntaxError, ValueError):
+        segment = _jpeg_exif_segment(path)
+        if segment is not None:
+            exif = Image.Exif()
+            exif.load(segment)
+        else:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                with Image.open(os.fspath(path)) as image:
+                    exif = image.getexif()
+        orientation = exif.get(_EXIF_ORIENTATION, 1)
+    except Exception:  # noqa: BLE001 - any unreadable header means "as stored"
         return 1
     return orientation if isinstance(orientation, int) and 1 <= orientation <= 8 else 1
+
+
+def _jpeg_exif_segment(path, limit=1 << 17):
+    """The `Exif\\0\\0...` APP1 segment of a JPEG file, or None (not a JPEG, or no EXIF up front)."""
+    with open(os.fspath(path), "rb") as f:
+        data = f.read(limit)
+    if not data.startswith(b"\xff\xd8"):
+        return None
+    i = 2
+    while i + 4 <= len(data) and data[i] == 0xFF:
+        marker, length = data[i + 1], int.from_bytes(data[i + 2:i + 4], "big")
+        if marker == 0xE1 and data[i + 4:i + 10] == b"Exif\0\0":
+            return data[i + 4:i + 2 + length]
+        if marker in (0xDA, 0xD9):  # image data (or its end) starts: no EXIF before it
+            return None
+        i += 2 + length
+    return None
 
 
 def orient(image, orientation):

@@ -5,7 +5,9 @@ needs only TensorFlow to load; the TFLite files use built-in ops only, so they r
 a phone's interpreter (checked with LiteRT, `ai_edge_litert`).
 """
 
+import importlib.util
 import json
+import logging
 import os
 import tempfile
 
@@ -15,6 +17,8 @@ import tensorflow as tf
 from tf_cyclegan.data import to_minus_one_one, to_uint8
 from tf_cyclegan.files import OutputExists, refuse_existing, remove_stale_temporaries, replacing
 from tf_cyclegan.inference import translate
+
+logger = logging.getLogger(__name__)
 
 TFLITE_VARIANTS = ("float32", "float16", "int8")
 FORMATS = ("savedmodel", "tflite", "onnx")
@@ -117,6 +121,8 @@ def check_export_arguments(formats, tflite_size=None, directions=None):
     unknown = [f for f in formats if f not in FORMATS]
     if unknown:
         raise ValueError(f"Unknown export format(s) {unknown}: choose from {', '.join(FORMATS)}")
+    if "onnx" in formats and importlib.util.find_spec("tf2onnx") is None:
+        raise ValueError("The onnx format needs tf2onnx: pip install 'tf_cyclegan[onnx]'")
     if "tflite" in formats and tflite_size is not None and (tflite_size < 4 or tflite_size % 4):
         raise ValueError(f"The TFLite input size must be a positive multiple of 4. Received: {tflite_size}")
     if directions is not None:
@@ -124,6 +130,19 @@ def check_export_arguments(formats, tflite_size=None, directions=None):
         bad = [d for d in directions if d not in ("a2b", "b2a")]
         if not directions or bad or len(set(directions)) != len(directions):
             raise ValueError(f"Directions must be a2b and/or b2a, each once. Received: {','.join(directions)!r}")
+
+
+def _check_target(out_dir, overwrite):
+    """Raises unless `out_dir` is new, an empty folder, or (with `overwrite`) an earlier export."""
+    if os.path.lexists(out_dir) and not os.path.isdir(out_dir):
+        raise OutputExists(f"{out_dir!r} is a file, not an export folder: choose another --out")
+    if not (os.path.isdir(out_dir) and os.listdir(out_dir)):
+        return
+    if not overwrite:
+        refuse_existing([out_dir], "use --overwrite to replace the earlier export, or another --out")
+    if not os.path.isfile(os.path.join(out_dir, "metadata.json")):
+        raise OutputExists(f"{out_dir!r} holds files that are not an export of ours (no metadata.json): "
+                           "--overwrite replaces only an earlier export; choose another --out")
 
 
 def export_generator(generator, out_dir, formats=DEFAULT_FORMATS, tflite_size=256, metadata=None, overwrite=False):
@@ -139,8 +158,7 @@ def export_generator(generator, out_dir, formats=DEFAULT_FORMATS, tflite_size=25
     """
     check_export_arguments(formats, tflite_size)
     out_dir = os.fspath(out_dir)
-    if not overwrite and os.path.isdir(out_dir) and os.listdir(out_dir) or os.path.isfile(out_dir):
-        refuse_existing([out_dir], "use --overwrite to replace the earlier export, or another --out")
+    _check_target(out_dir, overwrite)
     generator = computing_in_float32(generator)
     remove_stale_temporaries(os.path.dirname(os.path.abspath(out_dir)))
     names = {"savedmodel": "savedmodel", "onnx": "generator.onnx",
@@ -173,6 +191,21 @@ def export_generator(generator, out_dir, formats=DEFAULT_FORMATS, tflite_size=25
     return paths
 
 
+def _run_config(run_dir):
+    """The resolved config of the run in `run_dir`, as a dict, or None (none there, or a
+    config.yaml that is not a run's: ignored with a warning)."""
+    from tf_cyclegan.config import ConfigError, load_config
+
+    path = os.path.join(run_dir, "config.yaml")
+    if not os.path.isfile(path):
+        return None
+    try:
+        return load_config(path).to_dict()
+    except (ConfigError, OSError) as error:
+        logger.warning("Ignoring %s (not a training run's config: %s)", path, error)
+        return None
+
+
 def export_model(model_path, out_dir, formats=DEFAULT_FORMATS, directions=("a2b", "b2a"), tflite_size=None,
                  overwrite=False):
     """Exports the generators of a trained CycleGAN (`.keras` file or run directory).
@@ -183,17 +216,13 @@ def export_model(model_path, out_dir, formats=DEFAULT_FORMATS, directions=("a2b"
     output folders are checked before anything is written; an earlier export there is
     replaced only with `overwrite=True`.
     """
-    import yaml
-
     from tf_cyclegan import __version__
 
     check_export_arguments(formats, tflite_size, directions)
-    targets = [os.path.join(os.fspath(out_dir), direction) for direction in directions]
-    if os.path.isfile(out_dir):
+    if os.path.lexists(out_dir) and not os.path.isdir(out_dir):
         raise OutputExists(f"--out {os.fspath(out_dir)!r} is a file, not a folder")
-    if not overwrite:
-        refuse_existing([t for t in targets if os.path.isfile(t) or os.path.isdir(t) and os.listdir(t)],
-                        "use --overwrite to replace the earlier export, or another --out")
+    for direction in directions:
+        _check_target(os.path.join(os.fspath(out_dir), direction), overwrite)
     model_path = os.fspath(model_path)
     run_dir = model_path if os.path.isdir(model_path) else os.path.dirname(model_path)
     keras_file = os.path.join(model_path, "model.keras") if os.path.isdir(model_path) else model_path
@@ -205,10 +234,7 @@ def export_model(model_path, out_dir, formats=DEFAULT_FORMATS, directions=("a2b"
     model = load_keras_file(keras_file)
     if not hasattr(model, "gen_a2b"):
         raise ValueError(f"{keras_file!r} holds a {type(model).__name__}, not a CycleGAN")
-    config = None
-    if os.path.isfile(os.path.join(run_dir, "config.yaml")):
-        with open(os.path.join(run_dir, "config.yaml")) as f:
-            config = yaml.safe_load(f)
+    config = _run_config(run_dir)
     crop_size = config["data"]["crop_size"] if config else None
     if model.pool_size and model.pool_a.built:
         crop_size = int(model.pool_a.images.shape[1])

@@ -29,7 +29,8 @@ def refuse_existing(paths, hint="use --overwrite to replace it, or write somewhe
         raise OutputExists(f"{existing[0]!r} exists already{more}: {hint}.")
 
 
-def _remove(path):
+def remove(path):
+    """Deletes a file, a symbolic link (not what it points to) or a folder; nothing if absent."""
     if os.path.isdir(path) and not os.path.islink(path):
         shutil.rmtree(path, ignore_errors=True)
     elif os.path.lexists(path):
@@ -45,24 +46,29 @@ def replacing(path, suffix=""):
     removed (or left hidden, as `.tmp-*`) and `path` is untouched. `suffix` ends the
     temporary name, for writers that choose the format by extension (".keras").
     """
-    path = os.fspath(path)
-    directory = os.path.dirname(path) or "."
+    path = os.path.abspath(os.fspath(path))  # "out/" and "." name their folder, not a place inside it
+    directory = os.path.dirname(path)
     os.makedirs(directory, exist_ok=True)
     tmp = os.path.join(directory, f"{TMP_PREFIX}{os.getpid()}-{os.path.basename(path)}{suffix}")
-    _remove(tmp)
+    remove(tmp)
     try:
         yield tmp
         if os.path.isdir(tmp) and os.path.isdir(path):
-            # A folder cannot be renamed over a non-empty one: move the old aside first.
+            # A folder cannot be renamed over a non-empty one: move the old aside first, and
+            # back if the new one cannot take its place.
             old = os.path.join(directory, f"{TMP_PREFIX}{os.getpid()}-old-{os.path.basename(path)}")
-            _remove(old)
+            remove(old)
             os.rename(path, old)
-            os.rename(tmp, path)
-            _remove(old)
+            try:
+                os.rename(tmp, path)
+            except BaseException:
+                os.rename(old, path)
+                raise
+            remove(old)
         else:
             os.replace(tmp, path)
     finally:
-        _remove(tmp)
+        remove(tmp)
 
 
 def state_bytes(model):
@@ -111,7 +117,7 @@ def remove_stale_temporaries(directory):
     for name in os.listdir(directory):
         pid = name[len(TMP_PREFIX):].split("-", 1)[0]
         if name.startswith(TMP_PREFIX) and pid.isdigit() and not _running(int(pid)):
-            _remove(os.path.join(directory, name))
+            remove(os.path.join(directory, name))
 
 
 def _running(pid):

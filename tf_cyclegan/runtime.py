@@ -90,10 +90,11 @@ def cpu_allocator_in_use():
 
 @functools.cache
 def gpu_count():
-    """How many GPUs TensorFlow sees (fixed once it has started, so asked once per process)."""
+    """How many GPUs TensorFlow can use, asked once per process. The physical list: asking it
+    does not start TensorFlow's runtime, so the user can still configure devices afterwards."""
     import tensorflow as tf
 
-    return len(tf.config.list_logical_devices("GPU"))
+    return len(tf.config.list_physical_devices("GPU"))
 
 
 def has_gpu():
@@ -101,32 +102,48 @@ def has_gpu():
     return gpu_count() > 0
 
 
-# TensorFlow's rule (tensorflow/core/util/port.cc, IsMklEnabled): on Linux, oneDNN is on by
-# default on CPUs with any of these features, off elsewhere; TF_ENABLE_ONEDNN_OPTS overrides.
+# TensorFlow's rule (tensorflow/core/util/port.cc, IsMklEnabled and DefaultOneDnnPolicy): in its
+# x86 builds for Linux and Windows, oneDNN is on by default on Windows, and on Linux on CPUs with
+# any of these features; on Linux aarch64 on a Neoverse V1; never where TensorFlow is built
+# without it (macOS). TF_ENABLE_ONEDNN_OPTS overrides it where it is built in.
 ONEDNN_DEFAULT_CPU_FLAGS = ("avx512_vnni", "avx512_bf16", "avx_vnni", "amx_tile", "amx_int8", "amx_bf16")
+_NEOVERSE_V1_PART = "0xd40"
 _BOOL_WORDS = {"1": True, "true": True, "0": False, "false": False}
 
 
 def cpu_flags(cpuinfo_path="/proc/cpuinfo"):
     """The CPU's feature flags as Linux reports them (a frozenset; empty where unreadable)."""
+    return frozenset(_cpuinfo_field("flags", cpuinfo_path).split())
+
+
+def _cpuinfo_field(name, cpuinfo_path="/proc/cpuinfo"):
     try:
         with open(cpuinfo_path) as f:
             for line in f:
                 key, _, value = line.partition(":")
-                if key.strip() == "flags":
-                    return frozenset(value.split())
+                if key.strip() == name:
+                    return value.strip()
     except OSError:
         pass
-    return frozenset()
+    return ""
 
 
-def onednn_default(flags=None, environ=None, platform=None):
-    """Whether TensorFlow turns oneDNN on, by its own rule: `TF_ENABLE_ONEDNN_OPTS` if it is
-    0/1/true/false, else on for Linux CPUs with `ONEDNN_DEFAULT_CPU_FLAGS`, off elsewhere."""
+def onednn_default(flags=None, environ=None, platform=None, machine=None, cpu_part=None):
+    """Whether TensorFlow turns oneDNN on, by its own rule (see ONEDNN_DEFAULT_CPU_FLAGS): the
+    arguments default to this machine's CPU flags, environment, OS, architecture and CPU part."""
+    import platform as platform_module
+
     environ = os.environ if environ is None else environ
     platform = sys.platform if platform is None else platform
-    default = platform.startswith("linux") and bool(set(ONEDNN_DEFAULT_CPU_FLAGS) & (cpu_flags() if flags is None
-                                                                                    else set(flags)))
+    machine = (platform_module.machine() if machine is None else machine).lower()
+    if platform == "darwin" or not (machine in ("x86_64", "amd64") or machine in ("aarch64", "arm64")):
+        return False  # TensorFlow is built without oneDNN there
+    if platform.startswith("win"):
+        default = True
+    elif machine in ("aarch64", "arm64"):
+        default = (_cpuinfo_field("CPU part") if cpu_part is None else cpu_part).lower() == _NEOVERSE_V1_PART
+    else:
+        default = bool(set(ONEDNN_DEFAULT_CPU_FLAGS) & (cpu_flags() if flags is None else set(flags)))
     return _BOOL_WORDS.get(environ.get("TF_ENABLE_ONEDNN_OPTS", "").strip().lower(), default)
 
 

@@ -13,7 +13,6 @@ batch where it stopped; `restart=True` starts it over.
 import csv
 import logging
 import os
-import shutil
 
 import keras
 import numpy as np
@@ -29,7 +28,7 @@ from tf_cyclegan.discriminator import build_patchgan_discriminator
 from tf_cyclegan.distribute import make_strategy, worker_layout
 from tf_cyclegan.evaluate import EvaluationCallback
 from tf_cyclegan.fid import InceptionFeatures
-from tf_cyclegan.files import write_json
+from tf_cyclegan.files import remove, remove_stale_temporaries, replacing, write_json
 from tf_cyclegan.generator import build_resnet_generator
 from tf_cyclegan.monitor import StopOnNonFinite, TrainingMonitor, flatten_config
 from tf_cyclegan.paired_metrics import paired_translation_error
@@ -166,17 +165,16 @@ def _clear_run(run_dir):
                           f"(no config.yaml written by tf_cyclegan beside {', '.join(records)}). Nothing was deleted; "
                           "use another --run-dir.")
     for name in records:
-        path = os.path.join(run_dir, name)
-        if os.path.isdir(path):
-            shutil.rmtree(path)
-        elif os.path.exists(path):
-            os.remove(path)
+        remove(os.path.join(run_dir, name))  # a symbolic link (a folder on another disk) is unlinked
 
 
 def _resuming(config, run_dir, restart):
     """Whether `run_dir` holds a run with this config to resume."""
     if restart:
         return False
+    if os.path.exists(os.path.join(run_dir, "config.yaml")) and not _ours(run_dir):
+        raise ConfigError(f"{os.path.join(run_dir, 'config.yaml')} is not a config that tf_cyclegan wrote for a run "
+                          "(a run's holds every section, resolved). Use another --run-dir; nothing there was changed.")
     saved_config = _saved_config(run_dir)
     if saved_config is None:
         others = _run_records(run_dir)
@@ -250,6 +248,8 @@ def train_and_evaluate(config, run_dir, restart=False, callbacks=()):
         if restart:
             _clear_run(run_dir)
         os.makedirs(run_dir, exist_ok=True)
+        for folder in (run_dir, os.path.join(run_dir, "checkpoints")):  # what killed writers left
+            remove_stale_temporaries(folder)
         dump_config(config, os.path.join(run_dir, "config.yaml"))
     if strategy.num_replicas_in_sync > 1:
         logger.info("Training on %d replicas (%d machine(s)); global batch %d", strategy.num_replicas_in_sync,
@@ -275,10 +275,8 @@ def _keep_csv_rows_before(path, epoch):
         return
     column = rows[0].index("epoch")
     kept = [rows[0]] + [row for row in rows[1:] if len(row) > column and int(row[column]) < epoch]
-    tmp = f"{path}.tmp"
-    with open(tmp, "w", newline="") as f:
+    with replacing(path) as tmp, open(tmp, "w", newline="") as f:
         csv.writer(f).writerows(kept)
-    os.replace(tmp, path)
 
 
 def _resume_position(record, position, run_dir):

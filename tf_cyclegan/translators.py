@@ -40,6 +40,8 @@ class Translator:
     def translate(self, image):
         image = np.asarray(image, np.float32)
         height, width = image.shape[:2]
+        if not height or not width:
+            raise ValueError(f"Cannot translate an image of size {height}x{width}")
         if min(height, width) < MIN_SIZE:  # below what the generator's padding allows
             grown = grow_to(tf.constant(image[None]))[0].numpy()
             return self.translate(grown)[:height, :width]
