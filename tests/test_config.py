@@ -79,3 +79,16 @@ def test_exponents_without_a_dot_are_numbers_and_non_finite_values_are_refused(t
             load_config(sets=[f"model.lambda_cycle={value}"])
     with pytest.raises(ConfigError, match="Bad value for train.learning_rate"):
         load_config(sets=["train.learning_rate=fast"])
+
+
+def test_yaml_errors_are_one_line_naming_the_file_or_the_assignment(tmp_path):
+    (tmp_path / "bad.yaml").write_text("train:\n  epochs: [1\n")
+    (tmp_path / "bin.yaml").write_bytes(b"\xff\xfe\x00binary")
+    with pytest.raises(ConfigError, match=r"bad\.yaml' is not valid YAML: .* at line \d+, column \d+") as caught:
+        load_config(tmp_path / "bad.yaml")
+    assert "\n" not in str(caught.value)
+    with pytest.raises(ConfigError, match=r"bin\.yaml' is not a text file"):
+        load_config(tmp_path / "bin.yaml")
+    with pytest.raises(ConfigError, match=r"--set 'data.root=\[1': the value is not valid YAML") as caught:
+        load_config(sets=["data.root=[1"])
+    assert "\n" not in str(caught.value)

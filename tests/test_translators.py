@@ -140,3 +140,19 @@ def test_images_smaller_than_the_generators_padding_translate_at_their_size(trai
         assert out.shape == (*size, 3) and np.isfinite(out).all()
     direct = translate(model.gen_b2a, image).numpy()
     assert direct.shape == (*size, 3)
+
+
+def test_an_out_folder_inside_the_input_folder_is_not_read_as_input_on_a_rerun(tmp_path):
+    _png(tmp_path / "pics" / "a.png")
+    out = tmp_path / "pics" / "out"
+    for overwrite in (False, True):  # the first run, then the same command again
+        written, _ = translate_paths(_Identity(), [tmp_path / "pics"], out, progress=False, overwrite=overwrite)
+        assert written == [str(out / "a.png")]
+    assert sorted(os.listdir(out)) == ["a.png"]
+
+
+def test_model_files_that_are_not_models_are_named(tmp_path):
+    for name in ("empty.onnx", "junk.onnx", "empty.tflite", "junk.tflite"):
+        (tmp_path / name).write_bytes(b"" if name.startswith("empty") else b"junk")
+        with pytest.raises(ValueError, match=f"Cannot load .*{name}' as an? (ONNX|TFLite) model"):
+            load_translator(tmp_path / name)

@@ -61,7 +61,12 @@ def plan_outputs(inputs, out_dir, overwrite=False):
     """
     if os.path.lexists(out_dir) and not os.path.isdir(out_dir):
         raise OutputExists(f"--out {os.fspath(out_dir)!r} is a file, not a folder")
-    files = collect_inputs(inputs)
+    # An --out folder *inside* an input folder holds earlier results, not inputs. (--out equal
+    # to an input folder is refused below: its outputs would sit among, or replace, the inputs.)
+    out_real = os.path.join(os.path.realpath(out_dir), "")
+    folders = {os.path.join(os.path.realpath(item), "") for item in inputs if os.path.isdir(item)}
+    files = [(path, rel) for path, rel in collect_inputs(inputs)
+             if out_real in folders or not os.path.realpath(path).startswith(out_real)]
     others = [path for path, _ in files if not path.lower().endswith(IMAGE_EXTENSIONS)]
     plan = [(path, os.path.join(os.fspath(out_dir), f"{rel}.png")) for path, rel in files
             if path.lower().endswith(IMAGE_EXTENSIONS)]

@@ -210,6 +210,13 @@ def _set_nested(tree, dotted_key, value):
     tree[leaf] = value
 
 
+def _yaml_problem(error):
+    """PyYAML's error in one line: what went wrong and where."""
+    problem = getattr(error, "problem", None) or str(error).strip().splitlines()[0]
+    mark = getattr(error, "problem_mark", None)
+    return f"{problem} at line {mark.line + 1}, column {mark.column + 1}" if mark else problem
+
+
 def parse_set(assignments):
     """['model.lambda_identity=0', ...] -> nested dict; values are parsed as YAML scalars."""
     tree = {}
@@ -217,7 +224,11 @@ def parse_set(assignments):
         key, sep, raw = assignment.partition("=")
         if not sep or not key.strip():
             raise ConfigError(f"--set takes section.key=value. Received: {assignment!r}")
-        _set_nested(tree, key.strip(), yaml.safe_load(raw) if raw.strip() else None)
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else None
+        except yaml.YAMLError as error:
+            raise ConfigError(f"--set {assignment!r}: the value is not valid YAML ({_yaml_problem(error)})") from None
+        _set_nested(tree, key.strip(), value)
     return tree
 
 
@@ -262,8 +273,10 @@ def load_config(path=None, overrides=None, sets=None):
                 loaded = yaml.safe_load(f)
         except OSError as error:
             raise ConfigError(f"Cannot read config file {str(path)!r}: {error.strerror}") from None
+        except UnicodeDecodeError:
+            raise ConfigError(f"Config file {str(path)!r} is not a text file (not UTF-8)") from None
         except yaml.YAMLError as error:
-            raise ConfigError(f"Config file {str(path)!r} is not valid YAML: {error}") from None
+            raise ConfigError(f"Config file {str(path)!r} is not valid YAML: {_yaml_problem(error)}") from None
         if loaded is not None and not isinstance(loaded, dict):
             raise ConfigError(f"Config file {str(path)!r} must hold a mapping. Received: {loaded!r}")
         _deep_update(tree, loaded or {})

@@ -76,8 +76,11 @@ class TFLiteTranslator(Translator):
         from ai_edge_litert.interpreter import Interpreter
 
         # LiteRT runs on one thread unless told; XNNPACK (its default CPU delegate) scales.
-        self.interpreter = Interpreter(model_path=os.fspath(path), num_threads=os.cpu_count())
-        self.interpreter.allocate_tensors()
+        try:
+            self.interpreter = Interpreter(model_path=os.fspath(path), num_threads=os.cpu_count())
+            self.interpreter.allocate_tensors()
+        except (ValueError, RuntimeError) as error:
+            raise ValueError(f"Cannot load {os.fspath(path)!r} as a TFLite model: {_first_line(error)}") from None
         self.input = self.interpreter.get_input_details()[0]
         self.output = self.interpreter.get_output_details()[0]
         self.fixed_size = int(self.input["shape"][1])
@@ -93,7 +96,10 @@ class OnnxTranslator(Translator):
         super().__init__(**kwargs)
         import onnxruntime
 
-        self.session = onnxruntime.InferenceSession(os.fspath(path), providers=["CPUExecutionProvider"])
+        try:
+            self.session = onnxruntime.InferenceSession(os.fspath(path), providers=["CPUExecutionProvider"])
+        except Exception as error:  # noqa: BLE001 - onnxruntime's own exception types (InvalidProtobuf, ...)
+            raise ValueError(f"Cannot load {os.fspath(path)!r} as an ONNX model: {_first_line(error)}") from None
         self.input_name = self.session.get_inputs()[0].name
 
     def run(self, batch):
@@ -101,6 +107,11 @@ class OnnxTranslator(Translator):
         height, width = batch.shape[1:3]
         padded = np.pad(batch, ((0, 0), (0, -height % 4), (0, -width % 4), (0, 0)), mode="reflect")
         return self.session.run(None, {self.input_name: padded})[0][:, :height, :width]
+
+
+def _first_line(error):
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
 
 
 def load_keras_file(path):
@@ -112,8 +123,7 @@ def load_keras_file(path):
     try:
         return keras.saving.load_model(path)
     except (ValueError, KeyError, TypeError, OSError, zipfile.BadZipFile) as error:
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise ValueError(f"Cannot load {path!r}: {reason}") from None
+        raise ValueError(f"Cannot load {path!r}: {_first_line(error)}") from None
 
 
 def check_generator(model, where):
