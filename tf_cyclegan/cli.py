@@ -8,30 +8,41 @@ pages back to the system (`tf_cyclegan.runtime.ReturningFreedMemory`).
 """
 
 import argparse
+import contextlib
 import logging
 import os
 import sys
 import time
 
 
+@contextlib.contextmanager
+def _training_process(cpu_allocator):
+    """What `train` and `bench` do to their own process (see the module docstring): the CPU
+    allocator chosen before TensorFlow's first op; yields the callback that hands freed heap
+    pages back while `fit` runs, and stops it however the block ends."""
+    from tf_cyclegan.runtime import ReturningFreedMemory, set_cpu_allocator
+
+    set_cpu_allocator(cpu_allocator)
+    freed_memory = ReturningFreedMemory()
+    try:
+        yield freed_memory
+    finally:
+        freed_memory.close()
+
+
 def _train(args):
     from tf_cyclegan.config import load_config
-    from tf_cyclegan.runtime import ReturningFreedMemory, set_cpu_allocator
     from tf_cyclegan.train import train_and_evaluate
 
     config = load_config(args.config, sets=args.set)
-    set_cpu_allocator(config.train.cpu_allocator)
     if args.run_dir:
         run_dir = args.run_dir
     else:
         stem = os.path.splitext(os.path.basename(args.config))[0] if args.config else "run"
         run_dir = os.path.join("runs", f"{stem}-{time.strftime('%Y%m%d-%H%M%S')}")
     started = time.time()
-    freed_memory = ReturningFreedMemory()
-    try:
+    with _training_process(config.train.cpu_allocator) as freed_memory:
         result = train_and_evaluate(config, run_dir, restart=args.restart, callbacks=[freed_memory])
-    finally:
-        freed_memory.close()
     print(f"\nTraining took {time.time() - started:.0f} s. Results are in {run_dir}/ "
           "(model.keras, samples/, logs/ for TensorBoard, results.json)")
     paired = result.get("paired_test")
@@ -56,16 +67,10 @@ def run_bench(args, start_time=None):
     """`tf-cyclegan bench`: the allocator chosen first, then `train_step_benchmark`; prints its JSON."""
     import json
 
-    from tf_cyclegan.runtime import ReturningFreedMemory, set_cpu_allocator
-
-    set_cpu_allocator(args.cpu_allocator)
     from tf_cyclegan.bench import train_step_benchmark
 
-    freed_memory = ReturningFreedMemory()
-    try:
+    with _training_process(args.cpu_allocator) as freed_memory:
         result = train_step_benchmark(**bench_kwargs(args), start_time=start_time, callbacks=[freed_memory])
-    finally:
-        freed_memory.close()
     print(json.dumps(result))
 
 
