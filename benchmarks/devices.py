@@ -1,0 +1,172 @@
+"""What each CPU performance device of the training step is worth: leave one out at a time.
+
+    python benchmarks/devices.py --size 128 --rounds 3 [--devices a,b,...] [--steps 4 --warmup 1]
+    TF_ENABLE_ONEDNN_OPTS=1 python benchmarks/devices.py ...   (the other kernel library)
+
+Each round runs the `tf-cyclegan bench` step (batch 1, ResNet-9, 70x70 PatchGANs, random
+images) in a fresh process per variant: the code as it is ("baseline"), the code with one
+device switched back to plain Keras / TensorFlow ("-device", one process per device), all
+of them switched back at once ("-all"), and the baseline once more ("baseline/again": the
+A/A comparison that says how far two runs of the same code differ on this machine). The
+order is reversed every other round, so drift of the shared machine spreads over all
+variants. Prints every run's JSON line, then one summary line: per variant the median over
+rounds of its change against the round's two baselines (step time, first step, peak RSS),
+with the A/A spread beside them.
+
+The devices are switched off here, in the benchmark's child process, by putting back what
+plain Keras and TensorFlow do; nothing in the package reads a switch.
+"""
+
+import time
+
+T0 = time.time()
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import os  # noqa: E402
+import statistics  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, ".."))
+
+
+def _plain_instance_norm(x, epsilon, slope):
+    """Instance norm (float32 statistics) and its activation, differentiated op by op."""
+    import tensorflow as tf
+
+    x32 = tf.cast(x, tf.float32)
+    mean, variance = tf.nn.moments(x32, axes=[1, 2], keepdims=True)
+    y = tf.cast((x32 - mean) * tf.math.rsqrt(variance + epsilon), x.dtype)
+    if slope is None:
+        return y
+    return tf.nn.relu(y) if slope == 0 else tf.nn.leaky_relu(y, alpha=slope)
+
+
+def _switch_off(device):
+    """Puts back plain Keras / TensorFlow in place of `device` in this process."""
+    import keras
+    import tensorflow as tf
+
+    from tf_cyclegan import cyclegan, layers, runtime
+
+    if device == "grappler":
+        cyclegan.lean_training_function = lambda function: function
+    elif device == "single_graph":
+        cyclegan.single_graph_train_function = lambda model: None
+    elif device == "fused_adam":
+        cyclegan.FusedAdam = keras.optimizers.Adam
+    elif device == "conv_lean_gradients":
+        layers.Conv2D.convolution_op = keras.layers.Conv2D.convolution_op
+    elif device == "conv_bias_add":
+        layers.Conv2D.call = keras.layers.Conv2D.call
+    elif device == "instance_norm_gradient":
+        layers._instance_norm = _plain_instance_norm
+    elif device == "zero_padding_gradient":
+        layers.ZeroPadding2D.call = keras.layers.ZeroPadding2D.call
+    elif device == "tape_record":
+        layers._tape_record = None  # `_custom_gradient` falls back to `tf.custom_gradient`
+    elif device == "shared_constants":
+        layers._constant = lambda value, dtype=tf.int32: tf.constant(value, dtype)
+    elif device == "stacked_calls":
+        cyclegan.CycleGAN._run_stacked = lambda self, network, inputs, training: [
+            network(x, training=training) for x in inputs]
+    elif device == "malloc_trim":
+        runtime._malloc_trim = lambda: None
+    elif device != "bfc_allocator":  # that one is a command-line choice (see _bench_args)
+        raise ValueError(f"unknown device {device!r}")
+
+
+DEVICES = (
+    "grappler", "single_graph", "fused_adam", "conv_lean_gradients", "conv_bias_add",
+    "instance_norm_gradient", "zero_padding_gradient", "tape_record", "shared_constants",
+    "stacked_calls", "bfc_allocator", "malloc_trim",
+)
+KEYS = ("step_s", "first_step_s", "peak_rss_mb")
+
+
+def _child(devices, bench_argv):
+    from tf_cyclegan.cli import build_parser, run_bench
+
+    for device in devices:
+        _switch_off(device)
+    allocator = ["--cpu-allocator", "malloc"] if "bfc_allocator" in devices else []
+    run_bench(build_parser().parse_args(["bench"] + bench_argv + allocator), start_time=T0)
+
+
+def _run(variant, off, bench_argv):
+    command = [sys.executable, __file__, "--child", ",".join(off), "--"] + bench_argv
+    done = subprocess.run(command, capture_output=True, text=True)
+    lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
+    if done.returncode != 0 or not lines:
+        raise RuntimeError(f"{variant} failed (exit {done.returncode}):\n{done.stderr[-2000:]}")
+    result = json.loads(lines[-1])
+    result["variant"] = variant
+    result["step_s"] = round(1 / result["images_per_s"], 4)
+    return result
+
+
+def main():
+    if "--child" in sys.argv:
+        at = sys.argv.index("--child")
+        off = [d for d in sys.argv[at + 1].split(",") if d]
+        return _child(off, sys.argv[sys.argv.index("--") + 1:])
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", type=int, default=128)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=4)
+    parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument("--devices", default=",".join(DEVICES), help="comma-separated devices to leave out one by one")
+    args = parser.parse_args()
+    devices = [d for d in args.devices.split(",") if d]
+    unknown = sorted(set(devices) - set(DEVICES))
+    if unknown:
+        parser.error(f"--devices: unknown {', '.join(unknown)} (known: {', '.join(DEVICES)})")
+    bench_argv = ["--size", str(args.size), "--steps", str(args.steps), "--warmup", str(args.warmup)]
+    variants = [("baseline", [])] + [(f"-{d}", [d]) for d in devices] + [("-all", list(DEVICES)),
+                                                                        ("baseline/again", [])]
+    runs = {name: [] for name, _ in variants}
+    for round_index in range(args.rounds):
+        order = variants if round_index % 2 == 0 else variants[::-1]
+        for name, off in order:
+            result = _run(name, off, bench_argv)
+            result["round"] = round_index
+            runs[name].append(result)
+            print(json.dumps(result), flush=True)
+
+    def change(name, key):
+        """Median over rounds of (variant / mean of the round's two baselines - 1), in %."""
+        values = []
+        for r in range(args.rounds):
+            base = (runs["baseline"][r][key] + runs["baseline/again"][r][key]) / 2
+            values.append(100 * (runs[name][r][key] / base - 1))
+        return round(statistics.median(values), 1)
+
+    def aa(key):
+        """The A/A spread: per round |again / baseline - 1| in %, median and largest."""
+        spreads = [100 * abs(runs["baseline/again"][r][key] / runs["baseline"][r][key] - 1) for r in range(args.rounds)]
+        return {"median": round(statistics.median(spreads), 1), "max": round(max(spreads), 1)}
+
+    baseline = {key: statistics.median(r[key] for r in runs["baseline"] + runs["baseline/again"]) for key in KEYS}
+    summary = {
+        "size": args.size, "rounds": args.rounds, "onednn": runs["baseline"][0]["onednn"],
+        "cpu_allocator": runs["baseline"][0]["cpu_allocator"],
+        "baseline_medians": {key: round(value, 3) for key, value in baseline.items()},
+        "aa_spread_percent": {key: aa(key) for key in KEYS},
+        "change_percent_when_left_out": {
+            name: {key: change(name, key) for key in KEYS} for name, _ in variants if name.startswith("-")
+        },
+        "first_step_change_s_when_left_out": {
+            name: round(statistics.median(
+                runs[name][r]["first_step_s"] - (runs["baseline"][r]["first_step_s"]
+                                                 + runs["baseline/again"][r]["first_step_s"]) / 2
+                for r in range(args.rounds)), 2)
+            for name, _ in variants if name.startswith("-")
+        },
+    }
+    print(json.dumps(summary), flush=True)
+
+
+if __name__ == "__main__":
+    main()
