@@ -42,12 +42,11 @@ def test_lean_config_keeps_passes_the_user_configured():
     assert rewrites.disable_tfg_optimizer
 
 
-def test_function_call_config_applies_only_inside_and_only_in_this_thread():
+def test_the_lean_passes_apply_only_inside_and_only_in_this_thread():
     ctx = context.context()
     before = ctx.function_call_options.config_proto_serialized
-    lean = grappler.lean_config(config_pb2.ConfigProto())
     seen_elsewhere = []
-    with grappler.function_call_config(lean):
+    with grappler._calling_with_lean_passes()():
         assert _rewrites(ctx.function_call_options.config_proto_serialized).disable_tfg_optimizer
         other = threading.Thread(
             target=lambda: seen_elsewhere.append(ctx.function_call_options.config_proto_serialized))
@@ -57,12 +56,24 @@ def test_function_call_config_applies_only_inside_and_only_in_this_thread():
     assert ctx.function_call_options.config_proto_serialized == before
 
 
-def test_function_call_config_is_restored_after_an_error():
+def test_the_options_are_restored_after_an_error():
     ctx = context.context()
     before = ctx.function_call_options.config_proto_serialized
-    with pytest.raises(RuntimeError), grappler.function_call_config(grappler.lean_config(config_pb2.ConfigProto())):
+    with pytest.raises(RuntimeError), grappler._calling_with_lean_passes()():
         raise RuntimeError("boom")
     assert ctx.function_call_options.config_proto_serialized == before
+
+
+def test_without_tensorflows_per_call_options_the_function_runs_with_the_defaults(monkeypatch):
+    class ContextWithoutOptions:  # a TensorFlow whose eager context has moved them
+        function_call_options = None
+
+    monkeypatch.setattr(runtime, "has_gpu", lambda: False)
+    monkeypatch.setattr(grappler._eager_context, "context", lambda: ContextWithoutOptions())
+    assert grappler._calling_with_lean_passes() is None
+    calls = []
+    run = grappler.lean_training_function(lambda x: calls.append(x) or x)
+    assert run(3) == 3 and calls == [3]
 
 
 def test_with_a_gpu_the_training_function_is_left_as_it_is(monkeypatch):

@@ -4,7 +4,7 @@ import pytest
 import tensorflow as tf
 
 from tf_cyclegan import runtime
-from tf_cyclegan.layers import Conv2D, InstanceNormalization, ReflectionPadding2D, ZeroPadding2D, instance_norm
+from tf_cyclegan.layers import Conv2D, InstanceNormalization, ReflectionPadding2D, instance_norm
 
 
 def _conv_path(monkeypatch, lean):
@@ -188,45 +188,6 @@ def test_lean_conv_gradients_with_unknown_spatial_size_and_round_trip(lean_conv)
     assert type(restored) is Conv2D and restored.filters == 3
 
 
-@pytest.mark.parametrize("padding", [1, ((1, 2), (0, 3)), ((0, 0), (2, 0))])
-@pytest.mark.parametrize("traced", [False, True])
-def test_zero_padding_matches_keras_values_and_gradient(padding, traced):
-    rng = np.random.default_rng(5)
-    x = tf.constant(rng.normal(size=(2, 5, 6, 3)).astype("float32"))
-    shape = keras.layers.ZeroPadding2D(padding).compute_output_shape(x.shape)
-    weights = tf.constant(rng.normal(size=shape).astype("float32"))  # a different gradient everywhere
-    results = []
-    for layer in (keras.layers.ZeroPadding2D(padding), ZeroPadding2D(padding)):
-        def padded_and_grad(images, layer=layer):
-            with tf.GradientTape() as tape:
-                tape.watch(images)
-                y = layer(images)
-                loss = tf.reduce_sum(tf.sin(y) * weights)
-            return y, tape.gradient(loss, images)
-
-        run = tf.function(padded_and_grad) if traced else padded_and_grad
-        results.append([t.numpy() for t in run(x)])
-    np.testing.assert_array_equal(results[1][0], results[0][0])
-    np.testing.assert_array_equal(results[1][1], results[0][1])
-    restored = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(ZeroPadding2D(padding)))
-    assert type(restored) is ZeroPadding2D and restored.padding == keras.layers.ZeroPadding2D(padding).padding
-
-
-def test_zero_padding_gradient_under_a_traced_tape_is_one_strided_slice():
-    layer = ZeroPadding2D(((1, 0), (2, 2)))
-
-    def grad(images):
-        with tf.GradientTape() as tape:
-            tape.watch(images)
-            loss = tf.reduce_sum(layer(images))
-        return tape.gradient(loss, images)
-
-    graph = tf.function(grad).get_concrete_function(tf.TensorSpec((1, 4, 4, 2))).graph
-    types = [op.type for op in graph.get_operations()]
-    assert types.count("StridedSlice") == 1 and "Slice" not in types and "IdentityN" not in types
-    np.testing.assert_array_equal(grad(tf.zeros((1, 4, 4, 2))).numpy(), np.ones((1, 4, 4, 2)))
-
-
 def _norm_conv_stack(reference):
     """Two convolutions, each followed by instance norm + ReLU: ours, or Keras' layers."""
     conv_class = keras.layers.Conv2D if reference else Conv2D
@@ -291,9 +252,8 @@ def test_custom_gradients_agree_however_they_are_differentiated(how, lean, monke
 
 
 @pytest.mark.parametrize("lean", [True, False])
-def test_traced_gradient_records_no_extra_ops_and_shares_constants(lean, monkeypatch):
-    # Under a tape in a traced function: no IdentityN and no zeros (Fill) for the custom
-    # gradients, and one epsilon / axes / permutation constant however many layers use it.
+def test_traced_gradient_records_no_extra_ops(lean, monkeypatch):
+    # Under a tape in a traced function: no IdentityN and no zeros (Fill) for the custom gradients.
     _conv_path(monkeypatch, lean)
     run, convs = _norm_conv_stack(reference=False)
     variables = [v for conv in convs for v in conv.trainable_variables]
@@ -310,7 +270,3 @@ def test_traced_gradient_records_no_extra_ops_and_shares_constants(lean, monkeyp
     # Forward, then each backward's two convolutions (lean), or TensorFlow's two gradient ops.
     assert types.count("Conv2D") == (2 + 2 * 2 if lean else 2)
     assert types.count("Conv2DBackpropInput") + types.count("Conv2DBackpropFilter") == (0 if lean else 2 * 2)
-    constants = [tf.make_ndarray(op.get_attr("value")) for op in graph.get_operations() if op.type == "Const"]
-    epsilons = [c for c in constants if c.dtype == np.float32 and c.shape == () and np.isclose(c, 1e-5)]
-    assert len(epsilons) == 1
-    assert sum(c.dtype == np.int32 and c.tolist() == [1, 2, 0, 3] for c in constants) == (1 if lean else 0)

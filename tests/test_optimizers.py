@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from tf_cyclegan import optimizers
 from tf_cyclegan.optimizers import FusedAdam
 
 
@@ -74,3 +75,21 @@ def test_fused_adam_round_trips_its_config_and_refuses_amsgrad():
     assert float(optimizer.learning_rate) == pytest.approx(3e-4)
     with pytest.raises(ValueError, match="amsgrad"):
         FusedAdam(amsgrad=True)
+
+
+def test_fused_adam_falls_back_to_keras_update_where_the_slots_are_not_where_it_looks(monkeypatch):
+    # A Keras that keeps Adam's moments elsewhere: the same numbers, by Keras' own update.
+    monkeypatch.setattr(optimizers, "_adam_slots", lambda optimizer, variable: None)
+    rng = np.random.default_rng(2)
+    start = rng.normal(size=(3, 2)).astype("float32")
+    gradients = [rng.normal(size=(3, 2)).astype("float32") for _ in range(3)]
+    expected = _train(keras.optimizers.Adam(0.01, beta_1=0.5), start, gradients)
+    np.testing.assert_allclose(_train(FusedAdam(0.01, beta_1=0.5), start, gradients), expected, rtol=0, atol=1e-6)
+
+
+def test_the_slots_are_found_in_this_keras():
+    optimizer = FusedAdam()
+    variable = keras.Variable(np.zeros((2, 2), "float32"))
+    optimizer.build([variable])
+    momentum, velocity = optimizers._adam_slots(optimizer, variable)
+    assert momentum.shape == velocity.shape == (2, 2) and momentum is not velocity

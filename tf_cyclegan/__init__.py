@@ -2,6 +2,7 @@
 
 __version__ = "0.1.0"
 
+from tf_cyclegan import legacy  # noqa: F401  (registers the names that older .keras files use)
 from tf_cyclegan.cyclegan import CycleGAN, default_optimizer
 from tf_cyclegan.data import DataPosition, make_tfds_dataset, make_unpaired_dataset
 from tf_cyclegan.discriminator import build_patchgan_discriminator

@@ -13,7 +13,6 @@ from tf_cyclegan.grappler import lean_training_function
 from tf_cyclegan.image_pool import ImagePool
 from tf_cyclegan.losses import check_gan_mode, discriminator_loss, gan_loss, l1_loss
 from tf_cyclegan.optimizers import FusedAdam
-from tf_cyclegan.train_function import single_graph_train_function
 
 LOSS_NAMES = (
     "gen_total", "gan_a2b", "gan_b2a", "cycle_a", "cycle_b",
@@ -242,21 +241,17 @@ class CycleGAN(keras.Model):
             self._per_image_networks = not any(
                 isinstance(layer, keras.layers.BatchNormalization)
                 for net in (self.gen_a2b, self.gen_b2a, self.disc_a, self.disc_b)
-                for layer in net._flatten_layers()
+                for layer in _all_layers(net)
             )
         return self._per_image_networks
 
     def make_train_function(self, force=False):
-        """Keras' training function, traced as one graph where Keras would nest two
-        (`tf_cyclegan.train_function`), and run without the graph optimisations that do
-        nothing for this step on a CPU (`tf_cyclegan.grappler`): the first step starts sooner."""
+        """Keras' training function, run without the graph optimisations that do nothing for
+        this step on a CPU (`tf_cyclegan.grappler`): the first step starts sooner."""
         if self.train_function is not None and not force:
             return self.train_function
-        function = single_graph_train_function(self)
-        if function is None:
-            super().make_train_function(force=True)
-            function = self.train_function
-        self.train_function = lean_training_function(function)
+        super().make_train_function(force=True)
+        self.train_function = lean_training_function(self.train_function)
         return self.train_function
 
     def train_step(self, data):
@@ -321,6 +316,13 @@ class CycleGAN(keras.Model):
         for name in ("gen_a2b", "gen_b2a", "disc_a", "disc_b"):
             config[name] = keras.saving.deserialize_keras_object(config[name])
         return cls(**config)
+
+
+def _all_layers(layer):
+    """`layer` and every layer nested in it (models inside models included)."""
+    yield layer
+    for inner in getattr(layer, "layers", ()):
+        yield from _all_layers(inner)
 
 
 def _multi_worker(strategy):

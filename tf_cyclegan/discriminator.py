@@ -7,11 +7,11 @@ gives 30x30 logits.
 
 import keras
 
-from tf_cyclegan.layers import Conv2D, ZeroPadding2D, conv_init, instance_norm
+from tf_cyclegan.layers import Conv2D, conv_init, instance_norm
 
 
 def _padded_conv(x, filters, strides, name):
-    x = ZeroPadding2D(1, name=f"{name}_pad")(x)
+    x = keras.layers.ZeroPadding2D(1, name=f"{name}_pad")(x)
     return Conv2D(
         filters, 4, strides=strides, padding="valid",
         kernel_initializer=conv_init(), bias_initializer="zeros", name=f"{name}_conv",

@@ -22,12 +22,16 @@ TensorFlow's defaults. A pass the user has configured (`tf.config.optimizer
 import contextlib
 import functools
 
-from tensorflow.core.protobuf import config_pb2, rewriter_config_pb2
-from tensorflow.python.eager import context
+import tensorflow as tf
 
 from tf_cyclegan import runtime
 
-_Rewriter = rewriter_config_pb2.RewriterConfig
+try:  # TensorFlow's per-call function options: private, and the only per-function way in
+    from tensorflow.python.eager import context as _eager_context
+except ImportError:  # pragma: no cover - a TensorFlow that moved it: the defaults, unchanged
+    _eager_context = None
+
+_Rewriter = tf.compat.v1.ConfigProto().graph_options.rewrite_options.__class__
 
 # field: (its "not set" value, the value the training function gets on CPU)
 LEAN_CPU_REWRITES = {
@@ -41,7 +45,7 @@ LEAN_CPU_REWRITES = {
 def lean_config(config):
     """A copy of `config` (a `tf.compat.v1.ConfigProto`) with the passes above turned off,
     except those it already sets."""
-    lean = config_pb2.ConfigProto()
+    lean = tf.compat.v1.ConfigProto()
     lean.CopyFrom(config)
     rewrites = lean.graph_options.rewrite_options
     for field, (unset, value) in LEAN_CPU_REWRITES.items():
@@ -50,51 +54,52 @@ def lean_config(config):
     return lean
 
 
-def function_call_config(config):
-    """Runs the `tf.function`s called inside (in this thread) with Grappler `config`.
+def _calling_with_lean_passes():
+    """A context manager factory that runs the `tf.function`s called inside it (in this
+    thread) with the lean passes, or None where this TensorFlow does not offer per-call
+    options the way 2.21 does (then the training function keeps TensorFlow's defaults).
 
-    TensorFlow reads these options when it calls a function and optimises each function
-    once, the first time; a function first called here keeps `config` only as long as it
-    is always called with it (a call with other options is optimised anew).
+    The only use of private TensorFlow API in the package's training path: the eager
+    context's per-thread function-call options. The options are made once, at the first
+    call (from the calling thread's options then), so every call passes the same ones and
+    reuses the one optimised graph.
     """
-    return _calling_with(_call_options(config))
-
-
-def _call_options(config):
-    """TensorFlow's per-call function options: this thread's executor, Grappler `config`."""
-    executor_type = context.context().function_call_options.executor_type
-    return context.FunctionCallOptions(executor_type=executor_type, config_proto=config)
-
-
-@contextlib.contextmanager
-def _calling_with(options):
-    thread_local = context.context()._thread_local_data
-    previous = getattr(thread_local, "function_call_options", None)  # None: TensorFlow's defaults
-    thread_local.function_call_options = options
     try:
-        yield
-    finally:
-        thread_local.function_call_options = previous
+        ctx = _eager_context.context()
+        thread_local = ctx._thread_local_data
+        current = ctx.function_call_options
+        make_options = _eager_context.FunctionCallOptions
+    except AttributeError:
+        return None
+    config = tf.compat.v1.ConfigProto.FromString(current.config_proto_serialized)
+    options = make_options(executor_type=current.executor_type, config_proto=lean_config(config))
+
+    @contextlib.contextmanager
+    def calling():
+        previous = getattr(thread_local, "function_call_options", None)  # None: TensorFlow's defaults
+        thread_local.function_call_options = options
+        try:
+            yield
+        finally:
+            thread_local.function_call_options = previous
+
+    return calling
 
 
 def lean_training_function(function):
     """Keras' training function (`model.train_function`), run with the lean passes on a
-    CPU-only machine; `function` itself where a GPU is present.
-
-    The options are made once, at the first call (from the calling thread's options
-    then), so every call passes the same ones and reuses the one optimised graph.
-    """
-    if runtime.has_gpu():
+    CPU-only machine; `function` itself where a GPU is present or TensorFlow offers no
+    per-call options."""
+    if runtime.has_gpu() or _eager_context is None:
         return function
-    options = None
+    calling = None
 
     @functools.wraps(function)
     def run(*args, **kwargs):
-        nonlocal options
-        if options is None:
-            current = config_pb2.ConfigProto.FromString(context.context().function_call_options.config_proto_serialized)
-            options = _call_options(lean_config(current))
-        with _calling_with(options):
+        nonlocal calling
+        if calling is None:
+            calling = _calling_with_lean_passes() or contextlib.nullcontext
+        with calling():
             return function(*args, **kwargs)
 
     return run

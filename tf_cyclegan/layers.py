@@ -9,7 +9,6 @@ count down (the networks run a normalisation after nearly every convolution).
 """
 
 import functools
-import weakref
 
 import keras
 import tensorflow as tf
@@ -122,10 +121,10 @@ def _instance_norm(x, epsilon, slope):
     @_custom_gradient
     def forward(x):
         x32 = tf.cast(x, tf.float32)
-        axes = _constant([1, 2])
+        axes = [1, 2]
         mean = tf.reduce_mean(x32, axis=axes, keepdims=True)
         variance = tf.reduce_mean(tf.math.squared_difference(x32, mean), axis=axes, keepdims=True)
-        inv_std = tf.math.rsqrt(variance + _constant(epsilon, tf.float32))
+        inv_std = tf.math.rsqrt(variance + epsilon)
         y = tf.cast((x32 - mean) * inv_std, x.dtype)
 
         def backward(upstream):
@@ -198,71 +197,6 @@ class Conv2D(keras.layers.Conv2D):
         return _valid_conv(inputs, tf.convert_to_tensor(kernel))
 
 
-@keras.saving.register_keras_serializable(package="tf_cyclegan")
-class ZeroPadding2D(keras.layers.ZeroPadding2D):
-    """`keras.layers.ZeroPadding2D` whose gradient is one slice.
-
-    The same layer (and class name, as for `Conv2D` above) as Keras'. TensorFlow's gradient
-    of a zero padding computes the crop from the padding amounts when it runs: nine ops
-    per call, and the discriminator pads before each of its five convolutions and runs
-    four times per training step. Channels-last, the gradient here is one `StridedSlice`
-    whose bounds are fixed when traced.
-
-    Args: those of `keras.layers.ZeroPadding2D`.
-
-    Example:
-    >>> ZeroPadding2D(((1, 2), (0, 1)))(keras.ops.zeros((1, 4, 4, 3))).shape
-    (1, 7, 5, 3)
-    """
-
-    def call(self, inputs):
-        if self.data_format != "channels_last":
-            return super().call(inputs)
-        return _zero_pad(inputs, self.padding)
-
-
-def _zero_pad(x, padding):
-    """`tf.pad` of height and width with zeros ((top, bottom), (left, right)), NHWC."""
-    (top, bottom), (left, right) = padding
-
-    @_custom_gradient
-    def forward(x):
-        def backward(upstream):
-            # Every element of the batch and channel axes; the spatial crop, where a zero
-            # amount at the end means "to the end" (the end-mask bit), as -0 cannot.
-            end_mask = 0b1001 | (bottom == 0) << 1 | (right == 0) << 2
-            return tf.strided_slice(
-                upstream, _constant([0, top, left, 0]), _constant([0, -bottom, -right, 0]),
-                _constant([1, 1, 1, 1]), begin_mask=0b1001, end_mask=end_mask,
-            )
-
-        return tf.pad(x, _constant([[0, 0], [top, bottom], [left, right], [0, 0]])), backward
-
-    return forward(x)
-
-
-_GRAPH_CONSTANTS = weakref.WeakKeyDictionary()
-
-
-def _constant(value, dtype=tf.int32):
-    """`tf.constant(value, dtype)`, made once per graph being traced and shared by every call.
-
-    The layers here need the same few constants (axes, permutations, epsilon) at every
-    call; traced, each would be its own op, and the training step would have about 550
-    more ops to trace and optimise (Grappler merges them again). The shared constant has
-    no device and no control inputs, so any op of the graph may use it.
-    """
-    if tf.executing_eagerly():
-        return tf.constant(value, dtype)
-    graph = tf.compat.v1.get_default_graph()
-    constants = _GRAPH_CONSTANTS.setdefault(graph, {})
-    key = (repr(value), tf.as_dtype(dtype).name)
-    if key not in constants:
-        with graph.control_dependencies(None), tf.compat.v1.device(None):
-            constants[key] = tf.constant(value, dtype)
-    return constants[key]
-
-
 def _custom_gradient(f):
     """`tf.custom_gradient` for a function of tensors, recorded straight onto the active tapes.
 
@@ -301,7 +235,7 @@ def _valid_conv(x, kernel):
     @_custom_gradient
     def forward(x, kernel):
         def backward(upstream):
-            flipped = tf.transpose(tf.reverse(kernel, axis=_constant([0, 1])), _constant([0, 1, 3, 2]))
+            flipped = tf.transpose(tf.reverse(kernel, axis=[0, 1]), [0, 1, 3, 2])
             x_grad = tf.nn.conv2d(tf.pad(upstream, _full_paddings(kernel.shape)), flipped, strides=1, padding="VALID")
             return x_grad, _valid_conv_kernel_grad(x, upstream, kernel.shape)
 
@@ -325,22 +259,22 @@ def _valid_conv_kernel_grad(x, upstream, kernel_shape):
     the result.
     """
     _, _, in_channels, out_channels = kernel_shape
-    to_hwno = _constant([1, 2, 0, 3])
+    to_hwno = [1, 2, 0, 3]
     if out_channels >= in_channels:
         kernel_grad = tf.nn.conv2d(
-            tf.transpose(x, _constant([3, 1, 2, 0])), tf.transpose(upstream, to_hwno), strides=1, padding="VALID"
+            tf.transpose(x, [3, 1, 2, 0]), tf.transpose(upstream, to_hwno), strides=1, padding="VALID"
         )
         return tf.transpose(kernel_grad, to_hwno)
-    upstream_as_images = tf.pad(tf.transpose(upstream, _constant([3, 1, 2, 0])), _full_paddings(kernel_shape))
+    upstream_as_images = tf.pad(tf.transpose(upstream, [3, 1, 2, 0]), _full_paddings(kernel_shape))
     flipped_grad = tf.nn.conv2d(upstream_as_images, tf.transpose(x, to_hwno), strides=1, padding="VALID")
-    return tf.transpose(tf.reverse(flipped_grad, axis=_constant([1, 2])), _constant([1, 2, 3, 0]))
+    return tf.transpose(tf.reverse(flipped_grad, axis=[1, 2]), [1, 2, 3, 0])
 
 
 def _full_paddings(kernel_shape):
     """NHWC paddings of `kernel - 1` on each side of height and width: a "valid" correlation
     of the padded tensor with a `kernel_shape` kernel is the full one."""
     kernel_h, kernel_w = kernel_shape[0], kernel_shape[1]
-    return _constant([[0, 0], [kernel_h - 1, kernel_h - 1], [kernel_w - 1, kernel_w - 1], [0, 0]])
+    return [[0, 0], [kernel_h - 1, kernel_h - 1], [kernel_w - 1, kernel_w - 1], [0, 0]]
 
 
 def instance_norm(name=None, activation=None):

@@ -17,6 +17,16 @@ def _handle(variable):
     return variable.handle
 
 
+def _adam_slots(optimizer, variable):
+    """`variable`'s first and second moments in Keras' Adam, or None where this Keras keeps
+    them otherwise: the one place that reads Keras' private slot lists."""
+    try:
+        index = optimizer._get_variable_index(variable)
+        return optimizer._momentums[index], optimizer._velocities[index]
+    except (AttributeError, IndexError, KeyError, TypeError):
+        return None
+
+
 @keras.saving.register_keras_serializable(package="tf_cyclegan")
 class FusedAdam(keras.optimizers.Adam):
     """`keras.optimizers.Adam` (without amsgrad) whose update is one fused op per variable.
@@ -70,13 +80,16 @@ class FusedAdam(keras.optimizers.Adam):
         return scalars
 
     def update_step(self, gradient, variable, learning_rate):
+        slots = _adam_slots(self, variable)
+        if slots is None:  # Keras' own update, op by op
+            return super().update_step(gradient, variable, learning_rate)
         dtype = variable.dtype
         beta1_power, beta2_power, lr, beta1, beta2, epsilon = self._scalars(dtype, learning_rate)
-        index = self._get_variable_index(variable)
+        momentum, velocity = slots
         tf.raw_ops.ResourceApplyAdam(
             var=_handle(variable),
-            m=_handle(self._momentums[index]),
-            v=_handle(self._velocities[index]),
+            m=_handle(momentum),
+            v=_handle(velocity),
             beta1_power=beta1_power, beta2_power=beta2_power, lr=lr,
             beta1=beta1, beta2=beta2, epsilon=epsilon,
             grad=tf.cast(gradient, dtype),
