@@ -14,7 +14,9 @@ rounds of its change against the round's two baselines (step time, first step, p
 with the A/A spread beside them.
 
 The devices are switched off here, in the benchmark's child process, by putting back what
-plain Keras and TensorFlow do; nothing in the package reads a switch.
+plain Keras and TensorFlow do; nothing in the package reads a switch. Devices that did not
+pay were removed from the package, and with them from this list; docs/performance.md keeps
+their figures, measured by this script before their removal (commit 676a4f7).
 """
 
 import time
@@ -47,14 +49,11 @@ def _plain_instance_norm(x, epsilon, slope):
 def _switch_off(device):
     """Puts back plain Keras / TensorFlow in place of `device` in this process."""
     import keras
-    import tensorflow as tf
 
-    from tf_cyclegan import cyclegan, layers, runtime
+    from tf_cyclegan import cyclegan, layers
 
     if device == "grappler":
         cyclegan.lean_training_function = lambda function: function
-    elif device == "single_graph":
-        cyclegan.single_graph_train_function = lambda model: None
     elif device == "fused_adam":
         cyclegan.FusedAdam = keras.optimizers.Adam
     elif device == "conv_lean_gradients":
@@ -63,25 +62,18 @@ def _switch_off(device):
         layers.Conv2D.call = keras.layers.Conv2D.call
     elif device == "instance_norm_gradient":
         layers._instance_norm = _plain_instance_norm
-    elif device == "zero_padding_gradient":
-        layers.ZeroPadding2D.call = keras.layers.ZeroPadding2D.call
     elif device == "tape_record":
         layers._tape_record = None  # `_custom_gradient` falls back to `tf.custom_gradient`
-    elif device == "shared_constants":
-        layers._constant = lambda value, dtype=tf.int32: tf.constant(value, dtype)
     elif device == "stacked_calls":
         cyclegan.CycleGAN._run_stacked = lambda self, network, inputs, training: [
             network(x, training=training) for x in inputs]
-    elif device == "malloc_trim":
-        runtime._malloc_trim = lambda: None
-    elif device != "bfc_allocator":  # that one is a command-line choice (see _bench_args)
+    else:
         raise ValueError(f"unknown device {device!r}")
 
 
 DEVICES = (
-    "grappler", "single_graph", "fused_adam", "conv_lean_gradients", "conv_bias_add",
-    "instance_norm_gradient", "zero_padding_gradient", "tape_record", "shared_constants",
-    "stacked_calls", "bfc_allocator", "malloc_trim",
+    "grappler", "fused_adam", "conv_lean_gradients", "conv_bias_add", "instance_norm_gradient",
+    "tape_record", "stacked_calls",
 )
 KEYS = ("step_s", "first_step_s", "peak_rss_mb")
 
@@ -91,8 +83,7 @@ def _child(devices, bench_argv):
 
     for device in devices:
         _switch_off(device)
-    allocator = ["--cpu-allocator", "malloc"] if "bfc_allocator" in devices else []
-    run_bench(build_parser().parse_args(["bench"] + bench_argv + allocator), start_time=T0)
+    run_bench(build_parser().parse_args(["bench"] + bench_argv), start_time=T0)
 
 
 def _run(variant, off, bench_argv):

@@ -55,7 +55,7 @@ def benchmark_model(blocks=9, ngf=64):
 
 
 def train_step_benchmark(size=128, batch=1, blocks=9, ngf=64, steps=10, warmup=2, precision="float32",
-                         jit_compile="auto", start_time=None, callbacks=()):
+                         jit_compile="auto", start_time=None):
     """Times the CycleGAN training step as `fit` runs it.
 
     Args:
@@ -66,7 +66,6 @@ def train_step_benchmark(size=128, batch=1, blocks=9, ngf=64, steps=10, warmup=2
         jit_compile: "auto", True or False, as for `compile`.
         start_time: when the process started (`time.time()`), for `first_step_s`;
             default: from /proc.
-        callbacks: more Keras callbacks for the `fit` that is timed.
 
     Returns:
         dict: images_per_s (steady state), first_step_s (process start to the end of the
@@ -96,7 +95,7 @@ def train_step_benchmark(size=128, batch=1, blocks=9, ngf=64, steps=10, warmup=2
         # One fit, as training runs it: separate fit calls each pay start-up work again.
         clock = _StepClock()
         history = model.fit(data, epochs=1, steps_per_epoch=1 + warmup + steps, verbose=0,
-                            callbacks=[clock, *callbacks])
+                            callbacks=[clock])
         peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         gpu_peak_mb = tf.config.experimental.get_memory_info("GPU:0")["peak"] / 2**20 if gpu else None
         # Counted after the timed run: it traces each network once more.

@@ -1,37 +1,20 @@
 """`tf-cyclegan`: a thin command line over the library.
 
-The library changes nothing process-wide on import or in `fit`; this command owns its
-process, and `train` and `bench` make two choices for it, as their first steps: TensorFlow's
-CPU allocator, before TensorFlow's first op (`train.cpu_allocator` / `--cpu-allocator`,
-`tf_cyclegan.runtime.set_cpu_allocator`), and, while `fit` runs, handing the C heap's freed
-pages back to the system (`tf_cyclegan.runtime.ReturningFreedMemory`).
+The library changes nothing process-wide on import or in `fit`. `train` and `bench` set
+TensorFlow's CPU allocator first, before TensorFlow's first op, only when the user asks for
+one (`train.cpu_allocator` / `--cpu-allocator`; default: TensorFlow's own).
 """
 
 import argparse
-import contextlib
 import logging
 import os
 import sys
 import time
 
 
-@contextlib.contextmanager
-def _training_process(cpu_allocator):
-    """What `train` and `bench` do to their own process (see the module docstring): the CPU
-    allocator chosen before TensorFlow's first op; yields the callback that hands freed heap
-    pages back while `fit` runs, and stops it however the block ends."""
-    from tf_cyclegan.runtime import ReturningFreedMemory, set_cpu_allocator
-
-    set_cpu_allocator(cpu_allocator)
-    freed_memory = ReturningFreedMemory()
-    try:
-        yield freed_memory
-    finally:
-        freed_memory.close()
-
-
 def _train(args):
     from tf_cyclegan.config import load_config
+    from tf_cyclegan.runtime import set_cpu_allocator
     from tf_cyclegan.train import train_and_evaluate
 
     config = load_config(args.config, sets=args.set)
@@ -41,8 +24,8 @@ def _train(args):
         stem = os.path.splitext(os.path.basename(args.config))[0] if args.config else "run"
         run_dir = os.path.join("runs", f"{stem}-{time.strftime('%Y%m%d-%H%M%S')}")
     started = time.time()
-    with _training_process(config.train.cpu_allocator) as freed_memory:
-        result = train_and_evaluate(config, run_dir, restart=args.restart, callbacks=[freed_memory])
+    set_cpu_allocator(config.train.cpu_allocator)
+    result = train_and_evaluate(config, run_dir, restart=args.restart)
     print(f"\nTraining took {time.time() - started:.0f} s. Results are in {run_dir}/ "
           "(model.keras, samples/, logs/ for TensorBoard, results.json)")
     paired = result.get("paired_test")
@@ -68,9 +51,10 @@ def run_bench(args, start_time=None):
     import json
 
     from tf_cyclegan.bench import train_step_benchmark
+    from tf_cyclegan.runtime import set_cpu_allocator
 
-    with _training_process(args.cpu_allocator) as freed_memory:
-        result = train_step_benchmark(**bench_kwargs(args), start_time=start_time, callbacks=[freed_memory])
+    set_cpu_allocator(args.cpu_allocator)
+    result = train_step_benchmark(**bench_kwargs(args), start_time=start_time)
     print(json.dumps(result))
 
 
@@ -202,7 +186,7 @@ def build_parser():
     bench.add_argument("--precision", default="float32", choices=("float32", "mixed_bfloat16", "mixed_float16"))
     bench.add_argument("--jit-compile", default="auto", choices=("auto", "true", "false"))
     bench.add_argument("--cpu-allocator", default="auto", choices=("auto", "bfc", "malloc"),
-                       help="TensorFlow's host-memory allocator (auto: bfc)")
+                       help="TensorFlow's host-memory allocator (auto: TensorFlow's own choice)")
     bench.set_defaults(func=_bench)
 
     demo = commands.add_parser("make-demo-data", help="write the synthetic dataset")

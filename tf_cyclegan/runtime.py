@@ -1,60 +1,44 @@
 """What this process's TensorFlow runs on: the CPU allocator, oneDNN, GPUs, CPU features.
 
 TensorFlow allocates CPU tensors with the C library's `malloc` by default (or, where it runs
-oneDNN's kernels, with oneDNN's own pooling allocator). The CycleGAN step allocates and
-frees gigabytes of activations per step; TensorFlow's best-fit-with-coalescing (BFC) pool
-keeps freed blocks for reuse. `set_cpu_allocator` chooses between them; TensorFlow reads the
-choice once, when it creates its devices, so it must be made before the process's first
-TensorFlow op. It is process-wide, so the library never makes it on its own: `tf-cyclegan
-train` and `tf-cyclegan bench` make it as the first step of their `main` (`train.cpu_allocator`,
-`--cpu-allocator`); in your own script call `set_cpu_allocator("bfc")` first thing, or set
-`TF_CPU_ALLOCATOR_USE_BFC=true`.
-
-Memory that is not a tensor (graph building and optimisation, kernels' scratch) comes
-from the C library's heap, which keeps what is freed. `returning_freed_memory()` hands it
-back to the system while inside; `tf-cyclegan train` runs training under it.
+oneDNN's kernels, with oneDNN's own pooling allocator). `set_cpu_allocator` can choose its
+best-fit-with-coalescing (BFC) pool instead; TensorFlow reads the choice once, when it
+creates its devices, so it must be made before the process's first TensorFlow op. It is
+process-wide and, for the CycleGAN step, not a gain on either CPU this project measures
+(docs/performance.md), so nothing makes it unless asked: `train.cpu_allocator` /
+`tf-cyclegan bench --cpu-allocator`, or `set_cpu_allocator("bfc")` first thing in a script.
 
 Each question here is asked in one place, so a test can switch the answer
 (`has_gpu`, `onednn_enabled`) and run the branch another machine would take.
 """
 
-import contextlib
-import ctypes
 import functools
 import os
 import sys
-import threading
 import warnings
-
-import keras
 
 CPU_ALLOCATORS = ("auto", "bfc", "malloc")
 _ENV = "TF_CPU_ALLOCATOR_USE_BFC"
 
 
 def set_cpu_allocator(allocator="auto"):
-    """Makes TensorFlow allocate host memory with its BFC pool ("bfc") or `malloc`.
+    """Makes TensorFlow allocate host memory with its BFC pool ("bfc") or `malloc` ("malloc").
 
     Args:
-        allocator: str, "auto" (default), "bfc" or "malloc". "auto" is BFC unless TensorFlow
-            has already started or the environment variable `TF_CPU_ALLOCATOR_USE_BFC`
-            is set, in which case it changes nothing and says nothing. "malloc" is
-            TensorFlow's own default, which is oneDNN's allocator where TensorFlow runs oneDNN
-            (`cpu_allocator_in_use` then says "onednn").
+        allocator: str, "auto" (default), "bfc" or "malloc". "auto" leaves TensorFlow's own
+            choice and says nothing. "malloc" is TensorFlow's own default, which is oneDNN's
+            allocator where TensorFlow runs oneDNN (`cpu_allocator_in_use` then says "onednn").
 
     Returns:
-        bool: True if the allocator asked for is (or will be) in use; False when TensorFlow
-        has already created its devices with another, which fixes the allocator for good
-        (with a warning unless `allocator` is "auto"), or "auto" found nothing to do.
+        bool: True if the allocator asked for is (or will be) in use; False for "auto", and
+        when TensorFlow has already created its devices with another, which fixes the
+        allocator for good (with a warning).
     """
     if allocator not in CPU_ALLOCATORS:
         raise ValueError(f"cpu_allocator must be one of {CPU_ALLOCATORS}. Received: {allocator!r}")
-    started = _tensorflow_started()
     if allocator == "auto":
-        if started or _ENV in os.environ:
-            return False
-        allocator = "bfc"
-    if not started:
+        return False
+    if not _tensorflow_started():
         os.environ[_ENV] = "true" if allocator == "bfc" else "false"
         return True
     in_use = cpu_allocator_in_use()
@@ -172,81 +156,3 @@ def _tensorflow_started():
         return False
     ctx = context.context_safe()
     return ctx is not None and getattr(ctx, "_context_handle", None) is not None
-
-
-@functools.cache
-def _malloc_trim():
-    """glibc's `malloc_trim`, or None where the C library has none (macOS, musl)."""
-    try:
-        return ctypes.CDLL("libc.so.6").malloc_trim
-    except (OSError, AttributeError):
-        return None
-
-
-@contextlib.contextmanager
-def returning_freed_memory(period=0.25, trim=None):
-    """Returns the C heap's freed pages to the system every `period` seconds while inside.
-
-    glibc keeps the pages of freed heap blocks (graph building, Grappler, kernels'
-    scratch) mapped for reuse, and fragmentation leaves many of them unused: at 128x128
-    they put about 45 MB on the training process's peak memory (the README's training-speed
-    section). A daemon thread calls `malloc_trim(0)`, which releases whole free pages; the
-    call releases the GIL and took 0.5 ms (median; 6.5 ms at most) in a 128-px training
-    run. Only under TensorFlow's BFC allocator (the default here): with `malloc` as
-    TensorFlow's allocator every tensor lives in that heap, and trimming it made steps
-    15-20% slower, as freed tensor memory had to be faulted in again. Where there is no
-    glibc it does nothing.
-
-    Args:
-        period: seconds between trims; 0 or less does nothing.
-        trim: the trimming function, called with 0 (default: glibc's `malloc_trim`).
-    """
-    trim = trim or _malloc_trim()
-    if trim is None or period <= 0 or cpu_allocator_in_use() != "bfc":
-        yield
-        return
-    stop = threading.Event()
-
-    def run():
-        while not stop.wait(period):
-            trim(0)
-
-    thread = threading.Thread(target=run, name="tf_cyclegan-return-freed-memory", daemon=True)
-    thread.start()
-    try:
-        yield
-    finally:
-        stop.set()
-        thread.join()
-
-
-class ReturningFreedMemory(keras.callbacks.Callback):
-    """Runs `fit` inside `returning_freed_memory()`: a Keras callback.
-
-    The trimming starts with training, once a `tf.distribute` strategy and TensorFlow are
-    set up (asking which allocator runs starts TensorFlow, which must not happen before a
-    multi-worker strategy exists), and stops when training ends; `close()` stops it where
-    `fit` ended on an exception. `tf-cyclegan train` and `bench` add it to their own `fit`.
-
-    Args:
-        period: seconds between trims, as for `returning_freed_memory`.
-    """
-
-    def __init__(self, period=0.25):
-        super().__init__()
-        self.period = period
-        self._running = None
-
-    def on_train_begin(self, logs=None):
-        if self._running is None:
-            self._running = returning_freed_memory(self.period)
-            self._running.__enter__()
-
-    def on_train_end(self, logs=None):
-        self.close()
-
-    def close(self):
-        """Stops the trimming thread, if it runs."""
-        if self._running is not None:
-            running, self._running = self._running, None
-            running.__exit__(None, None, None)
