@@ -157,6 +157,43 @@ def test_stacked_calls_match_separate_calls_and_fall_back_for_other_sizes():
     assert different[0].shape == (2, 32, 32, 3) and different[1].shape == (2, 16, 16, 3)
 
 
+class _NormalizedBlock(keras.layers.Layer):
+    """A custom layer with batch statistics inside it (not a model: no `.layers`)."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.conv = keras.layers.Conv2D(3, 3, padding="same")
+        self.norm = keras.layers.BatchNormalization()
+
+    def call(self, x, training=False):
+        return self.norm(self.conv(x), training=training)
+
+
+def test_networks_with_batch_statistics_anywhere_are_called_one_by_one():
+    inputs = keras.Input((None, None, 3))
+    gen_with_bn = keras.Model(inputs, _NormalizedBlock()(inputs))
+    plain = tiny_cyclegan()
+    assert plain._per_image
+    model = CycleGAN(gen_with_bn, plain.gen_b2a, plain.disc_a, plain.disc_b, pool_size=0)
+    assert not model._per_image
+    calls = []
+    call = gen_with_bn.call
+    gen_with_bn.call = lambda x, *args, **kwargs: calls.append(x.shape[0]) or call(x, *args, **kwargs)
+    x = np.zeros((1, 16, 16, 3), "float32")
+    model._run_stacked(gen_with_bn, [x, x], training=True)
+    assert calls == [1, 1]
+
+
+def test_train_on_batch_trains_once_and_returns_the_losses():
+    model = tiny_cyclegan()
+    model.compile(jit_compile=False)
+    real_a, real_b = next(iter(random_pairs(count=1)))
+    logs = model.train_on_batch(real_a.numpy(), real_b.numpy(), return_dict=True)
+    assert {"gen_total", "disc_a", "disc_b"} <= set(logs) and np.isfinite(logs["gen_total"])
+    assert int(model.gen_optimizer.iterations.numpy()) == 1
+    assert int(model.disc_optimizer.iterations.numpy()) == 1
+
+
 def test_discriminator_test_loss_uses_current_fakes():
     model = tiny_cyclegan()
     model.compile()

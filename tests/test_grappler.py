@@ -1,4 +1,5 @@
 import threading
+import types
 
 import keras
 import pytest
@@ -64,16 +65,23 @@ def test_the_options_are_restored_after_an_error():
     assert ctx.function_call_options.config_proto_serialized == before
 
 
-def test_without_tensorflows_per_call_options_the_function_runs_with_the_defaults(monkeypatch):
-    class ContextWithoutOptions:  # a TensorFlow whose eager context has moved them
-        function_call_options = None
+class _NoThreadLocalData:  # a TensorFlow whose eager context keeps the options elsewhere
+    function_call_options = context.context().function_call_options
 
+
+class _NoOptions:  # a TensorFlow whose eager context has no per-call options
+    _thread_local_data = None
+
+
+@pytest.mark.parametrize("stand_in", [_NoThreadLocalData, _NoOptions])
+def test_without_tensorflows_per_call_options_the_function_runs_with_the_defaults(monkeypatch, stand_in):
     monkeypatch.setattr(runtime, "has_gpu", lambda: False)
-    monkeypatch.setattr(grappler._eager_context, "context", lambda: ContextWithoutOptions())
+    eager_context = types.SimpleNamespace(context=stand_in, FunctionCallOptions=context.FunctionCallOptions)
+    monkeypatch.setattr(grappler, "_eager_context", eager_context)
     assert grappler._calling_with_lean_passes() is None
     calls = []
     run = grappler.lean_training_function(lambda x: calls.append(x) or x)
-    assert run(3) == 3 and calls == [3]
+    assert run(3) == 3 and run(4) == 4 and calls == [3, 4]
 
 
 def test_with_a_gpu_the_training_function_is_left_as_it_is(monkeypatch):

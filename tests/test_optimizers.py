@@ -85,6 +85,12 @@ def test_fused_adam_falls_back_to_keras_update_where_the_slots_are_not_where_it_
     gradients = [rng.normal(size=(3, 2)).astype("float32") for _ in range(3)]
     expected = _train(keras.optimizers.Adam(0.01, beta_1=0.5), start, gradients)
     np.testing.assert_allclose(_train(FusedAdam(0.01, beta_1=0.5), start, gradients), expected, rtol=0, atol=1e-6)
+    variables = [keras.Variable(start)]
+    optimizer = FusedAdam(0.01)
+    optimizer.build(variables)
+    step = tf.function(functools.partial(_apply, optimizer, variables))
+    types = [op.type for op in step.get_concrete_function([tf.ones((3, 2))]).graph.get_operations()]
+    assert "ResourceApplyAdam" not in types  # Keras' update ran, op by op
 
 
 def test_the_slots_are_found_in_this_keras():

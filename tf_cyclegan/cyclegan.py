@@ -237,12 +237,13 @@ class CycleGAN(keras.Model):
 
     @property
     def _per_image(self):
+        """True when no network keeps state across a batch (BatchNormalization's moving
+        statistics, or anything else non-trainable): then stacking changes no number. A
+        network with frozen (non-trainable) weights is also called one by one, which is
+        only slower."""
         if not hasattr(self, "_per_image_networks"):
             self._per_image_networks = not any(
-                isinstance(layer, keras.layers.BatchNormalization)
-                for net in (self.gen_a2b, self.gen_b2a, self.disc_a, self.disc_b)
-                for layer in _all_layers(net)
-            )
+                net.non_trainable_weights for net in (self.gen_a2b, self.gen_b2a, self.disc_a, self.disc_b))
         return self._per_image_networks
 
     def make_train_function(self, force=False):
@@ -316,13 +317,6 @@ class CycleGAN(keras.Model):
         for name in ("gen_a2b", "gen_b2a", "disc_a", "disc_b"):
             config[name] = keras.saving.deserialize_keras_object(config[name])
         return cls(**config)
-
-
-def _all_layers(layer):
-    """`layer` and every layer nested in it (models inside models included)."""
-    yield layer
-    for inner in getattr(layer, "layers", ()):
-        yield from _all_layers(inner)
 
 
 def _multi_worker(strategy):

@@ -3,8 +3,9 @@
 TensorFlow optimises a `tf.function`'s graph (Grappler) the first time it runs, so the
 time Grappler takes is part of the wait before training's first step. Four of its
 passes change nothing in the CycleGAN training step when no GPU is present, and took
-about 0.9 s of the 1.4 s Grappler spends on the ResNet-9 step at 128x128 (the README's
-training-speed section has the measurements):
+about 0.9 s of the 1.4 s Grappler spent on the ResNet-9 step at 128x128 when they were
+chosen (Grappler's own log, `TF_CPP_VMODULE=meta_optimizer=1`; docs/performance.md has
+what leaving them on costs the first step today):
 
 - the layout optimizer (it converts layouts for GPUs; the step is channels-last already),
 - the MLIR "TFG" passes (shape inference, conditional code motion: the step has no
@@ -59,23 +60,22 @@ def _calling_with_lean_passes():
     thread) with the lean passes, or None where this TensorFlow does not offer per-call
     options the way 2.21 does (then the training function keeps TensorFlow's defaults).
 
-    The only use of private TensorFlow API in the package's training path: the eager
-    context's per-thread function-call options. The options are made once, at the first
-    call (from the calling thread's options then), so every call passes the same ones and
-    reuses the one optimised graph.
+    This module's one use of private TensorFlow API: the eager context's per-thread
+    function-call options. The options are made once, here (from the calling thread's
+    options now), so every call passes the same ones and reuses the one optimised graph.
     """
     try:
-        ctx = _eager_context.context()
-        thread_local = ctx._thread_local_data
-        current = ctx.function_call_options
-        make_options = _eager_context.FunctionCallOptions
-    except AttributeError:
+        current = _eager_context.context().function_call_options
+        config = tf.compat.v1.ConfigProto.FromString(current.config_proto_serialized)
+        options = _eager_context.FunctionCallOptions(
+            executor_type=current.executor_type, config_proto=lean_config(config))
+        _eager_context.context()._thread_local_data.function_call_options  # noqa: B018 - where they are set
+    except (AttributeError, TypeError, ValueError):
         return None
-    config = tf.compat.v1.ConfigProto.FromString(current.config_proto_serialized)
-    options = make_options(executor_type=current.executor_type, config_proto=lean_config(config))
 
     @contextlib.contextmanager
     def calling():
+        thread_local = _eager_context.context()._thread_local_data
         previous = getattr(thread_local, "function_call_options", None)  # None: TensorFlow's defaults
         thread_local.function_call_options = options
         try:
