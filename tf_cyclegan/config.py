@@ -63,7 +63,7 @@ class TrainConfig:
     steps_per_epoch: Optional[int] = None  # cap an epoch's steps (None: max(|A|, |B|) pairs)
     seed: Optional[int] = 0
     deterministic: bool = False  # enable_op_determinism(): a resumed run ends bit-identical
-    cpu_allocator: Literal["auto", "bfc", "malloc"] = "auto"  # see tf_cyclegan/runtime.py
+    cpu_allocator: Literal["auto", "bfc", "malloc"] = "auto"  # auto: TensorFlow's own (tf_cyclegan/runtime.py)
     verbose: int = 1
 
 
