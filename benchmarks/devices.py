@@ -58,8 +58,6 @@ def _switch_off(device):
         cyclegan.FusedAdam = keras.optimizers.Adam
     elif device == "conv_lean_gradients":
         layers.Conv2D.convolution_op = keras.layers.Conv2D.convolution_op
-    elif device == "conv_bias_add":
-        layers.Conv2D.call = keras.layers.Conv2D.call
     elif device == "instance_norm_gradient":
         layers._instance_norm = _plain_instance_norm
     elif device == "tape_record":
@@ -72,7 +70,7 @@ def _switch_off(device):
 
 
 DEVICES = (
-    "grappler", "fused_adam", "conv_lean_gradients", "conv_bias_add", "instance_norm_gradient",
+    "grappler", "fused_adam", "conv_lean_gradients", "instance_norm_gradient",
     "tape_record", "stacked_calls",
 )
 KEYS = ("step_s", "first_step_s", "peak_rss_mb")

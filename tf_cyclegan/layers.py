@@ -176,16 +176,6 @@ class Conv2D(keras.layers.Conv2D):
     (1, 8, 8, 8)
     """
 
-    def call(self, inputs):
-        if not (self.use_bias and self.data_format == "channels_last"):
-            return super().call(inputs)
-        # Keras adds the bias as a reshaped (1, 1, 1, filters) tensor; BiasAdd is the same
-        # sum in one op, with one op (BiasAddGrad) for its gradient instead of a reshape chain.
-        outputs = tf.nn.bias_add(self.convolution_op(inputs, self.kernel), self.bias)
-        if self.activation is not None:
-            outputs = self.activation(outputs)
-        return outputs
-
     def convolution_op(self, inputs, kernel):
         lean = (
             self.padding == "valid" and tuple(self.strides) == (1, 1) and tuple(self.dilation_rate) == (1, 1)
