@@ -6,10 +6,46 @@ one (`train.cpu_allocator` / `--cpu-allocator`; default: TensorFlow's own).
 """
 
 import argparse
+import contextlib
 import logging
 import os
+import signal
 import sys
+import threading
 import time
+
+
+@contextlib.contextmanager
+def _ctrl_c_at_the_next_batch():
+    """Yields a Keras callback that stops `fit` with KeyboardInterrupt at the end of the
+    batch during which Ctrl-C came, while SIGINT also raises it at once as usual.
+
+    The immediate KeyboardInterrupt can be lost: when it is raised while TensorFlow's own
+    code runs (reading the next batch, for one), TensorFlow can take it for an error of its
+    own, and `fit` carried on to the last epoch. The flag set here survives that. Only the
+    command does this: it owns its process; the previous handler is put back after.
+    """
+    import keras
+
+    interrupted = threading.Event()
+
+    def on_sigint(signum, frame):
+        interrupted.set()
+        raise KeyboardInterrupt
+
+    class StopOnCtrlC(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            if interrupted.is_set():
+                raise KeyboardInterrupt
+
+    if threading.current_thread() is not threading.main_thread():  # only the main thread sets handlers
+        yield StopOnCtrlC()
+        return
+    previous = signal.signal(signal.SIGINT, on_sigint)
+    try:
+        yield StopOnCtrlC()
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _train(args):
@@ -25,7 +61,8 @@ def _train(args):
         run_dir = os.path.join("runs", f"{stem}-{time.strftime('%Y%m%d-%H%M%S')}")
     started = time.time()
     set_cpu_allocator(config.train.cpu_allocator)
-    result = train_and_evaluate(config, run_dir, restart=args.restart)
+    with _ctrl_c_at_the_next_batch() as stop_on_ctrl_c:
+        result = train_and_evaluate(config, run_dir, restart=args.restart, callbacks=[stop_on_ctrl_c])
     print(f"\nTraining took {time.time() - started:.0f} s. Results are in {run_dir}/ "
           "(model.keras, samples/, logs/ for TensorBoard, results.json)")
     paired = result.get("paired_test")
