@@ -246,3 +246,19 @@ def test_several_pairs_after_one_set(tmp_path, capsys):
 
     args = build_parser().parse_args(["train", "--set", "a.b=1", "c.d=2", "--set", "e.f=3"])
     assert args.set == ["a.b=1", "c.d=2", "e.f=3"]
+
+
+def test_ctrl_c_raises_at_once_and_again_at_the_end_of_the_batch_and_the_handler_is_put_back():
+    import signal
+
+    from tf_cyclegan.cli import _ctrl_c_at_the_next_batch
+
+    before = signal.getsignal(signal.SIGINT)
+    with _ctrl_c_at_the_next_batch() as stop_on_ctrl_c:
+        stop_on_ctrl_c.on_train_batch_end(0)  # no Ctrl-C yet: nothing happens
+        with pytest.raises(KeyboardInterrupt):
+            signal.raise_signal(signal.SIGINT)
+        # Had that KeyboardInterrupt been lost inside TensorFlow, the batch's end raises it again.
+        with pytest.raises(KeyboardInterrupt):
+            stop_on_ctrl_c.on_train_batch_end(1)
+    assert signal.getsignal(signal.SIGINT) is before
