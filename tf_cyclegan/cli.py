@@ -20,10 +20,10 @@ def _ctrl_c_at_the_next_batch():
     """Yields a Keras callback that stops `fit` with KeyboardInterrupt at the end of the
     batch during which Ctrl-C came, while SIGINT also raises it at once as usual.
 
-    The immediate KeyboardInterrupt can be lost: when it is raised while TensorFlow's own
-    code runs (reading the next batch, for one), TensorFlow can take it for an error of its
-    own, and `fit` carried on to the last epoch. The flag set here survives that. Only the
-    command does this: it owns its process; the previous handler is put back after.
+    The immediate KeyboardInterrupt was seen lost (about one run in five under CPU load):
+    `fit` carried on to the last epoch and the command exited 0. Where it goes is not
+    established; the flag set here survives whatever swallowed it. Only the command does
+    this: it owns its process; the previous handler is put back after.
     """
     import keras
 
