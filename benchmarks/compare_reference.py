@@ -12,7 +12,7 @@ Then, once, this machine's matrix-multiply rate (`benchmarks/matmul_peak.py`).
 Prints every run's JSON line, then one summary line: per implementation the median
 images/s, first-step seconds and peak RSS, and the ratios of ours to the reference's
 medians; the FLOP/s each reaches (the same update, counted once from the layer shapes by
-`tf_cyclegan.flops.training_step_flops`) and its fraction of the matrix-multiply rates.
+`tf_cyclegan.benchmarking.flops.training_step_flops`) and its fraction of the matrix-multiply rates.
 With `--bf16`, the reference autocasts to bfloat16 and ours runs mixed_bfloat16.
 torch is never imported here: it lives in its own environment (`--torch-python`).
 """

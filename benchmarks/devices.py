@@ -50,18 +50,19 @@ def _switch_off(device):
     """Puts back plain Keras / TensorFlow in place of `device` in this process."""
     import keras
 
-    from tf_cyclegan import cyclegan, layers
+    from tf_cyclegan.layers import custom_gradient, instance_normalization, lean_conv
+    from tf_cyclegan.models import cyclegan
 
     if device == "grappler":
         cyclegan.lean_training_function = lambda function: function
     elif device == "fused_adam":
         cyclegan.FusedAdam = keras.optimizers.Adam
     elif device == "conv_lean_gradients":
-        layers.Conv2D.convolution_op = keras.layers.Conv2D.convolution_op
+        lean_conv.LeanConv2D.convolution_op = keras.layers.Conv2D.convolution_op
     elif device == "instance_norm_gradient":
-        layers._instance_norm = _plain_instance_norm
+        instance_normalization._instance_norm = _plain_instance_norm
     elif device == "tape_record":
-        layers._tape_record = None  # `_custom_gradient` falls back to `tf.custom_gradient`
+        custom_gradient._tape_record = None  # `custom_gradient` falls back to `tf.custom_gradient`
     elif device == "stacked_calls":
         cyclegan.CycleGAN._run_stacked = lambda self, network, inputs, training: [
             network(x, training=training) for x in inputs]

@@ -19,7 +19,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-from tf_cyclegan.fid import InceptionFeatures  # noqa: E402
+from tf_cyclegan.evaluation.fid import InceptionFeatures  # noqa: E402
 
 
 def main():

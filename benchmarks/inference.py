@@ -1,6 +1,6 @@
 """Per-image CPU latency of every inference path at one size, and the exported file sizes.
 
-    python benchmarks/inference.py [--size 256] [--runs 20] [--filters 64 --blocks 9]
+    python benchmarks/inference.py [--size 256] [--runs 20] [--filters 64 --num-residual-blocks 9]
 
 Exports one ResNet generator (random weights: latency does not depend on their values)
 to SavedModel, TFLite float32/float16/int8 and ONNX in a temporary folder, then times a
@@ -26,8 +26,8 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from tf_cyclegan import build_resnet_generator  # noqa: E402
-from tf_cyclegan.export import export_generator  # noqa: E402
-from tf_cyclegan.translators import OnnxTranslator, SavedModelTranslator, TFLiteTranslator  # noqa: E402
+from tf_cyclegan.inference.export import export_generator  # noqa: E402
+from tf_cyclegan.inference.loading import OnnxTranslator, SavedModelTranslator, TFLiteTranslator  # noqa: E402
 
 
 def median_ms(fn, image, runs, warmup=3):
@@ -46,10 +46,10 @@ def main():
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--runs", type=int, default=20)
     parser.add_argument("--filters", type=int, default=64)
-    parser.add_argument("--blocks", type=int, default=9)
+    parser.add_argument("--num-residual-blocks", type=int, default=9)
     args = parser.parse_args()
 
-    generator = build_resnet_generator(filters=args.filters, num_residual_blocks=args.blocks)
+    generator = build_resnet_generator(filters=args.filters, num_residual_blocks=args.num_residual_blocks)
     image = np.random.default_rng(0).uniform(-1, 1, (1, args.size, args.size, 3)).astype(np.float32)
     rows = []
     with tempfile.TemporaryDirectory() as out:
@@ -85,7 +85,7 @@ def main():
     fastest = min(rows, key=lambda row: row["ms"])
     sizes = {row["path"]: row["mb"] for row in rows if row["mb"]}
     print(f"\n{platform.processor() or platform.machine()}, {os.cpu_count()} cores; TF {tf.__version__}, "
-          f"Keras {keras.__version__}; generator {args.filters} filters, {args.blocks} blocks, "
+          f"Keras {keras.__version__}; generator {args.filters} filters, {args.num_residual_blocks} residual blocks, "
           f"{args.size}x{args.size}, median of {args.runs}\n")
     print("| path | ms / image | vs Keras predict | file MB |")
     print("|---|---:|---:|---:|")

@@ -21,7 +21,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from tf_cyclegan.data import make_unpaired_dataset  # noqa: E402
+from tf_cyclegan.data.unpaired import make_unpaired_dataset  # noqa: E402
 
 
 def main():

@@ -6,7 +6,7 @@ Prints one JSON line per library: the best rate of `--repeats` float32 products 
 `--size` x `--size` matrices, through TensorFlow (Eigen: the kernels that also run this
 project's convolutions) and through NumPy's BLAS (OpenBLAS: closer to what the processor
 itself can do). With `--bf16`, TensorFlow's bfloat16 product too (NumPy's is not BLAS).
-See `tf_cyclegan.flops.matmul_rate`.
+See `tf_cyclegan.benchmarking.flops.matmul_rate`.
 """
 
 import argparse
@@ -17,7 +17,7 @@ import sys
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
-from tf_cyclegan.flops import matmul_rate  # noqa: E402
+from tf_cyclegan.benchmarking.flops import matmul_rate  # noqa: E402
 
 
 def main():

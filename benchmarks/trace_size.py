@@ -1,6 +1,6 @@
 """Size of the traced CycleGAN training step: ops in the graph and the time to trace it.
 
-    python benchmarks/trace_size.py [--size 128] [--blocks 9] [--ngf 64]
+    python benchmarks/trace_size.py [--size 128] [--filters 64] [--num-residual-blocks 9]
 
 Tracing (and the graph optimisation that follows, which scales with the graph) is most
 of what happens before the first training step, so fewer ops means an earlier first step.
@@ -22,17 +22,17 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from tf_cyclegan.bench import benchmark_model  # noqa: E402
+from tf_cyclegan.models.cyclegan import build_cyclegan  # noqa: E402
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=128)
-    parser.add_argument("--blocks", type=int, default=9)
-    parser.add_argument("--ngf", type=int, default=64)
+    parser.add_argument("--num-residual-blocks", type=int, default=9)
+    parser.add_argument("--filters", type=int, default=64)
     args = parser.parse_args()
     keras.utils.set_random_seed(0)
-    model = benchmark_model(args.blocks, args.ngf)  # the model `benchmarks/train_step.py` times
+    model = build_cyclegan(filters=args.filters, num_residual_blocks=args.num_residual_blocks)  # the model `benchmarks/train_step.py` times
     model.compile(jit_compile=False)
     # As fit does before tracing: a step that creates variables (the pools) is traced twice.
     model.build((1, args.size, args.size, 3))

@@ -9,8 +9,7 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-import tf_cyclegan as tc  # noqa: E402
-from tf_cyclegan.synthetic import make_demo_data  # noqa: E402
+from tf_cyclegan.data.synthetic import make_demo_data  # noqa: E402
 
 TINY_SIZE = 32
 CONFIGS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
@@ -18,15 +17,11 @@ CONFIGS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 
 def tiny_cyclegan(**kwargs):
     """Four 4-filter networks: a CycleGAN that traces and steps in seconds."""
-    def gen(name):
-        return tc.build_resnet_generator(filters=4, num_residual_blocks=1, name=name)
-
-    def disc(name):
-        return tc.build_patchgan_discriminator(filters=4, name=name)
+    from tf_cyclegan.models.cyclegan import build_cyclegan
 
     kwargs.setdefault("pool_size", 3)
     kwargs.setdefault("pool_seed", 0)
-    return tc.CycleGAN(gen("gen_a2b"), gen("gen_b2a"), disc("disc_a"), disc("disc_b"), **kwargs)
+    return build_cyclegan(filters=4, num_residual_blocks=1, disc_filters=4, **kwargs)
 
 
 def saved_tiny_cyclegan(path):

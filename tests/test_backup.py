@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from conftest import random_pairs, subprocess_env, tiny_cyclegan
 
-from tf_cyclegan.backup import PROGRESS, WEIGHTS, BackupError, BackupManager, RunProgress
+from tf_cyclegan.training.callbacks.backup import PROGRESS, WEIGHTS, BackupError, BackupManager, RunProgress
 
 
 @pytest.fixture(scope="module")
@@ -138,8 +138,8 @@ _TRAIN_SCRIPT = textwrap.dedent("""
     import os, signal, sys
     os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2"
     import keras
-    from tf_cyclegan.config import load_config
-    from tf_cyclegan.train import train_and_evaluate
+    from tf_cyclegan.training.config import load_config
+    from tf_cyclegan.training.train import train_and_evaluate
 
     root, run_dir, kill_at = sys.argv[1], sys.argv[2], int(sys.argv[3])
 

@@ -4,7 +4,7 @@ import os
 import pytest
 from conftest import tiny_cyclegan
 
-from tf_cyclegan.callbacks import save_model_atomically
+from tf_cyclegan.training.callbacks.checkpoints import save_model_atomically
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +48,7 @@ def test_a_save_replaces_the_earlier_file_whole(model, tmp_path):
 def test_the_sample_grid_takes_test_images_smaller_than_the_generator_allows(model, tmp_path):
     import numpy as np
 
-    from tf_cyclegan.callbacks import SampleGrid
+    from tf_cyclegan.training.callbacks.samples import SampleGrid
 
     tiny = [np.zeros((3, 2, 3), np.float32)]
     grid = SampleGrid(tiny, tiny, out_dir=str(tmp_path))

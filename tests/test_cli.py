@@ -5,9 +5,9 @@ import pytest
 import tensorflow as tf
 from conftest import CONFIGS, saved_tiny_cyclegan
 
-from tf_cyclegan.bench import benchmark_model
+from tf_cyclegan.benchmarking.flops import training_step_flops
 from tf_cyclegan.cli import main
-from tf_cyclegan.flops import training_step_flops
+from tf_cyclegan.models.cyclegan import build_cyclegan
 from tf_cyclegan.runtime import onednn_enabled
 
 
@@ -97,7 +97,7 @@ def test_train_writes_a_complete_run_directory(demo_root, tmp_path, capsys):
 
 def test_bench_prints_the_reference_keys(capsys):
     # A tiny network so the test is quick; the real benchmark uses the paper's ResNet-9.
-    code = main(["bench", "--size", "32", "--ngf", "4", "--blocks", "1", "--steps", "2", "--warmup", "1"])
+    code = main(["bench", "--size", "32", "--filters", "4", "--num-residual-blocks", "1", "--steps", "2", "--warmup", "1"])
     assert code == 0
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     for key in ("images_per_s", "first_step_s", "peak_rss_mb", "params_generator", "params_discriminator"):
@@ -106,7 +106,7 @@ def test_bench_prints_the_reference_keys(capsys):
     assert result["onednn"] is onednn_enabled()  # what TensorFlow runs, not the switch's spelling
     assert result["gpu"] is None and result["gpu_peak_memory_mb"] is None  # no GPU here: null, not 0
     # The arithmetic of the benchmarked update, and the rate it ran at.
-    step_flop = training_step_flops(benchmark_model(blocks=1, ngf=4), (1, 32, 32, 3))
+    step_flop = training_step_flops(build_cyclegan(filters=4, num_residual_blocks=1), (1, 32, 32, 3))
     assert result["step_gflop"] == round(step_flop / 1e9, 2)
     assert result["gflop_per_s"] == pytest.approx(step_flop / 1e9 * result["images_per_s"], abs=0.06)
 
@@ -200,7 +200,7 @@ def test_evaluate_keeps_an_existing_report(saved_models, tmp_path, capsys):
 
 
 def test_corrupt_inception_weights_are_one_line(saved_models, tmp_path, capsys):
-    from tf_cyclegan.synthetic import make_demo_data
+    from tf_cyclegan.data.synthetic import make_demo_data
 
     make_demo_data(tmp_path / "data", num_train=1, num_test=2, size=32)
     (tmp_path / "inception.h5").write_bytes(b"\x89HDF\r\n\x1a\n broken")

@@ -3,7 +3,7 @@ import os
 import pytest
 from conftest import CONFIGS
 
-from tf_cyclegan.config import Config, ConfigError, load_config, parse_set
+from tf_cyclegan.training.config import Config, ConfigError, load_config, parse_set
 
 
 def test_defaults_are_the_papers():

@@ -7,7 +7,7 @@ import tensorflow as tf
 from conftest import TINY_SIZE, random_pairs, tiny_cyclegan
 
 from tf_cyclegan import CycleGAN
-from tf_cyclegan.losses import discriminator_loss, gan_loss, l1_loss
+from tf_cyclegan.models.losses import discriminator_loss, gan_loss, l1_loss
 
 NETWORKS = ("gen_a2b", "gen_b2a", "disc_a", "disc_b")
 

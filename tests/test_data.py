@@ -6,16 +6,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tf_cyclegan.data import (
-    DataPosition,
-    decode_image,
-    list_images,
-    make_tfds_dataset,
-    make_unpaired_dataset,
-    read_image,
-    resize_to_load_size,
-    to_minus_one_one,
-)
+from tf_cyclegan.data.images import decode_image, list_images, read_image, to_minus_one_one
+from tf_cyclegan.data.unpaired import DataPosition, make_tfds_dataset, make_unpaired_dataset, resize_to_load_size
 
 
 def _write(path, image, fmt="png"):

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from conftest import subprocess_env
 
-from tf_cyclegan.config import ConfigError
-from tf_cyclegan.distribute import check_tf_config, make_strategy, wait_for_workers, worker_layout
+from tf_cyclegan.training.config import ConfigError
+from tf_cyclegan.training.distribute import check_tf_config, make_strategy, wait_for_workers, worker_layout
 
 _ENV = subprocess_env()
 
@@ -129,8 +129,8 @@ def test_mirrored_over_two_devices_makes_the_same_update_as_one_device(policy):
 _WORKER_SCRIPT = textwrap.dedent("""
     import sys
     import numpy as np
-    from tf_cyclegan.config import load_config
-    from tf_cyclegan.train import train_and_evaluate
+    from tf_cyclegan.training.config import load_config
+    from tf_cyclegan.training.train import train_and_evaluate
 
     root, run_dir, out, strategy, epochs = sys.argv[1:6]
     config = load_config(overrides={

@@ -6,10 +6,10 @@ import pytest
 from conftest import tiny_cyclegan
 
 from tf_cyclegan.cli import main
-from tf_cyclegan.data import list_images, load_image
-from tf_cyclegan.evaluate import evaluate, format_report
-from tf_cyclegan.synthetic import restyle
-from tf_cyclegan.translators import KerasTranslator
+from tf_cyclegan.data.images import list_images, load_image
+from tf_cyclegan.data.synthetic import restyle
+from tf_cyclegan.evaluation.evaluate import evaluate, format_report
+from tf_cyclegan.inference.loading import KerasTranslator
 
 
 def _identity():

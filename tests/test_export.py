@@ -10,8 +10,8 @@ import tensorflow as tf
 from conftest import random_pairs, saved_tiny_cyclegan, tiny_cyclegan
 
 from tf_cyclegan import build_resnet_generator
-from tf_cyclegan.export import computing_in_float32, export_generator, export_model, tflite_bytes
-from tf_cyclegan.inference import translate
+from tf_cyclegan.inference.export import computing_in_float32, export_generator, export_model, tflite_bytes
+from tf_cyclegan.inference.translate import translate
 
 
 def _psnr(output, reference):
@@ -159,7 +159,7 @@ def test_a_model_trained_under_mixed_float16_saves_reloads_and_exports_float32(t
 
 _KILLED_EXPORT = textwrap.dedent("""
     import os, signal, sys
-    from tf_cyclegan import export
+    from tf_cyclegan.inference import export
 
     def killed(*args, **kwargs):  # the process dies in the middle of the first TFLite conversion
         os.kill(os.getpid(), signal.SIGKILL)
@@ -188,7 +188,7 @@ def test_a_killed_export_leaves_nothing_that_looks_real(saved_cyclegan, tmp_path
 
 
 def test_a_failed_conversion_writes_nothing(saved_cyclegan, tmp_path, monkeypatch):
-    from tf_cyclegan import export
+    from tf_cyclegan.inference import export
 
     def fails(*args, **kwargs):
         raise ValueError("conversion failed")

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import scipy.linalg
 
-from tf_cyclegan.fid import (
+from tf_cyclegan.evaluation.fid import (
     InceptionFeatures,
     fid_from_features,
     frechet_distance,

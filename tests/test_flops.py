@@ -3,7 +3,7 @@ import pytest
 from conftest import tiny_cyclegan
 
 import tf_cyclegan as tc
-from tf_cyclegan.flops import forward_macs, matmul_rate, training_step_flops
+from tf_cyclegan.benchmarking.flops import forward_macs, matmul_rate, training_step_flops
 
 
 def _resnet9_macs_by_hand(size, transposed_at_output):

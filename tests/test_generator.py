@@ -54,7 +54,7 @@ def test_rejects_bad_sizes():
 def test_weights_saved_from_keras_conv2d_networks_load(tmp_path, monkeypatch):
     # Weight files address layers by class name: the generator's own Conv2D keeps Keras' name,
     # so files written by generators built on keras.layers.Conv2D (older versions) still load.
-    import tf_cyclegan.generator as generator_module
+    import tf_cyclegan.models.resnet_generator as generator_module
 
     monkeypatch.setattr(generator_module, "Conv2D", keras.layers.Conv2D)
     old = build_resnet_generator(filters=4, num_residual_blocks=1)

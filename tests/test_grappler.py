@@ -7,7 +7,8 @@ from conftest import random_pairs, tiny_cyclegan
 from tensorflow.core.protobuf import config_pb2, rewriter_config_pb2
 from tensorflow.python.eager import context
 
-from tf_cyclegan import grappler, runtime
+from tf_cyclegan import runtime
+from tf_cyclegan.training import grappler
 
 Rewriter = rewriter_config_pb2.RewriterConfig
 LEAN = {

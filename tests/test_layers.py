@@ -4,11 +4,13 @@ import pytest
 import tensorflow as tf
 
 from tf_cyclegan import runtime
-from tf_cyclegan.layers import Conv2D, InstanceNormalization, ReflectionPadding2D, instance_norm
+from tf_cyclegan.layers.instance_normalization import InstanceNormalization
+from tf_cyclegan.layers.lean_conv import LeanConv2D
+from tf_cyclegan.layers.reflection_padding import ReflectionPadding2D
 
 
 def _conv_path(monkeypatch, lean):
-    """Makes `Conv2D` take its lean gradients (`lean=True`: what a CPU running TensorFlow's
+    """Makes `LeanConv2D` take its lean gradients (`lean=True`: what a CPU running TensorFlow's
     own kernels takes) or Keras' (what a GPU, or a CPU running oneDNN, takes), on any machine."""
     monkeypatch.setattr(runtime, "has_gpu", lambda: not lean)
     monkeypatch.setattr(runtime, "onednn_enabled", lambda: False)
@@ -43,7 +45,7 @@ def test_reflection_padding_rejects_bad_padding(bad):
 def test_instance_norm_normalises_each_sample_and_channel_without_parameters():
     rng = np.random.default_rng(0)
     x = (rng.normal(size=(2, 8, 8, 4)) * [1, 5, 10, 0.1] + [3, -2, 0, 7]).astype("float32")
-    layer = instance_norm()
+    layer = InstanceNormalization()
     out = keras.ops.convert_to_numpy(layer(x))
     assert layer.count_params() == 0
     expected = (x - x.mean(axis=(1, 2), keepdims=True)) / np.sqrt(x.var(axis=(1, 2), keepdims=True) + 1e-5)
@@ -67,7 +69,7 @@ def test_instance_norm_values_and_gradient_match_group_norm_and_activation(activ
     x = tf.constant((rng.normal(size=(3, 6, 5, 4)) * [1, 5, 10, 0.1] + [3, -2, 0, 7]).astype("float32"))
     weights = tf.constant(rng.normal(size=x.shape).astype("float32"))
     results = []
-    for fn in (_group_norm_then(activation), instance_norm(activation=activation)):
+    for fn in (_group_norm_then(activation), InstanceNormalization(activation=activation)):
         with tf.GradientTape() as tape:
             tape.watch(x)
             y = fn(x)
@@ -83,7 +85,7 @@ def test_instance_norm_under_mixed_bfloat16_keeps_the_compute_dtype_and_float32_
     x = np.random.default_rng(2).normal(size=(2, 8, 8, 4)).astype("float32") * 50 + 1000
     keras.mixed_precision.set_global_policy("mixed_bfloat16")
     try:
-        layer = instance_norm(activation="relu")
+        layer = InstanceNormalization(activation="relu")
         with tf.GradientTape() as tape:
             inputs = tf.cast(x, "bfloat16")
             tape.watch(inputs)
@@ -123,7 +125,7 @@ def test_lean_conv_matches_keras_conv_values_and_gradients(kernel_size, strides,
     x = tf.constant(rng.normal(size=(batch, 13, 11, 5)).astype("float32"))
     weights = None
     results = []
-    for layer_class in (keras.layers.Conv2D, Conv2D):
+    for layer_class in (keras.layers.Conv2D, LeanConv2D):
         layer = layer_class(filters, kernel_size, strides=strides, padding="valid")
         layer.build(x.shape)
         if weights is None:
@@ -145,7 +147,7 @@ def test_lean_gradients_only_where_tensorflow_runs_its_own_cpu_kernels(monkeypat
     monkeypatch.setattr(runtime, "has_gpu", lambda: gpu)
     monkeypatch.setattr(runtime, "onednn_enabled", lambda: onednn)
     keras_gradients = gpu or onednn
-    layer = Conv2D(4, 3)
+    layer = LeanConv2D(4, 3)
     layer.build((1, 8, 8, 3))
 
     @tf.function
@@ -164,7 +166,7 @@ def test_lean_gradients_only_where_tensorflow_runs_its_own_cpu_kernels(monkeypat
 @pytest.mark.onednn
 def test_lean_conv_gradients_with_unknown_spatial_size_and_round_trip(lean_conv):
     inputs = keras.Input((None, None, 4))
-    model = keras.Model(inputs, Conv2D(3, 3, name="conv")(inputs))
+    model = keras.Model(inputs, LeanConv2D(3, 3, name="conv")(inputs))
     x = tf.random.normal((2, 9, 7, 4))
 
     @tf.function(input_signature=[tf.TensorSpec((None, None, None, 4))])
@@ -185,16 +187,16 @@ def test_lean_conv_gradients_with_unknown_spatial_size_and_round_trip(lean_conv)
     for got, want in zip(lean, expected):
         np.testing.assert_allclose(got.numpy(), want.numpy(), atol=1e-4 * np.abs(want.numpy()).max())
     restored = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(model.get_layer("conv")))
-    assert type(restored) is Conv2D and restored.filters == 3
+    assert type(restored) is LeanConv2D and restored.filters == 3
 
 
 def _norm_conv_stack(reference):
     """Two convolutions, each followed by instance norm + ReLU: ours, or Keras' layers."""
-    conv_class = keras.layers.Conv2D if reference else Conv2D
+    conv_class = keras.layers.Conv2D if reference else LeanConv2D
     layers = []
     for name in ("a", "b"):
         layers.append(conv_class(4, 3, name=f"conv_{name}"))
-        layers.append(_group_norm_then("relu") if reference else instance_norm(activation="relu"))
+        layers.append(_group_norm_then("relu") if reference else InstanceNormalization(activation="relu"))
 
     def run(x):
         for layer in layers:

@@ -5,7 +5,7 @@ import keras
 import numpy as np
 from conftest import subprocess_env
 
-from tf_cyclegan.legacy import ZeroPadding2D
+from tf_cyclegan.layers.legacy import ZeroPadding2D
 
 
 def test_the_old_zero_padding_name_loads_as_keras_padding():

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from tf_cyclegan.losses import discriminator_loss, gan_loss, l1_loss
+from tf_cyclegan.models.losses import discriminator_loss, gan_loss, l1_loss
 
 
 def test_lsgan_loss_by_hand():

@@ -8,10 +8,10 @@ import pytest
 import tensorflow as tf
 from conftest import tiny_cyclegan
 
-from tf_cyclegan.backup import WEIGHTS, BackupManager, RunProgress
-from tf_cyclegan.config import load_config
-from tf_cyclegan.monitor import StopOnNonFinite, TrainingDiverged, TrainingMonitor, flatten_config
-from tf_cyclegan.train import train_and_evaluate
+from tf_cyclegan.training.callbacks.backup import WEIGHTS, BackupManager, RunProgress
+from tf_cyclegan.training.callbacks.monitor import StopOnNonFinite, TrainingDiverged, TrainingMonitor, flatten_config
+from tf_cyclegan.training.config import load_config
+from tf_cyclegan.training.train import train_and_evaluate
 
 
 def test_non_finite_logs_stop_with_the_step_and_the_term():

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tf_cyclegan import optimizers
-from tf_cyclegan.optimizers import FusedAdam
+from tf_cyclegan.training import fused_adam as optimizers
+from tf_cyclegan.training.fused_adam import FusedAdam
 
 
 def _train(optimizer, start, gradients):

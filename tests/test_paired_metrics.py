@@ -2,9 +2,9 @@ import keras
 import numpy as np
 import pytest
 
-from tf_cyclegan.data import list_images, load_image
-from tf_cyclegan.paired_metrics import mae_and_psnr, paired_translation_error
-from tf_cyclegan.synthetic import OUTLINE_DARKNESS, restyle
+from tf_cyclegan.data.images import list_images, load_image
+from tf_cyclegan.data.synthetic import OUTLINE_DARKNESS, restyle
+from tf_cyclegan.evaluation.paired import mae_and_psnr, paired_translation_error
 
 
 def test_mae_and_psnr_by_hand():

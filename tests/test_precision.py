@@ -1,6 +1,7 @@
 import pytest
 
-from tf_cyclegan import precision, runtime
+from tf_cyclegan import runtime
+from tf_cyclegan.training import precision
 
 
 def test_explicit_policies_pass_through():

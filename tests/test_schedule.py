@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 from conftest import random_pairs, tiny_cyclegan
 
-from tf_cyclegan.schedule import LinearDecay, linear_decay_factor
+from tf_cyclegan.training.schedule import LinearDecay, linear_decay_factor
 
 
 def _reference_lambda_rule(epoch, n_epochs, n_epochs_decay, epoch_count=1):

@@ -1,7 +1,7 @@
 import numpy as np
 import tensorflow as tf
 
-from tf_cyclegan.synthetic import make_demo_data, make_scene, restyle
+from tf_cyclegan.data.synthetic import make_demo_data, make_scene, restyle
 
 
 def _read(path):

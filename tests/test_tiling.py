@@ -3,8 +3,7 @@ import numpy as np
 import pytest
 
 from tf_cyclegan import build_resnet_generator
-from tf_cyclegan.inference import translate
-from tf_cyclegan.tiling import blend_window, tile_starts, translate_tiled
+from tf_cyclegan.inference.translate import blend_window, tile_starts, translate, translate_tiled
 
 
 def test_tiles_cover_the_image_and_end_at_its_edge():

@@ -4,9 +4,9 @@ import shutil
 import pytest
 import yaml
 
-from tf_cyclegan.backup import BackupError
-from tf_cyclegan.config import ConfigError, load_config
-from tf_cyclegan.train import train_and_evaluate
+from tf_cyclegan.training.callbacks.backup import BackupError
+from tf_cyclegan.training.config import ConfigError, load_config
+from tf_cyclegan.training.train import train_and_evaluate
 
 
 def _config(root, **train):
@@ -76,7 +76,7 @@ def test_an_image_deleted_mid_run_without_the_cache_is_an_error_naming_it(tmp_pa
     import keras
     import tensorflow as tf
 
-    from tf_cyclegan.synthetic import make_demo_data
+    from tf_cyclegan.data.synthetic import make_demo_data
 
     make_demo_data(tmp_path / "data", num_train=4, num_test=1, size=36, seed=2)
 

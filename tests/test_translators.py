@@ -5,17 +5,17 @@ import pytest
 import tensorflow as tf
 from conftest import saved_tiny_cyclegan
 
-from tf_cyclegan.batch_translate import translate_paths
-from tf_cyclegan.export import export_generator
 from tf_cyclegan.files import OutputExists
-from tf_cyclegan.inference import translate
-from tf_cyclegan.translators import (
+from tf_cyclegan.inference.batch import translate_paths
+from tf_cyclegan.inference.export import export_generator
+from tf_cyclegan.inference.loading import (
     KerasTranslator,
     OnnxTranslator,
     SavedModelTranslator,
     TFLiteTranslator,
     load_translator,
 )
+from tf_cyclegan.inference.translate import translate
 
 
 @pytest.fixture(scope="module")

@@ -1,21 +1,50 @@
-"""tf_cyclegan: CycleGAN for unpaired image-to-image translation in TensorFlow and Keras 3."""
+"""tf_cyclegan: CycleGAN for unpaired image-to-image translation in TensorFlow and Keras 3.
+
+The public API below loads on first use: `import tf_cyclegan` does not start TensorFlow, so
+that the `tf-cyclegan` command answers `--help` and config errors at once. The classes that
+`.keras` files name are registered with Keras whenever Keras is in the process: at once if
+it is already imported, else as soon as it is (see `tf_cyclegan.registry`). So after
+`import tf_cyclegan`, `keras.saving.load_model` finds them, whichever was imported first.
+"""
+
+import importlib
 
 __version__ = "0.1.0"
 
-from tf_cyclegan import legacy  # noqa: F401  (registers the names that older .keras files use)
-from tf_cyclegan.cyclegan import CycleGAN, default_optimizer
-from tf_cyclegan.data import DataPosition, make_tfds_dataset, make_unpaired_dataset
-from tf_cyclegan.discriminator import build_patchgan_discriminator
-from tf_cyclegan.generator import build_resnet_generator
-from tf_cyclegan.image_pool import ImagePool
-from tf_cyclegan.layers import InstanceNormalization, ReflectionPadding2D
-from tf_cyclegan.optimizers import FusedAdam
-from tf_cyclegan.precision import resolve_precision, set_precision
-from tf_cyclegan.runtime import set_cpu_allocator
-from tf_cyclegan.schedule import LinearDecay
+# Public name -> the module that defines it.
+_API = {
+    "CycleGAN": "tf_cyclegan.models.cyclegan",
+    "default_optimizer": "tf_cyclegan.models.cyclegan",
+    "build_resnet_generator": "tf_cyclegan.models.resnet_generator",
+    "build_patchgan_discriminator": "tf_cyclegan.models.patchgan",
+    "ImagePool": "tf_cyclegan.models.image_pool",
+    "InstanceNormalization": "tf_cyclegan.layers.instance_normalization",
+    "ReflectionPadding2D": "tf_cyclegan.layers.reflection_padding",
+    "DataPosition": "tf_cyclegan.data.unpaired",
+    "make_unpaired_dataset": "tf_cyclegan.data.unpaired",
+    "make_tfds_dataset": "tf_cyclegan.data.unpaired",
+    "FusedAdam": "tf_cyclegan.training.fused_adam",
+    "LinearDecay": "tf_cyclegan.training.schedule",
+    "resolve_precision": "tf_cyclegan.training.precision",
+    "set_precision": "tf_cyclegan.training.precision",
+    "set_cpu_allocator": "tf_cyclegan.runtime",
+}
 
-__all__ = [
-    "CycleGAN", "DataPosition", "FusedAdam", "ImagePool", "InstanceNormalization", "LinearDecay",
-    "ReflectionPadding2D", "build_patchgan_discriminator", "build_resnet_generator", "default_optimizer",
-    "make_tfds_dataset", "make_unpaired_dataset", "resolve_precision", "set_cpu_allocator", "set_precision",
-]
+__all__ = sorted(_API, key=str.lower)
+
+
+def __getattr__(name):
+    if name not in _API:
+        raise AttributeError(f"module 'tf_cyclegan' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_API[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))
+
+
+from tf_cyclegan.registry import register_when_keras_loads  # noqa: E402  (needs nothing above)
+
+register_when_keras_loads()

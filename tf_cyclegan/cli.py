@@ -49,11 +49,10 @@ def _ctrl_c_at_the_next_batch():
 
 
 def _train(args):
-    from tf_cyclegan.config import load_config
     from tf_cyclegan.runtime import set_cpu_allocator
-    from tf_cyclegan.train import train_and_evaluate
+    from tf_cyclegan.training.config import load_config
 
-    config = load_config(args.config, sets=args.set)
+    config = load_config(args.config, sets=args.set)  # a bad key stops here, before TensorFlow loads
     if args.run_dir:
         run_dir = args.run_dir
     else:
@@ -61,6 +60,8 @@ def _train(args):
         run_dir = os.path.join("runs", f"{stem}-{time.strftime('%Y%m%d-%H%M%S')}")
     started = time.time()
     set_cpu_allocator(config.train.cpu_allocator)
+    from tf_cyclegan.training.train import train_and_evaluate
+
     with _ctrl_c_at_the_next_batch() as stop_on_ctrl_c:
         result = train_and_evaluate(config, run_dir, restart=args.restart, callbacks=[stop_on_ctrl_c])
     print(f"\nTraining took {time.time() - started:.0f} s. Results are in {run_dir}/ "
@@ -79,7 +80,8 @@ def _train(args):
 def bench_kwargs(args):
     """The `train_step_benchmark` arguments of a parsed `bench` command line."""
     jit = {"auto": "auto", "true": True, "false": False}[args.jit_compile]
-    return dict(size=args.size, batch=args.batch, blocks=args.blocks, ngf=args.ngf, steps=args.steps,
+    return dict(size=args.size, batch=args.batch, filters=args.filters,
+                num_residual_blocks=args.num_residual_blocks, steps=args.steps,
                 warmup=args.warmup, precision=args.precision, jit_compile=jit)
 
 
@@ -87,7 +89,7 @@ def run_bench(args, start_time=None):
     """`tf-cyclegan bench`: the allocator chosen first, then `train_step_benchmark`; prints its JSON."""
     import json
 
-    from tf_cyclegan.bench import train_step_benchmark
+    from tf_cyclegan.benchmarking.bench import train_step_benchmark
     from tf_cyclegan.runtime import set_cpu_allocator
 
     set_cpu_allocator(args.cpu_allocator)
@@ -100,7 +102,7 @@ def _bench(args):
 
 
 def _make_demo_data(args):
-    from tf_cyclegan.synthetic import make_demo_data
+    from tf_cyclegan.data.synthetic import make_demo_data
 
     written = make_demo_data(args.out, num_train=args.num_train, num_test=args.num_test,
                              size=args.size, seed=args.seed)
@@ -109,7 +111,7 @@ def _make_demo_data(args):
 
 
 def _export(args):
-    from tf_cyclegan.export import export_model
+    from tf_cyclegan.inference.export import export_model
 
     written = export_model(args.model, args.out, formats=_split(args.formats), directions=_split(args.directions),
                            tflite_size=args.tflite_size, overwrite=args.overwrite)
@@ -119,8 +121,8 @@ def _export(args):
 
 
 def _translate(args):
-    from tf_cyclegan.batch_translate import plan_outputs, translate_paths
-    from tf_cyclegan.translators import load_translator
+    from tf_cyclegan.inference.batch import plan_outputs, translate_paths
+    from tf_cyclegan.inference.loading import load_translator
 
     plan_outputs(args.inputs, args.out, overwrite=args.overwrite)  # every path checked before the model loads
     translator = load_translator(args.model, args.direction, tile=args.tile)
@@ -129,10 +131,10 @@ def _translate(args):
 
 
 def _evaluate(args):
-    from tf_cyclegan.evaluate import evaluate, format_report
-    from tf_cyclegan.fid import InceptionFeatures
+    from tf_cyclegan.evaluation.evaluate import evaluate, format_report
+    from tf_cyclegan.evaluation.fid import InceptionFeatures
     from tf_cyclegan.files import OutputExists, refuse_existing, write_json
-    from tf_cyclegan.translators import load_translator
+    from tf_cyclegan.inference.loading import load_translator
 
     if args.out and os.path.isdir(args.out):
         raise OutputExists(f"--out {args.out!r} is a folder: give the report's file name")
@@ -165,6 +167,26 @@ def _single_direction(path):
 
 def _split(text):
     return tuple(part.strip() for part in text.split(",") if part.strip())
+
+
+def _user_error_message(error):
+    """The one line for an error the user can act on, or None for a bug (raised as is).
+
+    Only modules already imported can have raised their errors, so nothing is imported here:
+    a command that never started TensorFlow does not start it to report a bad value.
+    """
+    if isinstance(error, ValueError):  # ConfigError and OutputExists are ValueErrors
+        return str(error)
+    for module, name in (("tf_cyclegan.training.callbacks.backup", "BackupError"),
+                         ("tf_cyclegan.training.callbacks.monitor", "TrainingDiverged")):
+        if module in sys.modules and isinstance(error, getattr(sys.modules[module], name)):
+            return str(error)
+    tf = sys.modules.get("tensorflow")
+    if tf is not None and isinstance(error, tf.errors.OpError):  # TensorFlow reading files
+        from tf_cyclegan.data.images import describe_error
+
+        return describe_error(error)
+    return None
 
 
 def build_parser():
@@ -216,8 +238,9 @@ def build_parser():
     bench = commands.add_parser("bench", help="time the training step (JSON keys of the PyTorch reference's)")
     bench.add_argument("--size", type=int, default=128)
     bench.add_argument("--batch", type=int, default=1)
-    bench.add_argument("--blocks", type=int, default=9, help="generator residual blocks")
-    bench.add_argument("--ngf", type=int, default=64, help="generator filters")
+    bench.add_argument("--filters", "--ngf", type=int, default=64, help="generator filters (--ngf: old name)")
+    bench.add_argument("--num-residual-blocks", "--blocks", type=int, default=9,
+                       help="generator residual blocks (--blocks: old name)")
     bench.add_argument("--steps", type=int, default=10, help="timed steps")
     bench.add_argument("--warmup", type=int, default=2, help="untimed steps after the first")
     bench.add_argument("--precision", default="float32", choices=("float32", "mixed_bfloat16", "mixed_float16"))
@@ -251,28 +274,20 @@ def main(argv=None):
         return code
 
     try:
-        import tensorflow as tf
-
-        from tf_cyclegan.backup import BackupError
-        from tf_cyclegan.data import describe_error
-        from tf_cyclegan.monitor import TrainingDiverged
-    except KeyboardInterrupt:
-        print(f"tf-cyclegan {args.command}: interrupted", file=sys.stderr)
-        return 130
-    try:
         args.func(args)
     except KeyboardInterrupt as interrupt:
         print(f"tf-cyclegan {args.command}: {str(interrupt) or 'interrupted'}", file=sys.stderr)
         return 130
-    except (ValueError, BackupError, TrainingDiverged) as error:  # ConfigError and OutputExists are ValueErrors
-        return fail(error)
     except ImportError as error:  # an optional extra that is not installed (onnx, onnxruntime)
         return fail(f"{error}. Install the extra it belongs to, e.g. pip install 'tf_cyclegan[onnx]'")
     except OSError as error:  # a full disk, a folder that cannot be written, a file that vanished
         where = f": {error.filename}" if error.filename else ""
         return fail(f"{error.strerror or error}{where}")
-    except tf.errors.OpError as error:  # TensorFlow reading files (an image deleted mid-run, ...)
-        return fail(describe_error(error))
+    except Exception as error:
+        message = _user_error_message(error)
+        if message is None:
+            raise
+        return fail(message)
     return 0
 
 

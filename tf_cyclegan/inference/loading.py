@@ -15,9 +15,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tf_cyclegan.inference import MIN_SIZE, grow_to
-from tf_cyclegan.inference import translate as translate_full
-from tf_cyclegan.tiling import translate_tiled
+from tf_cyclegan.inference.translate import MIN_SIZE, grow_to, translate_tiled
+from tf_cyclegan.inference.translate import translate as translate_full
 
 DIRECTIONS = ("a2b", "b2a")
 EXPECTED = ("a .keras file, a run directory holding model.keras, a SavedModel directory, "

@@ -10,8 +10,8 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from tf_cyclegan.data import list_images, load_image, read_image, to_uint8
-from tf_cyclegan.inference import translate
+from tf_cyclegan.data.images import list_images, load_image, read_image, to_uint8
+from tf_cyclegan.inference.translate import translate
 
 
 def mae_and_psnr(prediction, target):

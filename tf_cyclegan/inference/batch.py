@@ -14,7 +14,7 @@ import os
 import keras
 import tensorflow as tf
 
-from tf_cyclegan.data import IMAGE_EXTENSIONS, describe_error, read_image, to_minus_one_one, to_uint8
+from tf_cyclegan.data.images import IMAGE_EXTENSIONS, describe_error, read_image, to_minus_one_one, to_uint8
 from tf_cyclegan.files import OutputExists, refuse_existing, write_bytes
 
 logger = logging.getLogger(__name__)

@@ -14,9 +14,9 @@ import tempfile
 import keras
 import tensorflow as tf
 
-from tf_cyclegan.data import to_minus_one_one, to_uint8
+from tf_cyclegan.data.images import to_minus_one_one, to_uint8
 from tf_cyclegan.files import OutputExists, refuse_existing, remove_stale_temporaries, replacing
-from tf_cyclegan.inference import translate
+from tf_cyclegan.inference.translate import translate
 
 logger = logging.getLogger(__name__)
 
@@ -194,7 +194,7 @@ def export_generator(generator, out_dir, formats=DEFAULT_FORMATS, tflite_size=25
 def _run_config(run_dir):
     """The resolved config of the run in `run_dir`, as a dict, or None (none there, or a
     config.yaml that is not a run's: ignored with a warning)."""
-    from tf_cyclegan.config import ConfigError, load_config
+    from tf_cyclegan.training.config import ConfigError, load_config
 
     path = os.path.join(run_dir, "config.yaml")
     if not os.path.isfile(path):
@@ -229,7 +229,7 @@ def export_model(model_path, out_dir, formats=DEFAULT_FORMATS, directions=("a2b"
     if not (os.path.isfile(keras_file) and keras_file.endswith(".keras")):
         raise ValueError(f"Cannot export from {model_path!r}: expected a .keras file or a run directory "
                          "holding model.keras")
-    from tf_cyclegan.translators import load_keras_file
+    from tf_cyclegan.inference.loading import load_keras_file
 
     model = load_keras_file(keras_file)
     if not hasattr(model, "gen_a2b"):

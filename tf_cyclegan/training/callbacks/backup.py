@@ -19,7 +19,7 @@ import keras
 import numpy as np
 
 from tf_cyclegan.files import check_free_space, state_bytes
-from tf_cyclegan.monitor import check_finite_weights
+from tf_cyclegan.training.callbacks.monitor import check_finite_weights
 
 logger = logging.getLogger(__name__)
 

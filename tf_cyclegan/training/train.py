@@ -11,6 +11,7 @@ batch where it stopped; `restart=True` starts it over.
 """
 
 import csv
+import dataclasses
 import logging
 import os
 
@@ -19,21 +20,21 @@ import numpy as np
 import tensorflow as tf
 import yaml
 
-from tf_cyclegan.backup import BackupCallback, BackupError, BackupManager, RunProgress
-from tf_cyclegan.callbacks import KerasCheckpoints, SampleGrid, save_model_atomically
-from tf_cyclegan.config import Config, ConfigError, dump_config, load_config
-from tf_cyclegan.cyclegan import CycleGAN, default_optimizer
-from tf_cyclegan.data import DataPosition, list_images, load_image, make_tfds_dataset, make_unpaired_dataset
-from tf_cyclegan.discriminator import build_patchgan_discriminator
-from tf_cyclegan.distribute import make_strategy, worker_layout
-from tf_cyclegan.evaluate import EvaluationCallback
-from tf_cyclegan.fid import InceptionFeatures
+from tf_cyclegan.data.images import list_images, load_image
+from tf_cyclegan.data.unpaired import DataPosition, make_tfds_dataset, make_unpaired_dataset
+from tf_cyclegan.evaluation.evaluate import EvaluationCallback
+from tf_cyclegan.evaluation.fid import InceptionFeatures
+from tf_cyclegan.evaluation.paired import paired_translation_error
 from tf_cyclegan.files import remove, remove_stale_temporaries, replacing, write_json
-from tf_cyclegan.generator import build_resnet_generator
-from tf_cyclegan.monitor import StopOnNonFinite, TrainingMonitor, flatten_config
-from tf_cyclegan.paired_metrics import paired_translation_error
-from tf_cyclegan.precision import set_precision
-from tf_cyclegan.schedule import LinearDecay
+from tf_cyclegan.models.cyclegan import build_cyclegan, default_optimizer
+from tf_cyclegan.training.callbacks.backup import BackupCallback, BackupError, BackupManager, RunProgress
+from tf_cyclegan.training.callbacks.checkpoints import KerasCheckpoints, save_model_atomically
+from tf_cyclegan.training.callbacks.monitor import StopOnNonFinite, TrainingMonitor, flatten_config
+from tf_cyclegan.training.callbacks.samples import SampleGrid
+from tf_cyclegan.training.config import Config, ConfigError, dump_config, load_config
+from tf_cyclegan.training.distribute import make_strategy, worker_layout
+from tf_cyclegan.training.precision import set_precision
+from tf_cyclegan.training.schedule import LinearDecay
 
 logger = logging.getLogger(__name__)
 
@@ -62,23 +63,6 @@ def build_dataset(data, seed=None, max_steps=None, position=None, batch_size=Non
     if data.tfds:
         return make_tfds_dataset(data.tfds, data_dir=data.tfds_data_dir, **options)
     raise ConfigError("No training data: set data.root, data.train_a and data.train_b, or data.tfds")
-
-
-def build_cyclegan(model_config, seed=None):
-    """The four networks of a `ModelConfig`, wrapped in an uncompiled `CycleGAN`."""
-    m = model_config
-
-    def generator(name):
-        return build_resnet_generator(filters=m.filters, num_residual_blocks=m.num_residual_blocks, name=name)
-
-    def discriminator(name):
-        return build_patchgan_discriminator(filters=m.disc_filters, num_layers=m.disc_layers, name=name)
-
-    return CycleGAN(
-        generator("gen_a2b"), generator("gen_b2a"), discriminator("disc_a"), discriminator("disc_b"),
-        lambda_cycle=m.lambda_cycle, lambda_identity=m.lambda_identity, pool_size=m.pool_size,
-        gan_mode=m.gan_mode, pool_seed=seed,
-    )
 
 
 def _sample_images(data, count):
@@ -305,7 +289,7 @@ def _train(config, run_dir, dataset, position, samples, policy, resume, extra_ca
     learning_rate = t.learning_rate * (replicas if config.distribute.scale_learning_rate else 1)
     manager = BackupManager(os.path.join(run_dir, "backup"), keep=c.keep_backups)
     with strategy.scope():
-        model = build_cyclegan(config.model, seed=t.seed)
+        model = build_cyclegan(**dataclasses.asdict(config.model), pool_seed=t.seed)
         model.compile(
             gen_optimizer=default_optimizer(learning_rate, beta_1=t.beta_1),
             disc_optimizer=default_optimizer(learning_rate, beta_1=t.beta_1),

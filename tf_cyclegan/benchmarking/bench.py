@@ -12,7 +12,7 @@ import time
 import keras
 import tensorflow as tf
 
-from tf_cyclegan.flops import training_step_flops
+from tf_cyclegan.benchmarking.flops import training_step_flops
 
 
 def process_start_time():
@@ -44,23 +44,14 @@ def _gpu_name():
     return details.get("device_name", "GPU")
 
 
-def benchmark_model(blocks=9, ngf=64):
-    """The benchmarked CycleGAN: two ResNet generators (`blocks`, `ngf`), two 70x70 PatchGANs."""
-    from tf_cyclegan import CycleGAN, build_patchgan_discriminator, build_resnet_generator
-
-    return CycleGAN(
-        build_resnet_generator(ngf, blocks), build_resnet_generator(ngf, blocks),
-        build_patchgan_discriminator(), build_patchgan_discriminator(),
-    )
-
-
-def train_step_benchmark(size=128, batch=1, blocks=9, ngf=64, steps=10, warmup=2, precision="float32",
+def train_step_benchmark(size=128, batch=1, filters=64, num_residual_blocks=9, steps=10, warmup=2, precision="float32",
                          jit_compile="auto", start_time=None):
     """Times the CycleGAN training step as `fit` runs it.
 
     Args:
         size, batch: image size and batch of the random training data.
-        blocks, ngf: generator residual blocks and filters (9 and 64: the paper's ResNet-9).
+        filters, num_residual_blocks: the generators' (64 and 9: the paper's ResNet-9); the
+            discriminators are the paper's 70x70 PatchGANs.
         steps: timed steps, after `warmup` untimed ones and the first.
         precision: "float32", "mixed_bfloat16" or "mixed_float16".
         jit_compile: "auto", True or False, as for `compile`.
@@ -70,14 +61,15 @@ def train_step_benchmark(size=128, batch=1, blocks=9, ngf=64, steps=10, warmup=2
     Returns:
         dict: images_per_s (steady state), first_step_s (process start to the end of the
         first step, imports included), peak_rss_mb, step_gflop (the arithmetic one update
-        needs, `tf_cyclegan.flops.training_step_flops`), gflop_per_s (that at the steady
+        needs, `tf_cyclegan.benchmarking.flops.training_step_flops`), gflop_per_s (that at the steady
         rate), params_generator, params_discriminator, final_loss_g, gpu (the GPU's name)
         and gpu_peak_memory_mb (TensorFlow's peak allocation on it), both None without a GPU,
         and the versions and settings (jit_compile as `compile` resolved it; the CPU allocator
         in use: `tf-cyclegan bench --cpu-allocator` chooses it).
     """
-    from tf_cyclegan import set_precision
+    from tf_cyclegan.models.cyclegan import build_cyclegan
     from tf_cyclegan.runtime import cpu_allocator_in_use, has_gpu, onednn_enabled
+    from tf_cyclegan.training.precision import set_precision
 
     start_time = start_time or process_start_time() or time.time()
     keras.utils.set_random_seed(0)
@@ -87,7 +79,7 @@ def train_step_benchmark(size=128, batch=1, blocks=9, ngf=64, steps=10, warmup=2
         gpu = _gpu_name() if has_gpu() else None
         if gpu:
             tf.config.experimental.reset_memory_stats("GPU:0")
-        model = benchmark_model(blocks, ngf)
+        model = build_cyclegan(filters=filters, num_residual_blocks=num_residual_blocks)
         model.compile(jit_compile=jit_compile)
         shape = (batch, size, size, 3)
         data = tf.data.Dataset.from_tensors(

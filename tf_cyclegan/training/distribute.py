@@ -14,7 +14,7 @@ import time
 import tensorflow as tf
 
 from tf_cyclegan import runtime
-from tf_cyclegan.config import ConfigError
+from tf_cyclegan.training.config import ConfigError
 
 STRATEGIES = ("auto", "none", "mirrored", "multi_worker", "tpu")
 

@@ -6,13 +6,16 @@ u128, u64, c7s1-3.
 
 import keras
 
-from tf_cyclegan.layers import Conv2D, ReflectionPadding2D, conv_init, instance_norm
+from tf_cyclegan.layers.instance_normalization import InstanceNormalization
+from tf_cyclegan.layers.lean_conv import LeanConv2D
+from tf_cyclegan.layers.reflection_padding import ReflectionPadding2D
+from tf_cyclegan.models.initializers import paper_initializer
 
 
 def _conv(filters, kernel_size, strides=1, name=None):
-    return Conv2D(
+    return LeanConv2D(
         filters, kernel_size, strides=strides, padding="valid",
-        kernel_initializer=conv_init(), bias_initializer="zeros", name=name,
+        kernel_initializer=paper_initializer(), bias_initializer="zeros", name=name,
     )
 
 
@@ -21,10 +24,10 @@ def _residual_block(x, filters, name):
     shortcut = x
     x = ReflectionPadding2D(1, name=f"{name}_pad1")(x)
     x = _conv(filters, 3, name=f"{name}_conv1")(x)
-    x = instance_norm(name=f"{name}_norm1", activation="relu")(x)
+    x = InstanceNormalization(activation="relu", name=f"{name}_norm1")(x)
     x = ReflectionPadding2D(1, name=f"{name}_pad2")(x)
     x = _conv(filters, 3, name=f"{name}_conv2")(x)
-    x = instance_norm(name=f"{name}_norm2")(x)
+    x = InstanceNormalization(name=f"{name}_norm2")(x)
     return keras.layers.Add(name=f"{name}_add")([shortcut, x])
 
 
@@ -54,14 +57,14 @@ def build_resnet_generator(filters=64, num_residual_blocks=9, channels=3, name="
     inputs = keras.Input(shape=(None, None, channels), name="image")
     x = ReflectionPadding2D(3, name="stem_pad")(inputs)
     x = _conv(filters, 7, name="stem_conv")(x)
-    x = instance_norm(name="stem_norm", activation="relu")(x)
+    x = InstanceNormalization(activation="relu", name="stem_norm")(x)
 
     for i, mult in enumerate((2, 4)):
-        x = Conv2D(
+        x = LeanConv2D(
             filters * mult, 3, strides=2, padding="same",
-            kernel_initializer=conv_init(), name=f"down{i + 1}_conv",
+            kernel_initializer=paper_initializer(), name=f"down{i + 1}_conv",
         )(x)
-        x = instance_norm(name=f"down{i + 1}_norm", activation="relu")(x)
+        x = InstanceNormalization(activation="relu", name=f"down{i + 1}_norm")(x)
 
     for i in range(num_residual_blocks):
         x = _residual_block(x, filters * 4, name=f"res{i + 1}")
@@ -69,9 +72,9 @@ def build_resnet_generator(filters=64, num_residual_blocks=9, channels=3, name="
     for i, mult in enumerate((2, 1)):
         x = keras.layers.Conv2DTranspose(
             filters * mult, 3, strides=2, padding="same",
-            kernel_initializer=conv_init(), name=f"up{i + 1}_conv",
+            kernel_initializer=paper_initializer(), name=f"up{i + 1}_conv",
         )(x)
-        x = instance_norm(name=f"up{i + 1}_norm", activation="relu")(x)
+        x = InstanceNormalization(activation="relu", name=f"up{i + 1}_norm")(x)
 
     x = ReflectionPadding2D(3, name="head_pad")(x)
     x = _conv(channels, 7, name="head_conv")(x)

@@ -1,14 +1,12 @@
-"""Callbacks that make a run watchable and keep its models: sample grids, `.keras` checkpoints."""
+"""`SampleGrid`: translations of fixed test images, as PNG grids and TensorBoard images."""
 
 import os
-import re
 
 import keras
 import tensorflow as tf
 
-from tf_cyclegan.data import to_uint8
-from tf_cyclegan.files import check_free_space, replacing, state_bytes
-from tf_cyclegan.inference import translate
+from tf_cyclegan.data.images import to_uint8
+from tf_cyclegan.inference.translate import translate
 
 
 class SampleGrid(keras.callbacks.Callback):
@@ -68,61 +66,3 @@ class SampleGrid(keras.callbacks.Callback):
         step = self.progress.global_step if self.progress else epoch + 1
         if not (self.every_n_steps and step % self.every_n_steps == 0):
             self._log(grid, step)
-
-
-def save_model_atomically(model, path):
-    """Saves to a temporary file beside `path`, then renames: a crash or a full disk never
-    leaves half a file, nor a temporary one, and the earlier file at `path` stays whole."""
-    with replacing(path, suffix=".keras") as tmp:
-        check_free_space(os.path.dirname(tmp), state_bytes(model), os.path.basename(os.fspath(path)))
-        model.save(tmp)
-
-
-class KerasCheckpoints(keras.callbacks.Callback):
-    """Saves `.keras` models every N epochs and/or steps into a folder, keeping the last `keep`.
-
-    Files are `epoch_NNNN.keras` and `step_NNNNNNNNNN.keras`, each written atomically.
-
-    Args:
-        directory: folder for the checkpoints.
-        progress: `RunProgress`, for the global step.
-        every_n_epochs: int, 0 for none.
-        every_n_steps: int, 0 for none.
-        keep: int, default 3. Checkpoints kept, newest first.
-    """
-
-    _NAME = re.compile(r"^(epoch|step)_(\d+)\.keras$")
-
-    def __init__(self, directory, progress, every_n_epochs=1, every_n_steps=0, keep=3):
-        super().__init__()
-        self.directory = directory
-        self.progress = progress
-        self.every_n_epochs = every_n_epochs
-        self.every_n_steps = every_n_steps
-        self.keep = keep
-
-    def _save(self, name):
-        os.makedirs(self.directory, exist_ok=True)
-        save_model_atomically(self.model, os.path.join(self.directory, name))
-        self._prune()
-
-    def checkpoints(self):
-        """Checkpoint files, newest first (by the global step when each was written)."""
-        if not os.path.isdir(self.directory):
-            return []
-        paths = [os.path.join(self.directory, n) for n in os.listdir(self.directory) if self._NAME.match(n)]
-        return sorted(paths, key=os.path.getmtime, reverse=True)
-
-    def _prune(self):
-        for old in self.checkpoints()[self.keep:]:
-            os.remove(old)
-
-    def on_train_batch_end(self, batch, logs=None):
-        if self.every_n_steps and self.progress.global_step % self.every_n_steps == 0:
-            self._save(f"step_{self.progress.global_step:010d}.keras")
-
-    def on_epoch_end(self, epoch, logs=None):
-        if self.every_n_epochs and (epoch + 1) % self.every_n_epochs == 0:
-            self._save(f"epoch_{epoch + 1:04d}.keras")
-
-

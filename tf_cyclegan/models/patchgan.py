@@ -7,14 +7,16 @@ gives 30x30 logits.
 
 import keras
 
-from tf_cyclegan.layers import Conv2D, conv_init, instance_norm
+from tf_cyclegan.layers.instance_normalization import InstanceNormalization
+from tf_cyclegan.layers.lean_conv import LeanConv2D
+from tf_cyclegan.models.initializers import paper_initializer
 
 
 def _padded_conv(x, filters, strides, name):
     x = keras.layers.ZeroPadding2D(1, name=f"{name}_pad")(x)
-    return Conv2D(
+    return LeanConv2D(
         filters, 4, strides=strides, padding="valid",
-        kernel_initializer=conv_init(), bias_initializer="zeros", name=f"{name}_conv",
+        kernel_initializer=paper_initializer(), bias_initializer="zeros", name=f"{name}_conv",
     )(x)
 
 
@@ -48,7 +50,7 @@ def build_patchgan_discriminator(filters=64, num_layers=3, channels=3, name="pat
         mult = min(2**i, 8)
         strides = 2 if i < num_layers else 1
         x = _padded_conv(x, filters * mult, strides, name=f"layer{i}")
-        x = instance_norm(name=f"layer{i}_norm", activation="leaky_relu")(x)
+        x = InstanceNormalization(activation="leaky_relu", name=f"layer{i}_norm")(x)
     x = _padded_conv(x, 1, 1, name="logits")
     outputs = keras.layers.Activation("linear", dtype="float32", name="logits_float32")(x)
     return keras.Model(inputs, outputs, name=name)

@@ -14,9 +14,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tf_cyclegan.data import list_images, load_image
-from tf_cyclegan.fid import fid_from_features, kid_from_features
-from tf_cyclegan.paired_metrics import paired_paths_for, paired_scores
+from tf_cyclegan.data.images import list_images, load_image
+from tf_cyclegan.evaluation.fid import fid_from_features, kid_from_features
+from tf_cyclegan.evaluation.paired import paired_paths_for, paired_scores
 
 SPLITS = {"a2b": ("testA", "testB"), "b2a": ("testB", "testA")}
 
@@ -118,7 +118,7 @@ class EvaluationCallback(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         if (epoch + 1) % self.every_n_epochs:
             return
-        from tf_cyclegan.translators import KerasTranslator
+        from tf_cyclegan.inference.loading import KerasTranslator
 
         translators = {"a2b": KerasTranslator(self.model.gen_a2b), "b2a": KerasTranslator(self.model.gen_b2a)}
         report = evaluate(translators, self.root, features=self.features, kid_subsets=20, progress=False,

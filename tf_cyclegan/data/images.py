@@ -1,0 +1,163 @@
+"""Image files in and out, shared by everything that reads or writes images: decoding (with
+EXIF orientation), listing a folder's readable images, and the [-1, 1] <-> uint8 conversions."""
+
+import logging
+import os
+import warnings
+from concurrent.futures import ThreadPoolExecutor
+
+import tensorflow as tf
+
+logger = logging.getLogger(__name__)
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp")
+_MAGIC = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF87a", b"GIF89a", b"BM")
+_EXIF_ORIENTATION = 0x0112
+
+
+def exif_orientation(path):
+    """The EXIF orientation tag of an image file (1 to 8; 1, as stored, where there is none).
+
+    Phones store photos as the sensor saw them and record how to turn them for viewing;
+    every viewer applies it, TensorFlow's decoders do not. A JPEG's EXIF block is found
+    among its first segments and parsed by Pillow, so the image itself is never opened
+    (Pillow refuses to open photos over 179 megapixels); other formats go through Pillow's
+    header reader. Best effort: a file whose tag cannot be read counts as 1.
+    """
+    from PIL import Image
+
+    try:
+        segment = _jpeg_exif_segment(path)
+        if segment is not None:
+            exif = Image.Exif()
+            exif.load(segment)
+        else:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                with Image.open(os.fspath(path)) as image:
+                    exif = image.getexif()
+        orientation = exif.get(_EXIF_ORIENTATION, 1)
+    except Exception:  # noqa: BLE001 - any unreadable header means "as stored"
+        return 1
+    return orientation if isinstance(orientation, int) and 1 <= orientation <= 8 else 1
+
+
+def _jpeg_exif_segment(path, limit=1 << 17):
+    """The `Exif\\0\\0...` APP1 segment of a JPEG file, or None (not a JPEG, or no EXIF up front)."""
+    with open(os.fspath(path), "rb") as f:
+        data = f.read(limit)
+    if not data.startswith(b"\xff\xd8"):
+        return None
+    i = 2
+    while i + 4 <= len(data) and data[i] == 0xFF:
+        marker, length = data[i + 1], int.from_bytes(data[i + 2:i + 4], "big")
+        if marker == 0xE1 and data[i + 4:i + 10] == b"Exif\0\0":
+            return data[i + 4:i + 2 + length]
+        if marker in (0xDA, 0xD9):  # image data (or its end) starts: no EXIF before it
+            return None
+        i += 2 + length
+    return None
+
+
+def orient(image, orientation):
+    """Turns an (H, W, C) image as EXIF `orientation` (an int or a scalar tensor) says, for viewing."""
+    transpose = lambda x: tf.transpose(x, [1, 0, 2])  # noqa: E731
+    branches = [
+        lambda: image,  # 1: as stored
+        lambda: tf.reverse(image, [1]),  # 2: mirrored left-right
+        lambda: tf.reverse(image, [0, 1]),  # 3: rotated 180
+        lambda: tf.reverse(image, [0]),  # 4: mirrored top-bottom
+        lambda: transpose(image),  # 5: transposed
+        lambda: tf.reverse(transpose(image), [1]),  # 6: rotated 90 clockwise to view
+        lambda: tf.reverse(transpose(image), [0, 1]),  # 7: transversed
+        lambda: tf.reverse(transpose(image), [0]),  # 8: rotated 90 counter-clockwise to view
+    ]
+    return tf.switch_case(tf.cast(orientation, tf.int32) - 1, branches, default=lambda: image)
+
+
+def read_image(path):
+    """An image file as uint8 RGB (H, W, 3), turned as its EXIF orientation says."""
+    path = os.fspath(path)
+    return orient(decode_image(tf.io.read_file(path)), exif_orientation(path))
+
+
+def decode_image(contents):
+    """Decodes JPEG/PNG/BMP/GIF/WebP bytes to uint8 RGB: grey expanded, alpha dropped, 16-bit scaled."""
+    head = tf.strings.join([tf.strings.substr(contents, 0, 12), "\0" * 12])  # 12 bytes at least
+    is_webp = tf.logical_and(tf.equal(tf.strings.substr(head, 0, 4), "RIFF"),
+                             tf.equal(tf.strings.substr(head, 8, 4), "WEBP"))
+
+    def sixteen_bit_or_eight():
+        # dtype=uint16 maps 8-bit data onto the full 16-bit range too, so one conversion fits both.
+        image = tf.io.decode_image(contents, channels=0, dtype=tf.uint16, expand_animations=False)
+        return tf.cast(tf.bitwise.right_shift(image, 8), tf.uint8)
+
+    def webp():  # 8-bit only, which TensorFlow's WebP decoder refuses to widen
+        return tf.io.decode_image(contents, channels=0, dtype=tf.uint8, expand_animations=False)
+
+    image = tf.cond(is_webp, webp, sixteen_bit_or_eight)
+    channels = tf.shape(image)[-1]
+    return tf.cond(channels < 3, lambda: tf.image.grayscale_to_rgb(image[..., :1]), lambda: image[..., :3])
+
+
+def to_minus_one_one(image):
+    """uint8 [0, 255] -> float32 [-1, 1]."""
+    return tf.cast(image, tf.float32) / 127.5 - 1.0
+
+
+def to_uint8(image):
+    """float [-1, 1] -> uint8 [0, 255], rounded and clipped."""
+    return tf.cast(tf.clip_by_value(tf.round((tf.cast(image, tf.float32) + 1.0) * 127.5), 0, 255), tf.uint8)
+
+
+def describe_error(error):
+    """The first line of an exception's message, without TF's op and function decorations."""
+    message = str(error).splitlines()[0] if str(error) else type(error).__name__
+    if "}} " in message:
+        message = message.split("}} ", 1)[1]
+    return message.split(" [Op:", 1)[0].strip()
+
+
+def _is_readable_image(path):
+    try:
+        with open(path, "rb") as f:
+            head = f.read(12)
+        if not (head.startswith(_MAGIC) or head[:4] == b"RIFF" and head[8:12] == b"WEBP"):
+            return f"not a JPEG, PNG, BMP, GIF or WebP file (starts with {head[:4]!r})"
+        decode_image(tf.io.read_file(path))
+    except (OSError, tf.errors.OpError) as error:
+        return describe_error(error)
+    return None
+
+
+def list_images(directory, check=True):
+    """Sorted image files of a folder; unreadable or corrupt ones are skipped with a warning.
+
+    Raises:
+        FileNotFoundError: the folder does not exist.
+        ValueError: the folder holds no readable image.
+    """
+    directory = os.fspath(directory)
+    if not os.path.isdir(directory):
+        raise FileNotFoundError(f"Image folder not found: {directory!r}")
+    paths = sorted(
+        os.path.join(directory, name) for name in os.listdir(directory)
+        if name.lower().endswith(IMAGE_EXTENSIONS) and not name.startswith(".")
+    )
+    if check and paths:
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            problems = list(pool.map(_is_readable_image, paths))
+        for path, problem in zip(paths, problems):
+            if problem:
+                logger.warning("Skipping unreadable image %s: %s", path, problem)
+        paths = [path for path, problem in zip(paths, problems) if not problem]
+    if not paths:
+        raise ValueError(
+            f"No readable images ({', '.join(IMAGE_EXTENSIONS)}) in folder {directory!r}"
+        )
+    return paths
+
+
+def load_image(path):
+    """One image file as float32 [-1, 1], shape (H, W, 3), turned as its EXIF orientation says."""
+    return to_minus_one_one(read_image(path))

@@ -1,0 +1,1 @@
+"""Evaluating translations: FID and KID, cycle consistency, paired errors."""

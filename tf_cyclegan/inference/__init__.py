@@ -1,0 +1,1 @@
+"""Translating with trained generators, loading every kind of saved model, and exporting."""

@@ -1,0 +1,1 @@
+"""The networks and the CycleGAN update: generators, discriminators, losses, the history pool."""

@@ -1,0 +1,87 @@
+"""Registering the package's serializable classes with Keras, without importing Keras first.
+
+`.keras` files name each custom class by its registered name (`tf_cyclegan>CycleGAN`);
+Keras finds it only if the class's module was imported. `import tf_cyclegan` stays light
+(it does not start TensorFlow), so the modules are imported when Keras is: at once if
+Keras is already in the process, else right after `import keras` completes, by a one-shot
+import hook that removes itself when it has run. Nothing else about the import changes.
+"""
+
+import importlib
+import importlib.abc
+import importlib.util
+import logging
+import sys
+
+logger = logging.getLogger(__name__)
+
+# Every module that defines a registered class, leaves first (each only needs those before it).
+SERIALIZABLE_MODULES = (
+    "tf_cyclegan.layers",
+    "tf_cyclegan.training.fused_adam",
+    "tf_cyclegan.models.image_pool",
+    "tf_cyclegan.models.cyclegan",
+)
+
+
+def register_serializable_classes():
+    """Imports every module that registers a class with Keras (imports Keras and TensorFlow)."""
+    for name in SERIALIZABLE_MODULES:
+        module = sys.modules.get(name)
+        if module is not None and getattr(module.__spec__, "_initializing", False):
+            # Being imported further up this very import (it imported Keras): its classes
+            # register when it completes. Modules after it may need it whole: stop here.
+            return False
+        importlib.import_module(name)
+    return True
+
+
+class _ThenRegister(importlib.abc.Loader):
+    """Keras' own loader, followed by `register_serializable_classes`."""
+
+    def __init__(self, loader):
+        self._loader = loader
+
+    def create_module(self, spec):
+        return self._loader.create_module(spec)
+
+    def exec_module(self, module):
+        self._loader.exec_module(module)
+        module.__loader__ = module.__spec__.loader = self._loader  # Keras' module as if untouched
+        try:
+            register_serializable_classes()
+        except Exception as error:  # never let ours break `import keras`
+            logger.warning("tf_cyclegan could not register its Keras classes (%s): import tf_cyclegan's "
+                           "modules before loading .keras files", error)
+
+
+class _AfterKerasImport(importlib.abc.MetaPathFinder):
+    """Finds nothing itself: on the import of `keras`, removes itself and wraps the loader
+    that the other finders give."""
+
+    def find_spec(self, fullname, path, target=None):
+        if fullname != "keras":
+            return None
+        _remove(self)
+        spec = importlib.util.find_spec(fullname)
+        if spec is not None and spec.loader is not None and hasattr(spec.loader, "exec_module"):
+            spec.loader = _ThenRegister(spec.loader)
+        return spec
+
+
+def _remove(finder):
+    try:
+        sys.meta_path.remove(finder)
+    except ValueError:
+        pass
+
+
+def register_when_keras_loads():
+    """Registers the classes now if Keras is loaded, else once `import keras` completes."""
+    if "keras" in sys.modules:
+        if not any(getattr(getattr(m, "__spec__", None), "_initializing", False)
+                   for name, m in list(sys.modules.items()) if name.startswith("tf_cyclegan.")):
+            register_serializable_classes()
+        return
+    if not any(isinstance(finder, _AfterKerasImport) for finder in sys.meta_path):
+        sys.meta_path.insert(0, _AfterKerasImport())

@@ -1,0 +1,1 @@
+"""Training: config, the `train` command's loop around `fit`, schedule, precision, distribution."""
