@@ -32,7 +32,7 @@ def main():
     parser.add_argument("--filters", type=int, default=64)
     args = parser.parse_args()
     keras.utils.set_random_seed(0)
-    model = build_cyclegan(filters=args.filters, num_residual_blocks=args.num_residual_blocks)  # the model `benchmarks/train_step.py` times
+    model = build_cyclegan(filters=args.filters, num_residual_blocks=args.num_residual_blocks)
     model.compile(jit_compile=False)
     # As fit does before tracing: a step that creates variables (the pools) is traced twice.
     model.build((1, args.size, args.size, 3))

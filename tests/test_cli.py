@@ -97,7 +97,8 @@ def test_train_writes_a_complete_run_directory(demo_root, tmp_path, capsys):
 
 def test_bench_prints_the_reference_keys(capsys):
     # A tiny network so the test is quick; the real benchmark uses the paper's ResNet-9.
-    code = main(["bench", "--size", "32", "--filters", "4", "--num-residual-blocks", "1", "--steps", "2", "--warmup", "1"])
+    code = main(["bench", "--size", "32", "--filters", "4", "--num-residual-blocks", "1", "--steps", "2",
+                 "--warmup", "1"])
     assert code == 0
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     for key in ("images_per_s", "first_step_s", "peak_rss_mb", "params_generator", "params_discriminator"):

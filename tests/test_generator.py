@@ -51,18 +51,31 @@ def test_rejects_bad_sizes():
         build_resnet_generator(filters=0)
 
 
-def test_weights_saved_from_keras_conv2d_networks_load(tmp_path, monkeypatch):
-    # Weight files address layers by class name: the generator's own Conv2D keeps Keras' name,
-    # so files written by generators built on keras.layers.Conv2D (older versions) still load.
+@pytest.mark.parametrize("old_conv", ["keras", "0.1.0"])
+def test_weight_files_of_older_versions_load(tmp_path, monkeypatch, old_conv):
+    # Weight files address layers by class name: networks built on keras.layers.Conv2D (before
+    # 0.1.0) or on the package's old `Conv2D` (0.1.0) wrote `conv2d_N`, where Keras now looks
+    # for `lean_conv2d_N`. Keras' own load_weights refuses them; `legacy.load_weights` reads them.
     import tf_cyclegan.models.resnet_generator as generator_module
+    from tf_cyclegan.layers import legacy
 
-    monkeypatch.setattr(generator_module, "Conv2D", keras.layers.Conv2D)
+    monkeypatch.setattr(generator_module, "LeanConv2D", keras.layers.Conv2D if old_conv == "keras" else legacy.Conv2D)
     old = build_resnet_generator(filters=4, num_residual_blocks=1)
     monkeypatch.undo()
-    assert not any(type(layer).__module__.startswith("tf_cyclegan") and "Conv" in type(layer).__name__
-                   for layer in old.layers)
     old.save_weights(tmp_path / "old.weights.h5")
+    before = (tmp_path / "old.weights.h5").read_bytes()
     new = build_resnet_generator(filters=4, num_residual_blocks=1)
-    new.load_weights(tmp_path / "old.weights.h5")
+    with pytest.raises(ValueError, match="could not be loaded"):
+        new.load_weights(tmp_path / "old.weights.h5")
+    legacy.load_weights(new, tmp_path / "old.weights.h5")
     x = np.random.default_rng(0).uniform(-1, 1, (1, 16, 16, 3)).astype("float32")
     np.testing.assert_allclose(new(x).numpy(), old(x).numpy(), atol=1e-6)
+    assert (tmp_path / "old.weights.h5").read_bytes() == before  # the user's file is not touched
+
+
+def test_a_weight_file_of_another_network_still_fails_with_keras_error(tmp_path):
+    from tf_cyclegan.layers import legacy
+
+    build_resnet_generator(filters=4, num_residual_blocks=1).save_weights(tmp_path / "small.weights.h5")
+    with pytest.raises(ValueError):
+        legacy.load_weights(build_resnet_generator(filters=4, num_residual_blocks=2), tmp_path / "small.weights.h5")

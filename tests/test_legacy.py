@@ -20,9 +20,9 @@ def test_the_old_zero_padding_name_loads_as_keras_padding():
 
 def test_importing_the_package_registers_the_old_names():
     # In a fresh process: nothing but `import tf_cyclegan` may be needed to load old files.
-    code = ("import keras, tf_cyclegan; "
+    code = ("import tf_cyclegan, keras; "
             "print(keras.saving.get_registered_object('tf_cyclegan>ZeroPadding2D').__module__)")
     done = subprocess.run([sys.executable, "-c", code], env=subprocess_env(), capture_output=True, text=True,
                           timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
-    assert done.stdout.strip().splitlines()[-1] == "tf_cyclegan.legacy"
+    assert done.stdout.strip().splitlines()[-1] == "tf_cyclegan.layers.legacy"

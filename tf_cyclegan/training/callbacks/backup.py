@@ -19,6 +19,7 @@ import keras
 import numpy as np
 
 from tf_cyclegan.files import check_free_space, state_bytes
+from tf_cyclegan.layers.legacy import load_weights
 from tf_cyclegan.training.callbacks.monitor import check_finite_weights
 
 logger = logging.getLogger(__name__)
@@ -146,7 +147,7 @@ class BackupManager:
         for backup in candidates:
             try:
                 progress = self.read_progress(backup)
-                model.load_weights(os.path.join(backup, WEIGHTS))
+                load_weights(model, os.path.join(backup, WEIGHTS))  # also backups of older versions
             except (OSError, ValueError, KeyError, BackupError) as error:
                 reason = str(error).splitlines()[0] if str(error) else type(error).__name__
                 logger.warning("Skipping damaged backup %s: %s. Trying the previous one.", backup, reason)
