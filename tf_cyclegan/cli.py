@@ -126,7 +126,8 @@ def _translate(args):
 
     plan_outputs(args.inputs, args.out, overwrite=args.overwrite)  # every path checked before the model loads
     translator = load_translator(args.model, args.direction, tile=args.tile)
-    written, skipped = translate_paths(translator, args.inputs, args.out, overwrite=args.overwrite)
+    written, skipped = translate_paths(translator, args.inputs, args.out, overwrite=args.overwrite,
+                                       progress=sys.stdout.isatty())
     print(f"Translated {len(written)} image(s) into {args.out}/" + (f"; skipped {len(skipped)}" if skipped else ""))
 
 
@@ -134,7 +135,7 @@ def _evaluate(args):
     from tf_cyclegan.evaluation.evaluate import evaluate, format_report
     from tf_cyclegan.evaluation.fid import InceptionFeatures
     from tf_cyclegan.files import OutputExists, refuse_existing, write_json
-    from tf_cyclegan.inference.loading import load_translator
+    from tf_cyclegan.inference.loading import is_single_direction, load_translator
 
     if args.out and os.path.isdir(args.out):
         raise OutputExists(f"--out {args.out!r} is a folder: give the report's file name")
@@ -150,19 +151,14 @@ def _evaluate(args):
                 raise
     # A single-direction file (.tflite, .onnx, one SavedModel) serves whichever direction was
     # asked; it cannot cycle back, so cycle consistency is left out for it.
-    if _single_direction(args.model):
+    if is_single_direction(args.model):
         translators = {directions[0]: translators[directions[0]]}
     features = None if args.no_fid else InceptionFeatures(args.inception_weights)
-    report = evaluate(translators, args.data, directions, features=features)
+    report = evaluate(translators, args.data, directions, features=features, progress=sys.stdout.isatty())
     print(format_report(report))
     if args.out:
         write_json(args.out, report)
         print(f"Wrote {args.out}")
-
-
-def _single_direction(path):
-    return os.path.isfile(path) and not path.endswith(".keras") or os.path.isfile(
-        os.path.join(path, "saved_model.pb"))
 
 
 def _split(text):

@@ -8,15 +8,17 @@ Per direction (a2b translates testA and compares with testB; b2a the reverse):
   the ground truth, next to the same figures for the untranslated input (the baseline).
 """
 
+import logging
 import os
 
 import keras
 import numpy as np
-import tensorflow as tf
 
 from tf_cyclegan.data.images import list_images, load_image
 from tf_cyclegan.evaluation.fid import fid_from_features, kid_from_features
 from tf_cyclegan.evaluation.paired import paired_paths_for, paired_scores
+
+logger = logging.getLogger(__name__)
 
 SPLITS = {"a2b": ("testA", "testB"), "b2a": ("testB", "testA")}
 
@@ -28,7 +30,7 @@ def _load(paths):
 def _translate_all(translator, images, label, progress):
     bar = keras.utils.Progbar(len(images), unit_name="image") if progress else None
     if bar is not None:
-        print(label)
+        logger.info(label)
     outputs = []
     for i, image in enumerate(images):
         outputs.append(np.clip(translator.translate(image), -1, 1))
@@ -37,7 +39,7 @@ def _translate_all(translator, images, label, progress):
     return outputs
 
 
-def evaluate(translators, root, directions=("a2b", "b2a"), features=None, kid_subsets=100, progress=True,
+def evaluate(translators, root, directions=("a2b", "b2a"), features=None, kid_subsets=100, progress=False,
              max_images=None):
     """Evaluates translators {"a2b": Translator, "b2a": Translator} on ROOT's test folders.
 
@@ -93,48 +95,3 @@ def format_report(report):
                 lines.append(f"     vs ground truth, {label}: MAE {s['mae']:.4f}  PSNR {s['psnr']:.2f} dB  "
                              f"SSIM {s['ssim']:.4f}")
     return "\n".join(lines)
-
-
-class EvaluationCallback(keras.callbacks.Callback):
-    """Runs `evaluate` every `every_n_epochs` epochs on the model's own generators and logs
-    each figure to TensorBoard (`eval/<direction>/<name>`, in `logs/eval`).
-
-    Args:
-        root: folder with testA/, testB/ (and testB_paired/).
-        every_n_epochs: int.
-        log_dir: TensorBoard folder, or None.
-        max_images: test images per folder (a subset keeps it quick).
-        features: feature extractor for FID/KID, or None to skip them.
-    """
-
-    def __init__(self, root, every_n_epochs, log_dir=None, max_images=50, features=None):
-        super().__init__()
-        self.root = root
-        self.every_n_epochs = every_n_epochs
-        self.max_images = max_images
-        self.features = features
-        self.writer = tf.summary.create_file_writer(os.path.join(log_dir, "eval")) if log_dir else None
-
-    def on_epoch_end(self, epoch, logs=None):
-        if (epoch + 1) % self.every_n_epochs:
-            return
-        from tf_cyclegan.inference.loading import KerasTranslator
-
-        translators = {"a2b": KerasTranslator(self.model.gen_a2b), "b2a": KerasTranslator(self.model.gen_b2a)}
-        report = evaluate(translators, self.root, features=self.features, kid_subsets=20, progress=False,
-                          max_images=self.max_images)
-        scalars = {}
-        for direction, result in report.items():
-            for name in ("fid", "cycle_l1"):
-                if name in result:
-                    scalars[f"eval/{direction}/{name}"] = result[name]
-            if "kid" in result:
-                scalars[f"eval/{direction}/kid"] = result["kid"]["mean"]
-            for name, value in result.get("paired", {}).items():
-                scalars[f"eval/{direction}/paired_{name}"] = value
-        # Written to TensorBoard only: the CSV log fixes its columns at the first epoch.
-        if self.writer is not None:
-            with self.writer.as_default():
-                for tag, value in scalars.items():
-                    tf.summary.scalar(tag, value, step=epoch + 1)
-            self.writer.flush()

@@ -93,7 +93,7 @@ def plan_outputs(inputs, out_dir, overwrite=False):
     return plan, others
 
 
-def translate_paths(translator, inputs, out_dir, progress=True, overwrite=False):
+def translate_paths(translator, inputs, out_dir, progress=False, overwrite=False):
     """Translates every image among `inputs` into `out_dir` as PNG (see the module docstring).
 
     The plan is checked before any work (`plan_outputs`). A file that is not a readable image

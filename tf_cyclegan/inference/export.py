@@ -223,14 +223,16 @@ def export_model(model_path, out_dir, formats=DEFAULT_FORMATS, directions=("a2b"
         raise OutputExists(f"--out {os.fspath(out_dir)!r} is a file, not a folder")
     for direction in directions:
         _check_target(os.path.join(os.fspath(out_dir), direction), overwrite)
-    model_path = os.fspath(model_path)
-    run_dir = model_path if os.path.isdir(model_path) else os.path.dirname(model_path)
-    keras_file = os.path.join(model_path, "model.keras") if os.path.isdir(model_path) else model_path
-    if not (os.path.isfile(keras_file) and keras_file.endswith(".keras")):
-        raise ValueError(f"Cannot export from {model_path!r}: expected a .keras file or a run directory "
-                         "holding model.keras")
-    from tf_cyclegan.inference.loading import load_keras_file
+    from tf_cyclegan.inference.loading import load_keras_file, resolve_model_path
 
+    try:
+        found = resolve_model_path(model_path)
+    except ValueError:  # a path that is no model at all (a missing one raises FileNotFoundError)
+        found = None
+    if found is None or found.kind != "keras":
+        raise ValueError(f"Cannot export from {os.fspath(model_path)!r}: expected a .keras file or a run directory "
+                         "holding model.keras")
+    keras_file, run_dir = found.path, found.run_dir
     model = load_keras_file(keras_file)
     if not hasattr(model, "gen_a2b"):
         raise ValueError(f"{keras_file!r} holds a {type(model).__name__}, not a CycleGAN")

@@ -9,13 +9,14 @@ go through in one pass up to
 
 import functools
 import os
+import typing
 import zipfile
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-from tf_cyclegan.inference.translate import MIN_SIZE, grow_to, translate_tiled
+from tf_cyclegan.inference.translate import MIN_SIZE, grow_to, pad_to_multiple, translate_tiled
 from tf_cyclegan.inference.translate import translate as translate_full
 
 DIRECTIONS = ("a2b", "b2a")
@@ -102,10 +103,8 @@ class OnnxTranslator(Translator):
         self.input_name = self.session.get_inputs()[0].name
 
     def run(self, batch):
-        batch = np.asarray(batch, np.float32)
-        height, width = batch.shape[1:3]
-        padded = np.pad(batch, ((0, 0), (0, -height % 4), (0, -width % 4), (0, 0)), mode="reflect")
-        return self.session.run(None, {self.input_name: padded})[0][:, :height, :width]
+        padded, height, width = pad_to_multiple(tf.constant(batch, tf.float32))  # the graph takes multiples of 4
+        return self.session.run(None, {self.input_name: padded.numpy()})[0][:, :int(height), :int(width)]
 
 
 def _first_line(error):
@@ -152,26 +151,61 @@ def _generator_from_keras(path, direction):
     return check_generator(model, path)
 
 
-def load_translator(path, direction="a2b", **kwargs):
-    """Opens `path` (see module docstring) as a `Translator` for `direction`."""
-    if direction not in DIRECTIONS:
-        raise ValueError(f"direction must be one of {DIRECTIONS}. Received: direction={direction!r}")
+class ModelPath(typing.NamedTuple):
+    """Where a model given by the user is, and in which form (`resolve_model_path`)."""
+
+    kind: str  # "keras", "savedmodel", "tflite" or "onnx"
+    path: str  # the file, or the SavedModel directory
+    run_dir: typing.Optional[str]  # the run directory a .keras model is in (its config.yaml beside it)
+
+
+def resolve_model_path(path, direction=None):
+    """Finds the model at `path`: a `.keras` file, a run directory holding `model.keras`, a
+    SavedModel directory, an export folder (`a2b/`, `b2a/`; `direction` picks one, which may
+    hold a SavedModel in `savedmodel/`), a `.tflite` or an `.onnx` file.
+
+    The one place that reads a user's model path: `translate`, `evaluate` and `export` all
+    accept what this accepts. Raises `FileNotFoundError` or `ValueError` naming the path.
+    """
     path = os.fspath(path)
-    if os.path.isdir(os.path.join(path, direction)):  # an export folder: one subfolder per direction
+    if direction is not None and os.path.isdir(os.path.join(path, direction)):
         path = os.path.join(path, direction)
-    if os.path.isfile(path) and path.endswith(".keras"):
-        return KerasTranslator(_generator_from_keras(path, direction), **kwargs)
-    if os.path.isfile(path) and path.endswith(".tflite"):
-        return TFLiteTranslator(path, **kwargs)
-    if os.path.isfile(path) and path.endswith(".onnx"):
-        return OnnxTranslator(path, **kwargs)
+    suffix = os.path.splitext(path)[1]
+    if os.path.isfile(path) and suffix in (".keras", ".tflite", ".onnx"):
+        run_dir = os.path.dirname(os.path.abspath(path)) if suffix == ".keras" else None
+        return ModelPath(suffix[1:], path, run_dir)
     if os.path.isdir(path):
         if os.path.isfile(os.path.join(path, "model.keras")):
-            return KerasTranslator(_generator_from_keras(os.path.join(path, "model.keras"), direction), **kwargs)
-        if os.path.isfile(os.path.join(path, "saved_model.pb")):
-            return SavedModelTranslator(path, **kwargs)
-        if os.path.isfile(os.path.join(path, "savedmodel", "saved_model.pb")):
-            return SavedModelTranslator(os.path.join(path, "savedmodel"), **kwargs)
+            return ModelPath("keras", os.path.join(path, "model.keras"), path)
+        for folder in (path, os.path.join(path, "savedmodel")):
+            if os.path.isfile(os.path.join(folder, "saved_model.pb")):
+                return ModelPath("savedmodel", folder, None)
     if not os.path.exists(path):
         raise FileNotFoundError(f"Model not found: {path!r}; expected {EXPECTED}")
     raise ValueError(f"Cannot load a model from {path!r}: expected {EXPECTED}")
+
+
+def is_single_direction(path):
+    """Whether the model at `path` translates one way only (one generator's `.tflite`, `.onnx`
+    or SavedModel, or an export folder with one direction), so that it cannot cycle back."""
+    generators = set()
+    for direction in DIRECTIONS:
+        try:
+            model = resolve_model_path(path, direction)
+        except (FileNotFoundError, ValueError):
+            continue
+        if model.kind == "keras":
+            return False
+        generators.add(model.path)
+    return len(generators) < 2
+
+
+def load_translator(path, direction="a2b", **kwargs):
+    """Opens `path` (see `resolve_model_path`) as a `Translator` for `direction`."""
+    if direction not in DIRECTIONS:
+        raise ValueError(f"direction must be one of {DIRECTIONS}. Received: direction={direction!r}")
+    model = resolve_model_path(path, direction)
+    if model.kind == "keras":
+        return KerasTranslator(_generator_from_keras(model.path, direction), **kwargs)
+    translator = {"savedmodel": SavedModelTranslator, "tflite": TFLiteTranslator, "onnx": OnnxTranslator}[model.kind]
+    return translator(model.path, **kwargs)

@@ -122,14 +122,6 @@ class ImagePool(keras.layers.Layer):
         _, returned = tf.while_loop(lambda i, _: i < batch, query, (tf.constant(0), returned))
         return returned.stack()
 
-    def load_own_variables(self, store):
-        if self.built and len(store.keys()) == 2:
-            # Saved before the stream's position was state: keep a fresh stream.
-            self.images.assign(store["0"])
-            self.count.assign(store["1"])
-            return
-        super().load_own_variables(store)
-
     def compute_output_shape(self, input_shape):
         return input_shape
 

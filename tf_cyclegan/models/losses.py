@@ -20,13 +20,12 @@ def gan_loss(logits, target_is_real, gan_mode="lsgan"):
     `lsgan` is the least-squares loss the paper uses (mean squared error to 1 or 0);
     `vanilla` is the original GAN's binary cross-entropy on logits.
     """
+    check_gan_mode(gan_mode)
     logits = tf.cast(logits, "float32")
     target = tf.ones_like(logits) if target_is_real else tf.zeros_like(logits)
     if gan_mode == "lsgan":
         return _per_example_mean(tf.square(logits - target))
-    if gan_mode == "vanilla":
-        return _per_example_mean(tf.nn.sigmoid_cross_entropy_with_logits(labels=target, logits=logits))
-    raise ValueError(f"gan_mode must be one of {GAN_MODES}. Received: gan_mode={gan_mode!r}")
+    return _per_example_mean(tf.nn.sigmoid_cross_entropy_with_logits(labels=target, logits=logits))
 
 
 def l1_loss(target, prediction):
@@ -41,6 +40,7 @@ def discriminator_loss(real_logits, fake_logits, gan_mode="lsgan"):
 
 
 def check_gan_mode(gan_mode):
+    """Returns `gan_mode` if it is one of `GAN_MODES`, else raises `ValueError` naming it."""
     if gan_mode not in GAN_MODES:
         raise ValueError(f"gan_mode must be one of {GAN_MODES}. Received: gan_mode={gan_mode!r}")
     return gan_mode

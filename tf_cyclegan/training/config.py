@@ -64,7 +64,7 @@ class TrainConfig:
     seed: Optional[int] = 0
     deterministic: bool = False  # enable_op_determinism(): a resumed run ends bit-identical
     cpu_allocator: Literal["auto", "bfc", "malloc"] = "auto"  # auto: TensorFlow's own (tf_cyclegan/runtime.py)
-    verbose: int = 1
+    verbose: Literal["auto", 0, 1, 2] = "auto"  # fit's; auto: 1 (live bar) on a terminal, else 2 (line per epoch)
 
 
 @dataclass(frozen=True)
@@ -128,7 +128,7 @@ _POSITIVE = {
 _NON_NEGATIVE = {
     "data.num_samples", "model.num_residual_blocks", "model.lambda_cycle",
     "model.lambda_identity", "model.pool_size", "train.epochs", "train.epochs_decay",
-    "train.verbose", "eval.every_n_epochs", "checkpoint.backup_every_n_steps", "checkpoint.keras_every_n_epochs",
+    "eval.every_n_epochs", "checkpoint.backup_every_n_steps", "checkpoint.keras_every_n_epochs",
     "checkpoint.keras_every_n_steps", "monitor.images_every_n_steps",
 }
 

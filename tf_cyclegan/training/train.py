@@ -14,6 +14,7 @@ import csv
 import dataclasses
 import logging
 import os
+import sys
 
 import keras
 import numpy as np
@@ -22,13 +23,13 @@ import yaml
 
 from tf_cyclegan.data.images import list_images, load_image
 from tf_cyclegan.data.unpaired import DataPosition, make_tfds_dataset, make_unpaired_dataset
-from tf_cyclegan.evaluation.evaluate import EvaluationCallback
 from tf_cyclegan.evaluation.fid import InceptionFeatures
 from tf_cyclegan.evaluation.paired import paired_translation_error
 from tf_cyclegan.files import remove, remove_stale_temporaries, replacing, write_json
 from tf_cyclegan.models.cyclegan import build_cyclegan, default_optimizer
 from tf_cyclegan.training.callbacks.backup import BackupCallback, BackupError, BackupManager, RunProgress
 from tf_cyclegan.training.callbacks.checkpoints import KerasCheckpoints, save_model_atomically
+from tf_cyclegan.training.callbacks.evaluation import EvaluationCallback
 from tf_cyclegan.training.callbacks.monitor import StopOnNonFinite, TrainingMonitor, flatten_config
 from tf_cyclegan.training.callbacks.samples import SampleGrid
 from tf_cyclegan.training.config import Config, ConfigError, dump_config, load_config
@@ -249,6 +250,15 @@ def train_and_evaluate(config, run_dir, restart=False, callbacks=()):
         keras.mixed_precision.set_global_policy(users_policy)
 
 
+def fit_verbosity(verbose, stream=None):
+    """`fit`'s `verbose` for `train.verbose`: "auto" is the live progress bar (1) when the output
+    is a terminal, else one line per epoch (2), not thousands of carriage-return frames in a log."""
+    if verbose != "auto":
+        return verbose
+    stream = sys.stdout if stream is None else stream
+    return 1 if hasattr(stream, "isatty") and stream.isatty() else 2
+
+
 def _keep_csv_rows_before(path, epoch):
     """Drops CSV log rows of epochs a resumed run is about to train again."""
     if not os.path.exists(path):
@@ -305,7 +315,7 @@ def _train(config, run_dir, dataset, position, samples, policy, resume, extra_ca
         epoch, batch = _resume_position(record, position, run_dir)
         if is_chief:
             _keep_csv_rows_before(csv_path, epoch)
-        print(f"Resuming {run_dir} at epoch {epoch + 1}, batch {batch + 1} (step {record['global_step']})")
+        logger.info("Resuming %s at epoch %d, batch %d (step %d)", run_dir, epoch + 1, batch + 1, record["global_step"])
 
     log_dir = os.path.join(run_dir, "logs")
     progress = RunProgress(steps, epoch, batch, info={"pairs_per_epoch": position.pairs_per_epoch,
@@ -332,7 +342,7 @@ def _train(config, run_dir, dataset, position, samples, policy, resume, extra_ca
     if epoch + bool(batch) < total_epochs:
         phases.append((steps, epoch + bool(batch), total_epochs))
     if not phases:
-        print(f"{run_dir} has already finished its {total_epochs} epochs.")
+        logger.info("%s has already finished its %d epochs.", run_dir, total_epochs)
     for batches, first_epoch, end_epoch in phases:
         epoch_input = dataset.apply(tf.data.experimental.assert_cardinality(batches * local_replicas))
         if replicas > 1:
@@ -340,7 +350,7 @@ def _train(config, run_dir, dataset, position, samples, policy, resume, extra_ca
             epoch_input = strategy.distribute_datasets_from_function(lambda _, ds=epoch_input: ds)
         try:
             history = model.fit(epoch_input, initial_epoch=first_epoch, epochs=end_epoch, callbacks=callbacks,
-                                verbose=t.verbose if is_chief else 0)
+                                verbose=fit_verbosity(t.verbose) if is_chief else 0)
         except KeyboardInterrupt:
             backups = manager.backups()
             kept = f"the newest backup, {os.path.basename(backups[0])}, is kept" if backups else "no backup yet"

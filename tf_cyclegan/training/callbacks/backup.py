@@ -21,6 +21,7 @@ import numpy as np
 from tf_cyclegan.files import check_free_space, state_bytes
 from tf_cyclegan.layers.legacy import load_weights
 from tf_cyclegan.training.callbacks.monitor import check_finite_weights
+from tf_cyclegan.training.callbacks.periodic import is_due
 
 logger = logging.getLogger(__name__)
 
@@ -181,7 +182,7 @@ class BackupCallback(keras.callbacks.Callback):
         self.manager.save(self.model, self.progress.record(self.model))
 
     def on_train_batch_end(self, batch, logs=None):
-        if self.every_n_steps and self.progress.global_step % self.every_n_steps == 0:
+        if is_due(self.progress.global_step, self.every_n_steps):
             self._save()
 
     def on_epoch_end(self, epoch, logs=None):

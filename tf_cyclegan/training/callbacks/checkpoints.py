@@ -6,6 +6,7 @@ import re
 import keras
 
 from tf_cyclegan.files import check_free_space, replacing, state_bytes
+from tf_cyclegan.training.callbacks.periodic import is_due
 
 
 def save_model_atomically(model, path):
@@ -56,9 +57,9 @@ class KerasCheckpoints(keras.callbacks.Callback):
             os.remove(old)
 
     def on_train_batch_end(self, batch, logs=None):
-        if self.every_n_steps and self.progress.global_step % self.every_n_steps == 0:
+        if is_due(self.progress.global_step, self.every_n_steps):
             self._save(f"step_{self.progress.global_step:010d}.keras")
 
     def on_epoch_end(self, epoch, logs=None):
-        if self.every_n_epochs and (epoch + 1) % self.every_n_epochs == 0:
+        if is_due(epoch + 1, self.every_n_epochs):
             self._save(f"epoch_{epoch + 1:04d}.keras")

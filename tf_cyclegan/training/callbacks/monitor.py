@@ -14,9 +14,17 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tf_cyclegan.training.callbacks.periodic import is_due
+
 
 class TrainingDiverged(RuntimeError):
-    """A loss became NaN or infinite."""
+    """A loss or a weight became NaN or infinite."""
+
+    def __init__(self, progress, what):
+        super().__init__(
+            f"Training diverged at step {progress.global_step} (epoch {progress.epoch + 1}, batch {progress.batch}): "
+            f"{what}. The last good backup is kept; lower the learning rate or check the data, then rerun to "
+            "resume from it.")
 
 
 class StopOnNonFinite(keras.callbacks.Callback):
@@ -38,11 +46,7 @@ class StopOnNonFinite(keras.callbacks.Callback):
                if np.ndim(value) == 0 and not math.isfinite(float(value))}
         if bad:
             terms = ", ".join(f"{name}={value}" for name, value in sorted(bad.items()))
-            raise TrainingDiverged(
-                f"Training diverged at step {self.progress.global_step} (epoch {self.progress.epoch + 1}, "
-                f"batch {self.progress.batch}): non-finite loss {terms}. The last good backup is kept; "
-                "lower the learning rate or check the data, then rerun to resume from it."
-            )
+            raise TrainingDiverged(self.progress, f"non-finite loss {terms}")
 
 
 def check_finite_weights(model, progress):
@@ -53,11 +57,7 @@ def check_finite_weights(model, progress):
            if not np.isfinite(np.asarray(v)).all()]
     if bad:
         shown = ", ".join(bad[:3]) + (f" and {len(bad) - 3} more" if len(bad) > 3 else "")
-        raise TrainingDiverged(
-            f"Training diverged at step {progress.global_step} (epoch {progress.epoch + 1}, batch "
-            f"{progress.batch}): non-finite weights in {shown}. The last good backup is kept; lower the "
-            "learning rate or check the data, then rerun to resume from it."
-        )
+        raise TrainingDiverged(progress, f"non-finite weights in {shown}")
 
 
 def flatten_config(config_dict, prefix=""):
@@ -124,7 +124,7 @@ class TrainingMonitor(keras.callbacks.Callback):
 
     def on_train_batch_end(self, batch, logs=None):
         step = self.progress.global_step
-        if step % self.every_n_steps or self._last is None:
+        if not is_due(step, self.every_n_steps) or self._last is None:
             return
         now, last_step, last_applied = self._last
         scalars = {f"loss/{name}": float(value) for name, value in (logs or {}).items() if np.ndim(value) == 0}

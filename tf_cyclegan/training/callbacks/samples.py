@@ -7,6 +7,7 @@ import tensorflow as tf
 
 from tf_cyclegan.data.images import to_uint8
 from tf_cyclegan.inference.translate import translate
+from tf_cyclegan.training.callbacks.periodic import is_due
 
 
 class SampleGrid(keras.callbacks.Callback):
@@ -56,7 +57,7 @@ class SampleGrid(keras.callbacks.Callback):
             self.writer.flush()
 
     def on_train_batch_end(self, batch, logs=None):
-        if self.every_n_steps and self.progress and self.progress.global_step % self.every_n_steps == 0:
+        if self.progress and is_due(self.progress.global_step, self.every_n_steps):
             self._log(self.grid(), self.progress.global_step)
 
     def on_epoch_end(self, epoch, logs=None):
@@ -64,5 +65,5 @@ class SampleGrid(keras.callbacks.Callback):
         path = os.path.join(self.out_dir, f"epoch_{epoch + 1:03d}.png")
         tf.io.write_file(path, tf.io.encode_png(grid))
         step = self.progress.global_step if self.progress else epoch + 1
-        if not (self.every_n_steps and step % self.every_n_steps == 0):
+        if not is_due(step, self.every_n_steps):
             self._log(grid, step)
