@@ -9,7 +9,7 @@ it is already imported, else as soon as it is (see `tf_cyclegan.registry`). So a
 
 import importlib
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 # Public name -> the module that defines it.
 _API = {
