@@ -64,7 +64,7 @@ def _switch_off(device):
     elif device == "tape_record":
         custom_gradient._tape_record = None  # `custom_gradient` falls back to `tf.custom_gradient`
     elif device == "stacked_calls":
-        cyclegan.CycleGAN._run_stacked = lambda self, network, inputs, training: [
+        cyclegan.CycleGAN._call_on_each = lambda self, network, inputs, training: [
             network(x, training=training) for x in inputs]
     else:
         raise ValueError(f"unknown device {device!r}")

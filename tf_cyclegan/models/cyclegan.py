@@ -87,32 +87,6 @@ class CycleGAN(keras.Model):
         self.pool_b = ImagePool(pool_size, seed=pool_b_seed, name="pool_b")
         self.trackers = {name: keras.metrics.Mean(name=name) for name in LOSS_NAMES}
 
-    @property
-    def metrics(self):
-        return list(self.trackers.values())
-
-    @property
-    def gen_optimizer(self):
-        """The generators' optimizer; Keras knows it as `model.optimizer`."""
-        return self.optimizer
-
-    @property
-    def generator_variables(self):
-        return self.gen_a2b.trainable_variables + self.gen_b2a.trainable_variables
-
-    @property
-    def discriminator_variables(self):
-        return self.disc_a.trainable_variables + self.disc_b.trainable_variables
-
-    def build(self, input_shape):
-        """Builds the image pools for the training crop size (the networks take any size)."""
-        self.pool_a.build(input_shape)
-        self.pool_b.build(input_shape)
-        self.built = True
-
-    def call(self, inputs, training=False):
-        return self.gen_a2b(inputs, training=training)
-
     def compile(self, gen_optimizer=None, disc_optimizer=None, **kwargs):
         """Configures training.
 
@@ -143,21 +117,167 @@ class CycleGAN(keras.Model):
         self.disc_optimizer.build(self.discriminator_variables)
         self._compile_kwargs = kwargs
 
-    def get_compile_config(self):
-        if not self.compiled:
-            return None
-        return {
-            "gen_optimizer": keras.saving.serialize_keras_object(self.gen_optimizer),
-            "disc_optimizer": keras.saving.serialize_keras_object(self.disc_optimizer),
-            **{k: v for k, v in self._compile_kwargs.items() if k in ("jit_compile", "steps_per_execution")},
-        }
+    def train_step(self, data):
+        """One CycleGAN update: both generators together, then each discriminator."""
+        real_a, real_b, _ = keras.utils.unpack_x_y_sample_weight(data)
+        self._build_for_batch(real_a)
 
-    def compile_from_config(self, config):
-        self.compile(
-            gen_optimizer=keras.saving.deserialize_keras_object(config.pop("gen_optimizer")),
-            disc_optimizer=keras.saving.deserialize_keras_object(config.pop("disc_optimizer")),
-            **config,
+        # Generators: adversarial + lambda * cycle + lambda * identity_weight * identity, one tape.
+        with tf.GradientTape(persistent=True) as gen_tape:
+            losses, fake_a, fake_b = self._cycle_losses(real_a, real_b, training=True)
+            gen_loss = _average_over_replicas(losses["gen_total"])
+            scaled_gen_loss = self.gen_optimizer.scale_loss(gen_loss)
+        gen_grads = gen_tape.gradient(scaled_gen_loss, self.generator_variables)
+        del gen_tape
+        self.gen_optimizer.apply_gradients(zip(gen_grads, self.generator_variables))
+
+        # Discriminators: real against a fake from the history pool, loss halved; no gradient
+        # flows back into the generators.
+        pooled_fake_a = self.pool_a(tf.stop_gradient(fake_a))
+        pooled_fake_b = self.pool_b(tf.stop_gradient(fake_b))
+        disc_grads = []
+        for name, disc, real, fake in (
+            ("disc_a", self.disc_a, real_a, pooled_fake_a),
+            ("disc_b", self.disc_b, real_b, pooled_fake_b),
+        ):
+            with tf.GradientTape() as disc_tape:
+                pred_real, pred_fake = self._call_on_each(disc, [real, fake], training=True)
+                per_example = discriminator_loss(pred_real, pred_fake, self.gan_mode)
+                scaled = self.disc_optimizer.scale_loss(_average_over_replicas(per_example))
+            disc_grads += disc_tape.gradient(scaled, disc.trainable_variables)
+            losses[name] = per_example
+        self.disc_optimizer.apply_gradients(zip(disc_grads, self.discriminator_variables))
+        return self._track(losses)
+
+    def _cycle_losses(self, real_a, real_b, training):
+        """The forward pass and every generator loss term; returns the fakes for the discriminators.
+
+        The calls of one generator that do not depend on each other go through it together
+        (`_call_on_each`): the same numbers as one call each, in fewer, larger ops.
+        """
+        identity = self.lambda_identity > 0
+        if identity:
+            # The cycles A -> B -> A and B -> A -> B, and each generator on its own target domain.
+            fake_b, same_b = self._call_on_each(self.gen_a2b, [real_a, real_b], training)
+            cycled_a, fake_a, same_a = self._call_on_each(self.gen_b2a, [fake_b, real_b, real_a], training)
+        else:
+            fake_b = self.gen_a2b(real_a, training=training)
+            cycled_a, fake_a = self._call_on_each(self.gen_b2a, [fake_b, real_b], training)
+        cycled_b = self.gen_a2b(fake_a, training=training)
+
+        losses = {
+            # Fool the discriminators (least squares to "real" for lsgan).
+            "gan_a2b": gan_loss(self.disc_b(fake_b, training=training), True, self.gan_mode),
+            "gan_b2a": gan_loss(self.disc_a(fake_a, training=training), True, self.gan_mode),
+            # Come back to where the cycle started.
+            "cycle_a": l1_loss(real_a, cycled_a),
+            "cycle_b": l1_loss(real_b, cycled_b),
+        }
+        gen_total = losses["gan_a2b"] + losses["gan_b2a"] + self.lambda_cycle * (
+            losses["cycle_a"] + losses["cycle_b"]
         )
+        if identity:
+            # Leave an image of the target domain alone.
+            losses["identity_a"] = l1_loss(real_a, same_a)
+            losses["identity_b"] = l1_loss(real_b, same_b)
+            gen_total += self.lambda_cycle * self.lambda_identity * (
+                losses["identity_a"] + losses["identity_b"]
+            )
+        losses["gen_total"] = gen_total
+        return losses, fake_a, fake_b
+
+    def test_step(self, data):
+        real_a, real_b, _ = keras.utils.unpack_x_y_sample_weight(data)
+        losses, fake_a, fake_b = self._cycle_losses(real_a, real_b, training=False)
+        losses["disc_a"] = discriminator_loss(self.disc_a(real_a), self.disc_a(fake_a), self.gan_mode)
+        losses["disc_b"] = discriminator_loss(self.disc_b(real_b), self.disc_b(fake_b), self.gan_mode)
+        return self._track(losses)
+
+    def call(self, inputs, training=False):
+        return self.gen_a2b(inputs, training=training)
+
+    # The plumbing: how the networks are called, building, Keras' and tf.distribute's hooks.
+
+    def _call_on_each(self, network, inputs, training):
+        """`[network(x) for x in inputs]`, computed as one call on the inputs stacked along the
+        batch axis. Instance norm (and everything else in these networks) treats each image
+        on its own, so the numbers are the same; the step is traced and run as fewer, larger
+        ops. Networks with batch statistics (BatchNormalization) are called one by one.
+        """
+        shapes = {tuple(x.shape[1:]) for x in inputs}
+        same_size = len(shapes) == 1 and None not in next(iter(shapes))
+        if len(inputs) == 1 or not same_size or not self._per_image:
+            return [network(x, training=training) for x in inputs]
+        outputs = network(tf.concat(inputs, axis=0), training=training)
+        return tf.split(outputs, len(inputs), axis=0)
+
+    @property
+    def _per_image(self):
+        """True when no network keeps state across a batch (BatchNormalization's moving
+        statistics, or anything else non-trainable): then stacking changes no number. A
+        network with frozen (non-trainable) weights is also called one by one, which is
+        only slower."""
+        if not hasattr(self, "_per_image_networks"):
+            self._per_image_networks = not any(
+                net.non_trainable_weights for net in (self.gen_a2b, self.gen_b2a, self.disc_a, self.disc_b))
+        return self._per_image_networks
+
+    def build(self, input_shape):
+        """Builds the image pools for the training crop size (the networks take any size)."""
+        self.pool_a.build(input_shape)
+        self.pool_b.build(input_shape)
+        self.built = True
+
+    def _build_for_batch(self, real_a):
+        """Builds the pools from the first training batch (fit defers building to the trace)."""
+        if not self.built:
+            self.build(tuple(real_a.shape))
+        if self.pool_size == 0:
+            return
+        pool_shape = tuple(self.pool_a.images.shape[1:])
+        batch_shape = tuple(real_a.shape[1:])
+        if None not in batch_shape and batch_shape != pool_shape:
+            raise ValueError(
+                f"The image pools were built for images of shape {pool_shape}, but the training "
+                f"batch has images of shape {batch_shape}. Build the model on a training batch "
+                "(fit does this) before calling it on other sizes."
+            )
+
+    @property
+    def metrics(self):
+        return list(self.trackers.values())
+
+    @property
+    def gen_optimizer(self):
+        """The generators' optimizer; Keras knows it as `model.optimizer`."""
+        return self.optimizer
+
+    @property
+    def generator_variables(self):
+        return self.gen_a2b.trainable_variables + self.gen_b2a.trainable_variables
+
+    @property
+    def discriminator_variables(self):
+        return self.disc_a.trainable_variables + self.disc_b.trainable_variables
+
+    def make_train_function(self, force=False):
+        """Keras' training function, run without the graph optimisations that do nothing for
+        this step on a CPU (`tf_cyclegan.grappler`): the first step starts sooner."""
+        if self.train_function is not None and not force:
+            return self.train_function
+        super().make_train_function(force=True)
+        self.train_function = lean_training_function(self.train_function)
+        return self.train_function
+
+    def _track(self, losses):
+        for name, value in losses.items():
+            self.trackers[name].update_state(value)
+        logs = {name: self.trackers[name].result() for name in LOSS_NAMES if name in losses}
+        if _multi_worker(self.distribute_strategy):
+            # Keras averages the step's outputs across workers along axis 0, which scalars
+            # do not have (keras-team/keras#20585): give each a length-1 axis to reduce.
+            logs = {name: tf.reshape(value, [1]) for name, value in logs.items()}
+        return logs
 
     def _maybe_symbolic_build(self, iterator=None, data_batch=None):
         """Replaces Keras' pre-fit build under `tf.distribute`, which peeks at a batch and
@@ -182,126 +302,21 @@ class CycleGAN(keras.Model):
         with strategy.scope():
             self.build(tuple(real_a.shape))
 
-    def _build_for_batch(self, real_a):
-        """Builds the pools from the first training batch (fit defers building to the trace)."""
-        if not self.built:
-            self.build(tuple(real_a.shape))
-        if self.pool_size == 0:
-            return
-        pool_shape = tuple(self.pool_a.images.shape[1:])
-        batch_shape = tuple(real_a.shape[1:])
-        if None not in batch_shape and batch_shape != pool_shape:
-            raise ValueError(
-                f"The image pools were built for images of shape {pool_shape}, but the training "
-                f"batch has images of shape {batch_shape}. Build the model on a training batch "
-                "(fit does this) before calling it on other sizes."
-            )
-
-    def _cycle_losses(self, real_a, real_b, training):
-        """The forward pass and every loss term; returns the fakes for the discriminators."""
-        identity = self.lambda_identity > 0
-        # Each generator runs once per step of the chain on its inputs stacked (see _run_stacked).
-        fake_b, *same_b = self._run_stacked(self.gen_a2b, [real_a] + [real_b] * identity, training)
-        cycled_a, fake_a, *same_a = self._run_stacked(self.gen_b2a, [fake_b, real_b] + [real_a] * identity, training)
-        cycled_b = self.gen_a2b(fake_a, training=training)
-
-        losses = {
-            "gan_a2b": gan_loss(self.disc_b(fake_b, training=training), True, self.gan_mode),
-            "gan_b2a": gan_loss(self.disc_a(fake_a, training=training), True, self.gan_mode),
-            "cycle_a": l1_loss(real_a, cycled_a),
-            "cycle_b": l1_loss(real_b, cycled_b),
+    def get_compile_config(self):
+        if not self.compiled:
+            return None
+        return {
+            "gen_optimizer": keras.saving.serialize_keras_object(self.gen_optimizer),
+            "disc_optimizer": keras.saving.serialize_keras_object(self.disc_optimizer),
+            **{k: v for k, v in self._compile_kwargs.items() if k in ("jit_compile", "steps_per_execution")},
         }
-        gen_total = losses["gan_a2b"] + losses["gan_b2a"] + self.lambda_cycle * (
-            losses["cycle_a"] + losses["cycle_b"]
+
+    def compile_from_config(self, config):
+        self.compile(
+            gen_optimizer=keras.saving.deserialize_keras_object(config.pop("gen_optimizer")),
+            disc_optimizer=keras.saving.deserialize_keras_object(config.pop("disc_optimizer")),
+            **config,
         )
-        if identity:
-            # A generator fed an image of its target domain should leave it alone.
-            losses["identity_a"] = l1_loss(real_a, same_a[0])
-            losses["identity_b"] = l1_loss(real_b, same_b[0])
-            gen_total += self.lambda_cycle * self.lambda_identity * (
-                losses["identity_a"] + losses["identity_b"]
-            )
-        losses["gen_total"] = gen_total
-        return losses, fake_a, fake_b
-
-    def _run_stacked(self, network, inputs, training):
-        """`[network(x) for x in inputs]`, computed as one call on the inputs stacked along the
-        batch axis. Instance norm (and everything else in these networks) treats each image
-        on its own, so the numbers are the same; the step is traced and run as fewer, larger
-        ops. Networks with batch statistics (BatchNormalization) are called one by one.
-        """
-        shapes = {tuple(x.shape[1:]) for x in inputs}
-        same_size = len(shapes) == 1 and None not in next(iter(shapes))
-        if len(inputs) == 1 or not same_size or not self._per_image:
-            return [network(x, training=training) for x in inputs]
-        outputs = network(tf.concat(inputs, axis=0), training=training)
-        return tf.split(outputs, len(inputs), axis=0)
-
-    @property
-    def _per_image(self):
-        """True when no network keeps state across a batch (BatchNormalization's moving
-        statistics, or anything else non-trainable): then stacking changes no number. A
-        network with frozen (non-trainable) weights is also called one by one, which is
-        only slower."""
-        if not hasattr(self, "_per_image_networks"):
-            self._per_image_networks = not any(
-                net.non_trainable_weights for net in (self.gen_a2b, self.gen_b2a, self.disc_a, self.disc_b))
-        return self._per_image_networks
-
-    def make_train_function(self, force=False):
-        """Keras' training function, run without the graph optimisations that do nothing for
-        this step on a CPU (`tf_cyclegan.grappler`): the first step starts sooner."""
-        if self.train_function is not None and not force:
-            return self.train_function
-        super().make_train_function(force=True)
-        self.train_function = lean_training_function(self.train_function)
-        return self.train_function
-
-    def train_step(self, data):
-        real_a, real_b, _ = keras.utils.unpack_x_y_sample_weight(data)
-        self._build_for_batch(real_a)
-
-        with tf.GradientTape(persistent=True) as gen_tape:
-            losses, fake_a, fake_b = self._cycle_losses(real_a, real_b, training=True)
-            gen_loss = _average_over_replicas(losses["gen_total"])
-            scaled_gen_loss = self.gen_optimizer.scale_loss(gen_loss)
-        gen_grads = gen_tape.gradient(scaled_gen_loss, self.generator_variables)
-        del gen_tape
-        self.gen_optimizer.apply_gradients(zip(gen_grads, self.generator_variables))
-
-        # Discriminators see fakes from the history pool, never gradients into the generators.
-        pooled_fake_a = self.pool_a(tf.stop_gradient(fake_a))
-        pooled_fake_b = self.pool_b(tf.stop_gradient(fake_b))
-        disc_grads = []
-        for name, disc, real, fake in (
-            ("disc_a", self.disc_a, real_a, pooled_fake_a),
-            ("disc_b", self.disc_b, real_b, pooled_fake_b),
-        ):
-            with tf.GradientTape() as disc_tape:
-                pred_real, pred_fake = self._run_stacked(disc, [real, fake], training=True)
-                per_example = discriminator_loss(pred_real, pred_fake, self.gan_mode)
-                scaled = self.disc_optimizer.scale_loss(_average_over_replicas(per_example))
-            disc_grads += disc_tape.gradient(scaled, disc.trainable_variables)
-            losses[name] = per_example
-        self.disc_optimizer.apply_gradients(zip(disc_grads, self.discriminator_variables))
-        return self._track(losses)
-
-    def test_step(self, data):
-        real_a, real_b, _ = keras.utils.unpack_x_y_sample_weight(data)
-        losses, fake_a, fake_b = self._cycle_losses(real_a, real_b, training=False)
-        losses["disc_a"] = discriminator_loss(self.disc_a(real_a), self.disc_a(fake_a), self.gan_mode)
-        losses["disc_b"] = discriminator_loss(self.disc_b(real_b), self.disc_b(fake_b), self.gan_mode)
-        return self._track(losses)
-
-    def _track(self, losses):
-        for name, value in losses.items():
-            self.trackers[name].update_state(value)
-        logs = {name: self.trackers[name].result() for name in LOSS_NAMES if name in losses}
-        if _multi_worker(self.distribute_strategy):
-            # Keras averages the step's outputs across workers along axis 0, which scalars
-            # do not have (keras-team/keras#20585): give each a length-1 axis to reduce.
-            logs = {name: tf.reshape(value, [1]) for name, value in logs.items()}
-        return logs
 
     def get_config(self):
         config = super().get_config()
