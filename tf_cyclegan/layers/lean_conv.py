@@ -63,13 +63,11 @@ def _valid_conv_kernel_grad(x, upstream, kernel_shape):
     `dkernel[i, j, c, o] = sum over n, h, w of x[n, h + i, w + j, c] * upstream[n, h, w, o]`:
     a correlation of the input with the upstream gradient, one output pixel per kernel tap,
     with the batch summed as the convolution's input channels. Either tensor can play the
-    image: the channels of the other become the convolution's output channels, and oneDNN's
-    kernels are fast only when those are many (convolutions to 3 output channels ran at a
-    fifth to an eighth of the others' rate per multiply-add in the training step). So the
-    image is `x` (channels as the batch) unless the layer has fewer output than input
-    channels (a generator's last layer, 64 to 3; the discriminator's, 512 to 1): then it is
-    the upstream gradient, padded and correlated with `x` the other way round, which flips
-    the result.
+    image: the channels of the other become the convolution's output channels, and
+    convolutions to few output channels run far below the others' rate. So the image is `x`
+    (channels as the batch) unless the layer has fewer output than input channels (a
+    generator's last layer, 64 to 3; the discriminator's, 512 to 1): then it is the upstream
+    gradient, padded and correlated with `x` the other way round, which flips the result.
     """
     _, _, in_channels, out_channels = kernel_shape
     to_hwno = [1, 2, 0, 3]

@@ -2,16 +2,14 @@
 
 TensorFlow optimises a `tf.function`'s graph (Grappler) the first time it runs, so the
 time Grappler takes is part of the wait before training's first step. Four of its
-passes change nothing in the CycleGAN training step when no GPU is present, and took
-about 0.9 s of the 1.4 s Grappler spent on the ResNet-9 step at 128x128 when they were
-chosen (Grappler's own log, `TF_CPP_VMODULE=meta_optimizer=1`; docs/performance.md has
-what leaving them on costs the first step today):
+passes change nothing in the CycleGAN training step when no GPU is present, and take
+most of that time (docs/performance.md has what they cost the first step):
 
 - the layout optimizer (it converts layouts for GPUs; the step is channels-last already),
 - the MLIR "TFG" passes (shape inference, conditional code motion: the step has no
   conditionals),
 - the memory optimizer (its swapping and scheduling heuristics target GPU memory),
-- the second round of all passes (which only merged 15 more duplicate nodes of ~3,600).
+- the second round of all passes (which finds next to nothing left to merge).
 
 `lean_training_function(function)` runs Keras' training function with those passes off,
 for that function only: the options are TensorFlow's per-call function options, set for
