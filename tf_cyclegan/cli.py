@@ -134,24 +134,14 @@ def _evaluate(args):
     from tf_cyclegan.evaluation.evaluate import evaluate, format_report
     from tf_cyclegan.evaluation.fid import InceptionFeatures
     from tf_cyclegan.files import OutputExists, refuse_existing, write_json
-    from tf_cyclegan.inference.loading import is_single_direction, load_translator
+    from tf_cyclegan.inference.loading import load_translators
 
     if args.out and os.path.isdir(args.out):
         raise OutputExists(f"--out {args.out!r} is a folder: give the report's file name")
     if args.out and not args.overwrite:
         refuse_existing([args.out])
     directions = ("a2b", "b2a") if args.direction == "both" else (args.direction,)
-    translators = {}
-    for direction in ("a2b", "b2a"):
-        try:
-            translators[direction] = load_translator(args.model, direction)
-        except (ValueError, FileNotFoundError, KeyError):
-            if direction in directions:
-                raise
-    # A single-direction file (.tflite, .onnx, one SavedModel) serves whichever direction was
-    # asked; it cannot cycle back, so cycle consistency is left out for it.
-    if is_single_direction(args.model):
-        translators = {directions[0]: translators[directions[0]]}
+    translators = load_translators(args.model, directions)
     features = None if args.no_fid else InceptionFeatures(args.inception_weights)
     report = evaluate(translators, args.data, directions, features=features, progress=sys.stdout.isatty())
     print(format_report(report))

@@ -209,3 +209,21 @@ def load_translator(path, direction="a2b", **kwargs):
         return KerasTranslator(_generator_from_keras(model.path, direction), **kwargs)
     translator = {"savedmodel": SavedModelTranslator, "tflite": TFLiteTranslator, "onnx": OnnxTranslator}[model.kind]
     return translator(model.path, **kwargs)
+
+
+def load_translators(path, directions=DIRECTIONS, **kwargs):
+    """A `Translator` for each of `directions` of the model at `path`, and for the reverse ones
+    too where the model has them (evaluation cycles back through them).
+
+    A single-direction model (`is_single_direction`) serves the first of `directions`, whichever
+    it is: the file does not say which way it was exported.
+    """
+    single = is_single_direction(path)
+    translators = {}
+    for direction in directions[:1] if single else DIRECTIONS:
+        try:
+            translators[direction] = load_translator(path, direction, **kwargs)
+        except (ValueError, FileNotFoundError, KeyError):
+            if direction in directions:
+                raise
+    return translators
