@@ -38,6 +38,7 @@ def __getattr__(name):
         raise AttributeError(f"module 'tf_cyclegan' has no attribute {name!r}")
     value = getattr(importlib.import_module(_API[name]), name)
     globals()[name] = value
+    register_when_keras_loads()  # the rest of the classes, if that import stopped them half-way
     return value
 
 

@@ -5,6 +5,12 @@ Keras finds it only if the class's module was imported. `import tf_cyclegan` sta
 (it does not start TensorFlow), so the modules are imported when Keras is: at once if
 Keras is already in the process, else right after `import keras` completes, by a one-shot
 import hook that removes itself when it has run. Nothing else about the import changes.
+
+Covered: `import tf_cyclegan` before or after `import keras`, and any `from tf_cyclegan import
+...`. Not covered: a process whose first Keras import comes from inside one of the package's
+own submodules imported directly (`from tf_cyclegan.layers import ...` before Keras): the
+modules that import from it cannot load while it is half-imported; import `tf_cyclegan.registry`
+and call `register_serializable_classes()` there, or touch any public name, before loading.
 """
 
 import importlib
@@ -25,15 +31,32 @@ SERIALIZABLE_MODULES = (
 
 
 def register_serializable_classes():
-    """Imports every module that registers a class with Keras (imports Keras and TensorFlow)."""
+    """Imports every module that registers a class with Keras (imports Keras and TensorFlow).
+
+    Returns whether all of them are registered now. A module being imported further up this
+    very import (it imported Keras) registers its classes when it completes; one that needs
+    such a module whole waits for the next call (`tf_cyclegan.__getattr__` makes one).
+    """
+    complete = True
     for name in SERIALIZABLE_MODULES:
-        module = sys.modules.get(name)
-        if module is not None and getattr(module.__spec__, "_initializing", False):
-            # Being imported further up this very import (it imported Keras): its classes
-            # register when it completes. Modules after it may need it whole: stop here.
-            return False
-        importlib.import_module(name)
-    return True
+        if _initializing(sys.modules.get(name)):
+            complete = False
+            continue
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            if not any(_initializing(module) for module in _our_modules()):
+                raise
+            complete = False  # it imports from a module that is still being imported
+    return complete
+
+
+def _initializing(module):
+    return module is not None and getattr(getattr(module, "__spec__", None), "_initializing", False)
+
+
+def _our_modules():
+    return [module for name, module in list(sys.modules.items()) if name.startswith("tf_cyclegan.")]
 
 
 class _ThenRegister(importlib.abc.Loader):
@@ -79,9 +102,7 @@ def _remove(finder):
 def register_when_keras_loads():
     """Registers the classes now if Keras is loaded, else once `import keras` completes."""
     if "keras" in sys.modules:
-        if not any(getattr(getattr(m, "__spec__", None), "_initializing", False)
-                   for name, m in list(sys.modules.items()) if name.startswith("tf_cyclegan.")):
-            register_serializable_classes()
+        register_serializable_classes()
         return
     if not any(isinstance(finder, _AfterKerasImport) for finder in sys.meta_path):
         sys.meta_path.insert(0, _AfterKerasImport())
