@@ -1,0 +1,1 @@
+"""Importing PyTorch CycleGAN checkpoints (the reference implementation's `.pth` files) without torch."""
