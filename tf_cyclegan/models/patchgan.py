@@ -12,15 +12,16 @@ from tf_cyclegan.layers.lean_conv import LeanConv2D
 from tf_cyclegan.models.initializers import paper_initializer
 
 
-def _padded_conv(x, filters, strides, name):
+def _padded_conv(x, filters, strides, name, use_bias=True):
     x = keras.layers.ZeroPadding2D(1, name=f"{name}_pad")(x)
     return LeanConv2D(
-        filters, 4, strides=strides, padding="valid",
+        filters, 4, strides=strides, padding="valid", use_bias=use_bias,
         kernel_initializer=paper_initializer(), bias_initializer="zeros", name=f"{name}_conv",
     )(x)
 
 
-def build_patchgan_discriminator(filters=64, num_layers=3, channels=3, name="patchgan_discriminator"):
+def build_patchgan_discriminator(filters=64, num_layers=3, channels=3, name="patchgan_discriminator",
+                                 norm_affine=False, use_bias=True):
     """Builds the PatchGAN discriminator, mapping an image to a grid of real/fake logits.
 
     With the defaults it has exactly 2,764,737 parameters (the reference's `basic` D).
@@ -31,6 +32,10 @@ def build_patchgan_discriminator(filters=64, num_layers=3, channels=3, name="pat
         num_layers: int, default 3. Stride-2 layers after the first; 3 gives 70x70 patches.
         channels: int, default 3. Input image channels.
         name: str, model name.
+        norm_affine: bool, default False (the reference's). Instance norms with a learned
+            scale and offset, as PyTorch's `InstanceNorm2d(affine=True)`.
+        use_bias: bool, default True (the reference's with instance norm). Biases on the
+            convolutions before a normalisation (the first and last always have one).
 
     Example:
     >>> disc_b = build_patchgan_discriminator(filters=8)
@@ -49,8 +54,8 @@ def build_patchgan_discriminator(filters=64, num_layers=3, channels=3, name="pat
     for i in range(1, num_layers + 1):
         mult = min(2**i, 8)
         strides = 2 if i < num_layers else 1
-        x = _padded_conv(x, filters * mult, strides, name=f"layer{i}")
-        x = InstanceNormalization(activation="leaky_relu", name=f"layer{i}_norm")(x)
+        x = _padded_conv(x, filters * mult, strides, name=f"layer{i}", use_bias=use_bias)
+        x = InstanceNormalization(activation="leaky_relu", affine=norm_affine, name=f"layer{i}_norm")(x)
     x = _padded_conv(x, 1, 1, name="logits")
     outputs = keras.layers.Activation("linear", dtype="float32", name="logits_float32")(x)
     return keras.Model(inputs, outputs, name=name)
