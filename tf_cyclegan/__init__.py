@@ -28,6 +28,8 @@ _API = {
     "resolve_precision": "tf_cyclegan.training.precision",
     "set_precision": "tf_cyclegan.training.precision",
     "set_cpu_allocator": "tf_cyclegan.runtime",
+    "load_torch_generator": "tf_cyclegan.torch_import.load",
+    "load_torch_cyclegan": "tf_cyclegan.torch_import.load",
 }
 
 __all__ = sorted(_API, key=str.lower)

@@ -51,7 +51,8 @@ def _train(args):
     from tf_cyclegan.runtime import set_cpu_allocator
     from tf_cyclegan.training.config import load_config
 
-    config = load_config(args.config, sets=args.set)  # a bad key stops here, before TensorFlow loads
+    overrides = {"train": {"init_from": args.init_from}} if args.init_from else None
+    config = load_config(args.config, overrides=overrides, sets=args.set)  # a bad key stops here, before TensorFlow
     if args.run_dir:
         run_dir = args.run_dir
     else:
@@ -184,6 +185,9 @@ def build_parser():
                        help="override config values (several after one --set, or --set repeated)")
     train.add_argument("--run-dir", help="where the run's files go (default: runs/<config>-<time>); "
                        "an existing run there is resumed")
+    train.add_argument("--init-from", metavar="MODEL.keras",
+                       help="start a new run from the weights of a CycleGAN .keras (e.g. one import-torch wrote); "
+                            "fresh optimizers")
     train.add_argument("--restart", action="store_true",
                        help="start the run in --run-dir over instead of resuming it (deletes its files)")
     train.set_defaults(func=_train)

@@ -336,11 +336,13 @@ class CycleGAN(keras.Model):
         return cls(**config)
 
 
-def build_cyclegan(filters=64, num_residual_blocks=9, disc_filters=64, disc_layers=3, **kwargs):
+def build_cyclegan(filters=64, num_residual_blocks=9, disc_filters=64, disc_layers=3, generator_alignment="reference",
+                   **kwargs):
     """The paper's CycleGAN: two ResNet generators and two PatchGAN discriminators, uncompiled.
 
     Args:
         filters, num_residual_blocks: of each generator (`build_resnet_generator`).
+        generator_alignment: the generators' `alignment` ("reference": the PyTorch reference's).
         disc_filters, disc_layers: of each discriminator (`build_patchgan_discriminator`).
         **kwargs: passed to `CycleGAN` (`lambda_cycle`, `lambda_identity`, `pool_size`,
             `gan_mode`, `pool_seed`).
@@ -351,7 +353,8 @@ def build_cyclegan(filters=64, num_residual_blocks=9, disc_filters=64, disc_laye
     ('gen_a2b', 'disc_b')
     """
     def generator(name):
-        return build_resnet_generator(filters=filters, num_residual_blocks=num_residual_blocks, name=name)
+        return build_resnet_generator(filters=filters, num_residual_blocks=num_residual_blocks, name=name,
+                                      alignment=generator_alignment)
 
     def discriminator(name):
         return build_patchgan_discriminator(filters=disc_filters, num_layers=disc_layers, name=name)

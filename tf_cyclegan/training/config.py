@@ -48,6 +48,9 @@ class ModelConfig:
     lambda_identity: float = 0.5
     pool_size: int = 50
     gan_mode: Literal["lsgan", "vanilla"] = "lsgan"
+    # The generators' stride-2 alignment: "reference" (the PyTorch reference's, exactly) or
+    # "keras_same" (what runs of version 0.1.0 trained; their config.yaml has no such key).
+    generator_alignment: Literal["reference", "keras_same"] = "reference"
 
 
 @dataclass(frozen=True)
@@ -65,6 +68,7 @@ class TrainConfig:
     deterministic: bool = False  # enable_op_determinism(): a resumed run ends bit-identical
     cpu_allocator: Literal["auto", "bfc", "malloc"] = "auto"  # auto: TensorFlow's own (tf_cyclegan/runtime.py)
     verbose: Literal["auto", 0, 1, 2] = "auto"  # fit's; auto: 1 (live bar) on a terminal, else 2 (line per epoch)
+    init_from: Optional[str] = None  # a CycleGAN .keras whose four networks' weights a new run starts from
 
 
 @dataclass(frozen=True)

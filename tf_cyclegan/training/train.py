@@ -89,8 +89,8 @@ def _check_writable(run_dir):
 
 
 # Settings that may differ when a run is resumed; anything else must match the saved config.
-_RESUMABLE = ("train.verbose", "train.cpu_allocator", "train.epochs", "train.epochs_decay", "checkpoint.",
-              "monitor.", "eval.", "distribute.strategy", "distribute.tpu", "distribute.timeout_s")
+_RESUMABLE = ("train.verbose", "train.cpu_allocator", "train.init_from", "train.epochs", "train.epochs_decay",
+              "checkpoint.", "monitor.", "eval.", "distribute.strategy", "distribute.tpu", "distribute.timeout_s")
 _RUN_FILES = ("backup", "checkpoints", "logs", "samples", "log.csv", "model.keras", "results.json", "config.yaml")
 
 
@@ -106,10 +106,16 @@ def _saved_config(run_dir):
     if not os.path.exists(path):
         return None
     try:
-        return load_config(path)
+        config = load_config(path)
+        with open(path) as f:
+            raw = yaml.safe_load(f)
     except ConfigError as error:
         raise ConfigError(f"{path} is not the config of a tf_cyclegan run ({error}). Use another --run-dir; "
                           "this one holds files that are not ours.") from None
+    if "generator_alignment" not in (raw.get("model") or {}):
+        # Written by version 0.1.0, whose generators were aligned by Keras' "same" padding.
+        config = dataclasses.replace(config, model=dataclasses.replace(config.model, generator_alignment="keras_same"))
+    return config
 
 
 def _trained_outputs(run_dir):
@@ -172,9 +178,13 @@ def _resuming(config, run_dir, restart):
     changed = [f"{key}: {saved.get(key)!r} in the run, {wanted.get(key)!r} now" for key in sorted(wanted)
                if saved.get(key) != wanted.get(key) and not key.startswith(_RESUMABLE)]
     if changed:
+        hint = ""
+        if saved.get("model.generator_alignment") != wanted.get("model.generator_alignment"):
+            hint = (f" To resume it with the generators it was trained with, add --set model.generator_alignment="
+                    f"{saved.get('model.generator_alignment')}.")
         raise ConfigError(
             f"{run_dir} holds a run with a different config ({'; '.join(changed)}). "
-            "Use the same config to resume it, --restart to start it over, or another --run-dir."
+            "Use the same config to resume it, --restart to start it over, or another --run-dir." + hint
         )
     return True
 
@@ -223,6 +233,8 @@ def train_and_evaluate(config, run_dir, restart=False, callbacks=()):
             f"({backup_dir} is missing or empty). Nothing was changed; use --restart to start it over "
             "(deletes the run's files), or another --run-dir.")
     # Everything that can fail on bad input happens before any network is built.
+    if t.init_from and not os.path.isfile(t.init_from):
+        raise ConfigError(f"train.init_from {t.init_from!r} is not a file (a CycleGAN .keras)")
     position = DataPosition()
     local_replicas = strategy.num_replicas_in_sync // num_workers
     dataset = build_dataset(config.data, seed=t.seed, max_steps=t.steps_per_epoch, position=position,
@@ -273,6 +285,29 @@ def _keep_csv_rows_before(path, epoch):
         csv.writer(f).writerows(kept)
 
 
+def _init_from(model, path, alignment):
+    """Starts `model` from the weights of the four networks of the CycleGAN saved in `path`
+    (`train.init_from`); the optimizers start fresh."""
+    from tf_cyclegan.inference.loading import load_keras_file
+    from tf_cyclegan.models.resnet_generator import generator_alignment
+
+    source = load_keras_file(path)
+    if not all(hasattr(source, name) for name in ("gen_a2b", "gen_b2a", "disc_a", "disc_b")):
+        raise ConfigError(f"train.init_from {path!r} holds a {type(source).__name__}, not a CycleGAN")
+    if generator_alignment(source.gen_a2b) != alignment:
+        raise ConfigError(f"train.init_from {path!r} has generators aligned {generator_alignment(source.gen_a2b)!r}, "
+                          f"the config builds {alignment!r}: add --set model.generator_alignment="
+                          f"{generator_alignment(source.gen_a2b)}")
+    for name in ("gen_a2b", "gen_b2a", "disc_a", "disc_b"):
+        ours, theirs = getattr(model, name), getattr(source, name)
+        shapes = [tuple(w.shape) for w in ours.weights], [tuple(w.shape) for w in theirs.weights]
+        if shapes[0] != shapes[1]:
+            raise ConfigError(f"train.init_from {path!r}: its {name} does not have the shapes of the config's "
+                              "(model.filters, model.num_residual_blocks, model.disc_filters, model.disc_layers)")
+        ours.set_weights(theirs.get_weights())
+    logger.info("Started the four networks from %s; the optimizers start fresh (no Adam moments, step 0)", path)
+
+
 def _resume_position(record, position, run_dir):
     """(epoch, batch) to resume at; the batch is converted if the global batch size changed
     (a run moved between topologies: data.batch_size is per replica)."""
@@ -307,6 +342,8 @@ def _train(config, run_dir, dataset, position, samples, policy, resume, extra_ca
         )
         model.build(tuple(dataset.element_spec[0].shape))  # the pools, so a backup can load into them
         record = manager.restore(model) if resume else None
+        if t.init_from and not record:
+            _init_from(model, t.init_from, config.model.generator_alignment)
     steps = position.steps_per_epoch
     total_epochs = t.epochs + t.epochs_decay
     csv_path = os.path.join(run_dir, "log.csv")
