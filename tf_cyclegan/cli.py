@@ -13,6 +13,7 @@ import signal
 import sys
 import threading
 import time
+import warnings
 
 
 @contextlib.contextmanager
@@ -151,6 +152,30 @@ def _evaluate(args):
         print(f"Wrote {args.out}")
 
 
+def _import_torch(args):
+    from tf_cyclegan.files import OutputExists, refuse_existing
+
+    if not args.out.endswith(".keras"):
+        raise ValueError(f"--out {args.out!r} must name a .keras file")
+    if os.path.isdir(args.out):
+        raise OutputExists(f"--out {args.out!r} is a folder: give the .keras file's name")
+    if not args.overwrite:
+        refuse_existing([args.out])
+    from tf_cyclegan.files import save_model_atomically
+    from tf_cyclegan.torch_import.load import load_torch_cyclegan, load_torch_generator
+
+    if len(args.paths) == 1 and not os.path.isdir(args.paths[0]):
+        model = load_torch_generator(args.paths[0])
+        what = "generator (use it as the a2b direction)"
+    else:
+        model = load_torch_cyclegan(args.paths[0] if len(args.paths) == 1 else args.paths)
+        what = "CycleGAN (G_A -> gen_a2b, G_B -> gen_b2a, D_A -> disc_b, D_B -> disc_a)"
+    with warnings.catch_warnings():  # Keras warns of the image pools, which get built when training starts
+        warnings.filterwarnings("ignore", message="You are saving a model that has not yet been built")
+        save_model_atomically(model, args.out)
+    print(f"Wrote {args.out}: a {what}")
+
+
 def _split(text):
     return tuple(part.strip() for part in text.split(",") if part.strip())
 
@@ -237,6 +262,15 @@ def build_parser():
     bench.add_argument("--cpu-allocator", default="auto", choices=("auto", "bfc", "malloc"),
                        help="TensorFlow's host-memory allocator (auto: TensorFlow's own choice)")
     bench.set_defaults(func=_bench)
+
+    torch_import = commands.add_parser(
+        "import-torch", help="a PyTorch CycleGAN checkpoint (the reference's .pth files) as a .keras model")
+    torch_import.add_argument("paths", nargs="+", metavar="PATH",
+                              help="one generator .pth (e.g. latest_net_G.pth), a checkpoint folder, or its "
+                                   "four files *_net_G_A.pth, *_net_G_B.pth, *_net_D_A.pth, *_net_D_B.pth")
+    torch_import.add_argument("--out", required=True, help="the .keras file to write")
+    torch_import.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
+    torch_import.set_defaults(func=_import_torch)
 
     demo = commands.add_parser("make-demo-data", help="write the synthetic dataset")
     demo.add_argument("out", help="output folder")

@@ -128,3 +128,11 @@ def _running(pid):
     except PermissionError:
         return True
     return True
+
+
+def save_model_atomically(model, path):
+    """Saves to a temporary file beside `path`, then renames: a crash or a full disk never
+    leaves half a file, nor a temporary one, and the earlier file at `path` stays whole."""
+    with replacing(path, suffix=".keras") as tmp:
+        check_free_space(os.path.dirname(tmp), state_bytes(model), os.path.basename(os.fspath(path)))
+        model.save(tmp)

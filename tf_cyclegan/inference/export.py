@@ -208,22 +208,23 @@ def _run_config(run_dir):
 
 def export_model(model_path, out_dir, formats=DEFAULT_FORMATS, directions=("a2b", "b2a"), tflite_size=None,
                  overwrite=False):
-    """Exports the generators of a trained CycleGAN (`.keras` file or run directory).
+    """Exports the generators of a trained CycleGAN, or a single generator, from a `.keras`
+    file or a run directory.
 
     Writes `out_dir/<direction>/` for each direction, each with its own metadata.json:
     direction, training config (where the run directory has one), training crop size,
-    normalisation, package version and steps trained. Every argument, the model and the
-    output folders are checked before anything is written; an earlier export there is
-    replaced only with `overwrite=True`.
+    generator alignment, normalisation, package version and steps trained. A single
+    generator (`import-torch` of one `.pth`) is one direction: the one `directions` names,
+    "a2b" when it names both. Every argument, the model and the output folders are checked
+    before anything is written; an earlier export there is replaced only with `overwrite=True`.
     """
     from tf_cyclegan import __version__
+    from tf_cyclegan.models.resnet_generator import generator_alignment
 
     check_export_arguments(formats, tflite_size, directions)
     if os.path.lexists(out_dir) and not os.path.isdir(out_dir):
         raise OutputExists(f"--out {os.fspath(out_dir)!r} is a file, not a folder")
-    for direction in directions:
-        _check_target(os.path.join(os.fspath(out_dir), direction), overwrite)
-    from tf_cyclegan.inference.loading import load_keras_file, resolve_model_path
+    from tf_cyclegan.inference.loading import check_generator, load_keras_file, resolve_model_path
 
     try:
         found = resolve_model_path(model_path)
@@ -234,23 +235,30 @@ def export_model(model_path, out_dir, formats=DEFAULT_FORMATS, directions=("a2b"
                          "holding model.keras")
     keras_file, run_dir = found.path, found.run_dir
     model = load_keras_file(keras_file)
-    if not hasattr(model, "gen_a2b"):
-        raise ValueError(f"{keras_file!r} holds a {type(model).__name__}, not a CycleGAN")
+    if hasattr(model, "gen_a2b"):
+        generators = {direction: getattr(model, f"gen_{direction}") for direction in directions}
+        crop_size = int(model.pool_a.images.shape[1]) if model.pool_size and model.pool_a.built else None
+        steps = int(model.gen_optimizer.iterations.numpy()) if model.compiled else None
+    else:
+        direction = directions[0] if len(directions) == 1 else "a2b"
+        generators = {direction: check_generator(model, keras_file)}
+        logger.info("%s holds one generator: exported as the %s direction", keras_file, direction)
+        crop_size = steps = None
+    for direction in generators:
+        _check_target(os.path.join(os.fspath(out_dir), direction), overwrite)
     config = _run_config(run_dir)
-    crop_size = config["data"]["crop_size"] if config else None
-    if model.pool_size and model.pool_a.built:
-        crop_size = int(model.pool_a.images.shape[1])
+    crop_size = crop_size or (config["data"]["crop_size"] if config else None)
     tflite_size = tflite_size or crop_size or 256
     check_export_arguments(formats, tflite_size)
-    steps = int(model.gen_optimizer.iterations.numpy()) if model.compiled else None
     written = {}
-    for direction in directions:
+    for direction, generator in generators.items():
         metadata = {
             "direction": direction, "training_config": config, "training_crop_size": crop_size,
-            "package_version": __version__, "steps_trained": steps,
+            "generator_alignment": generator_alignment(generator), "package_version": __version__,
+            "steps_trained": steps,
         }
         written[direction] = export_generator(
-            getattr(model, f"gen_{direction}"), os.path.join(out_dir, direction),
+            generator, os.path.join(out_dir, direction),
             formats=formats, tflite_size=tflite_size, metadata=metadata, overwrite=overwrite,
         )
     return written

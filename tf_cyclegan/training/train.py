@@ -25,10 +25,10 @@ from tf_cyclegan.data.images import list_images, load_image
 from tf_cyclegan.data.unpaired import DataPosition, make_tfds_dataset, make_unpaired_dataset
 from tf_cyclegan.evaluation.fid import InceptionFeatures
 from tf_cyclegan.evaluation.paired import paired_translation_error
-from tf_cyclegan.files import remove, remove_stale_temporaries, replacing, write_json
+from tf_cyclegan.files import remove, remove_stale_temporaries, replacing, save_model_atomically, write_json
 from tf_cyclegan.models.cyclegan import build_cyclegan, default_optimizer
 from tf_cyclegan.training.callbacks.backup import BackupCallback, BackupError, BackupManager, RunProgress
-from tf_cyclegan.training.callbacks.checkpoints import KerasCheckpoints, save_model_atomically
+from tf_cyclegan.training.callbacks.checkpoints import KerasCheckpoints
 from tf_cyclegan.training.callbacks.evaluation import EvaluationCallback
 from tf_cyclegan.training.callbacks.monitor import StopOnNonFinite, TrainingMonitor, flatten_config
 from tf_cyclegan.training.callbacks.samples import SampleGrid

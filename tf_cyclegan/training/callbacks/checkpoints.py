@@ -5,16 +5,8 @@ import re
 
 import keras
 
-from tf_cyclegan.files import check_free_space, replacing, state_bytes
+from tf_cyclegan.files import save_model_atomically
 from tf_cyclegan.training.callbacks.periodic import is_due
-
-
-def save_model_atomically(model, path):
-    """Saves to a temporary file beside `path`, then renames: a crash or a full disk never
-    leaves half a file, nor a temporary one, and the earlier file at `path` stays whole."""
-    with replacing(path, suffix=".keras") as tmp:
-        check_free_space(os.path.dirname(tmp), state_bytes(model), os.path.basename(os.fspath(path)))
-        model.save(tmp)
 
 
 class KerasCheckpoints(keras.callbacks.Callback):
