@@ -1,0 +1,96 @@
+import os
+
+import numpy as np
+import pytest
+
+from tf_cyclegan.models.resnet_generator import build_resnet_generator, generator_alignment
+from tf_cyclegan.torch_import.checkpoint import CheckpointError, read_state_dict
+from tf_cyclegan.torch_import.convert import discriminator_from_state_dict, generator_from_state_dict
+
+FIXTURES = os.path.join(os.path.dirname(__file__), "..", "fixtures", "torch")
+OUTPUTS = np.load(os.path.join(FIXTURES, "outputs.npz"))
+INPUTS = ("square", "oblong")  # 64x64 and 40x56, both kept in size by the generator
+
+
+def state(name):
+    return read_state_dict(os.path.join(FIXTURES, name))
+
+
+@pytest.mark.parametrize("file, reference", [
+    ("gen.pth", "gen"), ("gen_legacy_format.pth", "gen"), ("gen_dataparallel_running_stats.pth", "gen"),
+    ("gen_affine.pth", "gen_affine"),
+])
+def test_the_generator_computes_what_pytorch_computed(file, reference):
+    generator = generator_from_state_dict(state(file))
+    assert generator_alignment(generator) == "reference"
+    for name in INPUTS:
+        ours = generator(OUTPUTS[f"input_{name}"]).numpy()
+        theirs = OUTPUTS[f"{reference}_{name}"]
+        assert ours.shape == theirs.shape
+        assert np.abs(ours - theirs).max() <= 1e-5, (name, np.abs(ours - theirs).max())
+
+
+@pytest.mark.parametrize("file, reference", [
+    ("disc.pth", "disc"), ("disc_legacy_format.pth", "disc"), ("disc_affine.pth", "disc_affine"),
+])
+def test_the_discriminator_computes_what_pytorch_computed(file, reference):
+    discriminator = discriminator_from_state_dict(state(file))
+    for name in INPUTS:
+        ours = discriminator(OUTPUTS[f"input_{name}"]).numpy()
+        theirs = OUTPUTS[f"{reference}_{name}"]
+        assert ours.shape == theirs.shape
+        assert np.abs(ours - theirs).max() <= 1e-5, (name, np.abs(ours - theirs).max())
+
+
+def test_the_architecture_is_read_from_the_file():
+    generator = generator_from_state_dict(state("gen_affine.pth"), name="gen_b2a")
+    assert generator.name == "gen_b2a"
+    assert generator.get_layer("stem_conv").filters == 8
+    assert len([layer for layer in generator.layers if layer.name.endswith("_add")]) == 2
+    assert generator.get_layer("stem_norm").affine
+    assert not generator_from_state_dict(state("gen.pth")).get_layer("stem_norm").affine
+    assert discriminator_from_state_dict(state("disc.pth")).get_layer("layer0_conv").filters == 8
+
+
+def test_keras_same_alignment_with_the_same_weights_is_a_different_network():
+    # What the test above guards: the generator versions up to 0.2.0 built has the same
+    # parameters but samples one pixel off; with the reference's weights its output differs.
+    converted = generator_from_state_dict(state("gen.pth"))
+    shifted = build_resnet_generator(filters=8, num_residual_blocks=2, alignment="keras_same")
+    shifted.set_weights(converted.get_weights())
+    x = OUTPUTS["input_square"]
+    assert np.abs(shifted(x).numpy() - OUTPUTS["gen_square"]).max() > 0.05
+
+
+def test_a_unet_generator_is_refused_naming_it():
+    unet = {"model.model.0.weight": np.zeros((8, 3, 4, 4), np.float32),
+            "model.model.1.model.1.weight": np.zeros((16, 8, 4, 4), np.float32)}
+    with pytest.raises(CheckpointError, match="U-Net generator.*supported: the reference's ResNet generator"):
+        generator_from_state_dict(unet)
+
+
+def test_batch_norm_is_refused_naming_it():
+    # The reference's --norm batch: convolutions before a norm without bias, every norm with a
+    # learned scale and offset and running statistics.
+    batch_norm = {key: value for key, value in state("gen.pth").items()
+                  if not (key.endswith(".bias") and key != "model.19.bias")}
+    norms = ["model.2", "model.5", "model.8", "model.13", "model.16"] + [
+        f"model.{block}.conv_block.{index}" for block in (10, 11) for index in (2, 6)]
+    for norm in norms:
+        channels = 32 if "conv_block" in norm or norm == "model.8" else 16 if norm in ("model.5", "model.13") else 8
+        for name, value in (("weight", 1.0), ("bias", 0.0), ("running_mean", 0.0), ("running_var", 1.0)):
+            batch_norm[f"{norm}.{name}"] = np.full((channels,), value, np.float32)
+    with pytest.raises(CheckpointError, match="batch norm"):
+        generator_from_state_dict(batch_norm)
+
+
+def test_a_discriminator_given_as_a_generator_says_what_the_file_holds():
+    with pytest.raises(CheckpointError, match="not the reference's ResNet generator"):
+        generator_from_state_dict(state("disc.pth"))
+    with pytest.raises(CheckpointError, match="not the reference's PatchGAN"):
+        discriminator_from_state_dict(state("gen.pth"))
+
+
+def test_a_key_outside_the_reference_layout_is_refused():
+    with pytest.raises(CheckpointError, match=r"1 tensor\(s\).*'encoder.0.weight' is not of the reference's layout"):
+        generator_from_state_dict({"encoder.0.weight": np.zeros((8, 3, 3, 3), np.float32)})

@@ -1,0 +1,140 @@
+import json
+import os
+import shutil
+
+import numpy as np
+import pytest
+
+import tf_cyclegan as tc
+from tf_cyclegan.cli import main
+from tf_cyclegan.torch_import.checkpoint import CheckpointError
+from tf_cyclegan.torch_import.load import find_cyclegan_files
+
+FIXTURES = os.path.join(os.path.dirname(__file__), "..", "fixtures", "torch")
+OUTPUTS = np.load(os.path.join(FIXTURES, "outputs.npz"))
+
+
+def checkpoint_folder(folder, epoch="latest", g_b="gen_affine.pth", d_b="disc_legacy_format.pth"):
+    """A reference checkpoint folder made of the fixtures: G_A, G_B, D_A, D_B."""
+    os.makedirs(folder, exist_ok=True)
+    for net, source in (("G_A", "gen.pth"), ("G_B", g_b), ("D_A", "disc.pth"), ("D_B", d_b)):
+        shutil.copy(os.path.join(FIXTURES, source), os.path.join(folder, f"{epoch}_net_{net}.pth"))
+    return folder
+
+
+def test_load_torch_generator_is_public_and_computes_what_pytorch_computed():
+    generator = tc.load_torch_generator(os.path.join(FIXTURES, "gen.pth"))
+    ours = generator(OUTPUTS["input_oblong"]).numpy()
+    assert np.abs(ours - OUTPUTS["gen_oblong"]).max() <= 1e-5
+
+
+def test_load_torch_cyclegan_maps_the_reference_names_to_ours(tmp_path):
+    model = tc.load_torch_cyclegan(checkpoint_folder(tmp_path / "ckpt"))
+    assert isinstance(model, tc.CycleGAN)
+    x = OUTPUTS["input_square"]
+    # G_A translates A to B; D_A judges B images (the reference's convention).
+    assert np.abs(model.gen_a2b(x).numpy() - OUTPUTS["gen_square"]).max() <= 1e-5
+    assert np.abs(model.gen_b2a(x).numpy() - OUTPUTS["gen_affine_square"]).max() <= 1e-5
+    assert np.abs(model.disc_b(x).numpy() - OUTPUTS["disc_square"]).max() <= 1e-5
+    assert np.abs(model.disc_a(x).numpy() - OUTPUTS["disc_square"]).max() <= 1e-5
+    assert [model.gen_a2b.name, model.gen_b2a.name, model.disc_a.name, model.disc_b.name] == [
+        "gen_a2b", "gen_b2a", "disc_a", "disc_b"]
+
+
+def test_a_folder_gives_its_latest_checkpoint_else_its_highest_epoch(tmp_path):
+    folder = checkpoint_folder(tmp_path / "ckpt", epoch="5")
+    checkpoint_folder(folder, epoch="20")
+    checkpoint_folder(folder, epoch="100")
+    assert os.path.basename(find_cyclegan_files(folder)["G_A"]) == "100_net_G_A.pth"
+    checkpoint_folder(folder, epoch="latest")
+    assert os.path.basename(find_cyclegan_files(folder)["D_B"]) == "latest_net_D_B.pth"
+
+
+def test_a_cyclegan_needs_its_four_networks(tmp_path):
+    folder = checkpoint_folder(tmp_path / "ckpt")
+    os.remove(os.path.join(folder, "latest_net_D_B.pth"))
+    with pytest.raises(CheckpointError, match="no complete set.*latest_net_D_A.pth"):
+        tc.load_torch_cyclegan(folder)
+    files = [os.path.join(folder, name) for name in sorted(os.listdir(folder))]
+    with pytest.raises(CheckpointError, match="missing: D_B"):
+        tc.load_torch_cyclegan(files)
+    with pytest.raises(CheckpointError, match="cannot tell which network"):
+        tc.load_torch_cyclegan(files + [os.path.join(FIXTURES, "gen.pth")])
+
+
+def test_a_file_that_is_not_a_generator_is_named(tmp_path):
+    with pytest.raises(ValueError, match=r"disc\.pth.*not the reference's ResNet generator"):
+        tc.load_torch_generator(os.path.join(FIXTURES, "disc.pth"))
+
+
+def test_import_torch_writes_a_generator_that_translate_takes(tmp_path, capsys):
+    out = tmp_path / "horse2zebra.keras"
+    assert main(["import-torch", os.path.join(FIXTURES, "gen.pth"), "--out", str(out)]) == 0
+    assert "a generator" in capsys.readouterr().out
+    from tf_cyclegan.inference.loading import load_translator
+
+    translated = load_translator(str(out), "a2b").translate(OUTPUTS["input_square"][0])
+    assert np.abs(translated - OUTPUTS["gen_square"][0]).max() <= 1e-5
+    # An existing file is never replaced unasked.
+    before = out.read_bytes()
+    assert main(["import-torch", os.path.join(FIXTURES, "gen.pth"), "--out", str(out)]) == 2
+    assert "exists already" in capsys.readouterr().err
+    assert out.read_bytes() == before
+    assert main(["import-torch", os.path.join(FIXTURES, "gen.pth"), "--out", str(tmp_path / "model.h5")]) == 2
+    assert "must name a .keras file" in capsys.readouterr().err
+
+
+def test_import_torch_of_a_checkpoint_folder_writes_a_cyclegan(tmp_path, capsys):
+    out = tmp_path / "cyclegan.keras"
+    assert main(["import-torch", checkpoint_folder(str(tmp_path / "ckpt")), "--out", str(out)]) == 0
+    import keras
+
+    model = keras.saving.load_model(out)
+    assert isinstance(model, tc.CycleGAN)
+    assert np.abs(model.gen_b2a(OUTPUTS["input_square"]).numpy() - OUTPUTS["gen_affine_square"]).max() <= 1e-5
+
+
+def test_import_torch_refuses_a_malicious_file_in_one_line(tmp_path, capsys):
+    evil = tmp_path / "latest_net_G.pth"
+    evil.write_bytes(b"\x80\x02cos\nsystem\nX\x04\x00\x00\x00echo\x85R.")  # os.system("echo")
+    assert main(["import-torch", str(evil), "--out", str(tmp_path / "g.keras")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "latest_net_G.pth" in err[0] and ".system" in err[0]
+    assert not (tmp_path / "g.keras").exists()
+
+
+@pytest.mark.slow
+def test_export_takes_a_single_generator_as_one_direction(tmp_path):
+    model = tmp_path / "g.keras"
+    assert main(["import-torch", os.path.join(FIXTURES, "gen.pth"), "--out", str(model)]) == 0
+    assert main(["export", str(model), "--out", str(tmp_path / "export"), "--formats", "savedmodel"]) == 0
+    assert sorted(os.listdir(tmp_path / "export")) == ["a2b"]
+    meta = json.loads((tmp_path / "export" / "a2b" / "metadata.json").read_text())
+    assert meta["direction"] == "a2b" and meta["generator_alignment"] == "reference"
+    from tf_cyclegan.inference.loading import load_translator
+
+    translated = load_translator(str(tmp_path / "export"), "a2b").translate(OUTPUTS["input_square"][0])
+    assert np.abs(translated - OUTPUTS["gen_square"][0]).max() <= 1e-5
+    assert main(["export", str(model), "--out", str(tmp_path / "export_b"), "--formats", "savedmodel",
+                 "--directions", "b2a"]) == 0
+    assert sorted(os.listdir(tmp_path / "export_b")) == ["b2a"]
+
+
+@pytest.mark.slow
+def test_train_init_from_starts_a_run_from_an_imported_cyclegan(tmp_path, demo_root, caplog):
+    model = tmp_path / "cyclegan.keras"
+    folder = checkpoint_folder(str(tmp_path / "ckpt"), g_b="gen.pth", d_b="disc.pth")
+    assert main(["import-torch", folder, "--out", str(model)]) == 0
+    sets = [f"data.root={demo_root}", "data.load_size=32", "data.crop_size=32", "model.filters=8",
+            "model.num_residual_blocks=2", "model.disc_filters=8", "train.epochs=1", "train.epochs_decay=0",
+            "train.steps_per_epoch=1", "train.verbose=0", "eval.every_n_epochs=0", "checkpoint.keras_every_n_epochs=0"]
+    with caplog.at_level("INFO"):
+        assert main(["train", "--run-dir", str(tmp_path / "run"), "--init-from", str(model), "--set", *sets]) == 0
+    assert "optimizers start fresh" in caplog.text
+    import yaml
+
+    config = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())
+    assert config["train"]["init_from"] == str(model) and config["model"]["generator_alignment"] == "reference"
+    # A config whose networks do not have the imported ones' shapes stops before training.
+    wrong = [s for s in sets if not s.startswith("model.filters")] + ["model.filters=4"]
+    assert main(["train", "--run-dir", str(tmp_path / "run2"), "--init-from", str(model), "--set", *wrong]) == 2
