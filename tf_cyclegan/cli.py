@@ -129,7 +129,8 @@ def _translate(args):
     translator = load_translator(args.model, args.direction, tile=args.tile)
     written, skipped = translate_paths(translator, args.inputs, args.out, overwrite=args.overwrite,
                                        progress=sys.stdout.isatty())
-    print(f"Translated {len(written)} image(s) into {args.out}/" + (f"; skipped {len(skipped)}" if skipped else ""))
+    where = os.path.join(args.out, "")  # one trailing separator, whether or not --out had one
+    print(f"Translated {len(written)} image(s) into {where}" + (f"; skipped {len(skipped)}" if skipped else ""))
 
 
 def _evaluate(args):

@@ -118,6 +118,9 @@ def zip_domains(domain_a, domain_b, crop_size=256, batch_size=1, flip=True, shuf
         steps = min(steps, max_steps)
     if seed is None:
         seed = random.SystemRandom().randrange(2**31)
+    # A pipeline whose position nobody else moves yields whole epochs: its length is declared, so
+    # that `fit` knows an epoch's steps (without it, Keras runs into the end of every pass).
+    whole_epochs = position is None
     position = position or DataPosition()
     position.steps_per_epoch = steps
     position.pairs_per_epoch = pairs
@@ -154,7 +157,11 @@ def zip_domains(domain_a, domain_b, crop_size=256, batch_size=1, flip=True, shuf
     options = tf.data.Options()
     # The pipeline shards itself (above); tf.distribute must not shard it again.
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
-    return tf.data.Dataset.from_tensors(0).flat_map(epoch_pairs).prefetch(AUTOTUNE).with_options(options)
+    dataset = tf.data.Dataset.from_tensors(0).flat_map(epoch_pairs)
+    if whole_epochs:
+        dataset = dataset.apply(tf.data.experimental.assert_cardinality(
+            steps * (batch_size // (replica_batch_size or batch_size))))
+    return dataset.prefetch(AUTOTUNE).with_options(options)
 
 
 def make_unpaired_dataset(dir_a, dir_b, load_size=286, crop_size=256, batch_size=1, flip=True,

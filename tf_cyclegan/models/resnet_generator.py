@@ -14,7 +14,7 @@ from tf_cyclegan.models.initializers import paper_initializer
 # How the stride-2 convolutions line up with the pixels. "reference": exactly the PyTorch
 # reference's `Conv2d(3, stride=2, padding=1)` and `ConvTranspose2d(3, stride=2, padding=1,
 # output_padding=1)`, so that its checkpoints compute here what they compute there.
-# "keras_same": Keras' "same" padding, which versions up to 0.2.0 built (the same parameters,
+# "keras_same": Keras' "same" padding, which version 0.1.0 built (the same parameters,
 # sampled one pixel off); kept so that their runs resume with the network they trained.
 ALIGNMENTS = ("reference", "keras_same")
 

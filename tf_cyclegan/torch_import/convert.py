@@ -32,8 +32,8 @@ def _modules(state_dict):
     for key, value in state_dict.items():
         key = key[len("module."):] if key.startswith("module.") else key
         match = re.fullmatch(r"model\.(\d+)\.(.+)", key)
-        if not match:
-            raise CheckpointError(f"a parameter named {key!r}, not of the reference's layout "
+        if not match or match.group(2).startswith("model."):
+            raise CheckpointError(f"the file holds {describe(state_dict)}: {key!r} is not of the reference's layout "
                                   f"(model.<index>.<name>); supported: {SUPPORTED}")
         index, name = int(match.group(1)), match.group(2)
         if name.rsplit(".", 1)[-1] not in _RUNNING_STATS:
@@ -51,7 +51,7 @@ def describe(state_dict):
     shapes = [value.shape for value in state_dict.values() if value.ndim == 4]
     if shapes and all(shape[2:] == (1, 1) for shape in shapes):
         return "the 1x1 pixel discriminator"
-    return f"{len(keys)} tensors, e.g. {', '.join(keys[:4])}"
+    return f"{len(keys)} tensor(s), e.g. {', '.join(keys[:4])}"
 
 
 def _is_conv(params):

@@ -56,7 +56,7 @@ def _cluster_resolver():
         return tf.distribute.cluster_resolver.TFConfigClusterResolver()
     if "SLURM_JOB_ID" in os.environ:
         return tf.distribute.cluster_resolver.SlurmClusterResolver()
-    raise ConfigError("distribute.strategy=multi_worker needs TF_CONFIG (see the README) or a Slurm job")
+    raise ConfigError("distribute.strategy=multi_worker needs TF_CONFIG (see docs/distributed.md) or a Slurm job")
 
 
 def _cluster_tasks(spec):
