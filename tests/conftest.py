@@ -12,7 +12,9 @@ import tensorflow as tf  # noqa: E402
 from tf_cyclegan.data.synthetic import make_demo_data  # noqa: E402
 
 TINY_SIZE = 32
-CONFIGS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
+TESTS = os.path.dirname(os.path.abspath(__file__))
+CONFIGS = os.path.join(os.path.dirname(TESTS), "configs")
+FIXTURES = os.path.join(TESTS, "fixtures")
 
 
 def tiny_cyclegan(**kwargs):
@@ -45,6 +47,37 @@ def random_pairs(count=4, size=TINY_SIZE, seed=0):
     real_a = rng.uniform(-1, 1, (count, size, size, 3)).astype("float32")
     real_b = rng.uniform(-1, 1, (count, size, size, 3)).astype("float32")
     return tf.data.Dataset.from_tensor_slices((real_a, real_b)).batch(1)
+
+
+def image_folder(root, name, count, size=(40, 50), seed=0):
+    """`root/name/` holding `count` random RGB PNGs (`0.png`, `1.png`, ...) of `size` (H, W)."""
+    folder = root / name
+    folder.mkdir()
+    rng = np.random.default_rng(seed)
+    for i in range(count):
+        pixels = rng.integers(0, 256, size + (3,), dtype=np.uint8)
+        tf.io.write_file(str(folder / f"{i}.png"), tf.io.encode_png(pixels))
+    return folder
+
+
+def conv_path(monkeypatch, lean):
+    """Makes `LeanConv2D` take its lean gradients (`lean=True`: what a CPU running TensorFlow's
+    own kernels takes) or Keras' (what a GPU, or a CPU running oneDNN, takes), on any machine."""
+    from tf_cyclegan import runtime
+
+    monkeypatch.setattr(runtime, "has_gpu", lambda: not lean)
+    monkeypatch.setattr(runtime, "onednn_enabled", lambda: False)
+
+
+def group_norm_then(activation):
+    """Keras' own layers for what `InstanceNormalization(activation=...)` computes, op by op."""
+    norm = keras.layers.GroupNormalization(groups=-1, epsilon=1e-5, center=False, scale=False)
+    act = {
+        None: lambda t: t,
+        "relu": keras.layers.ReLU(),
+        "leaky_relu": keras.layers.LeakyReLU(0.2),
+    }[activation]
+    return lambda t: act(norm(t))
 
 
 @pytest.fixture(autouse=True)

@@ -95,6 +95,7 @@ def test_train_writes_a_complete_run_directory(demo_root, tmp_path, capsys):
     assert not [name for name in files if ".tmp" in name]
 
 
+@pytest.mark.slow
 def test_bench_prints_the_reference_keys(capsys):
     # A tiny network so the test is quick; the real benchmark uses the paper's ResNet-9.
     code = main(["bench", "--size", "32", "--filters", "4", "--num-residual-blocks", "1", "--steps", "2",
@@ -179,6 +180,7 @@ def test_export_checks_every_argument_before_writing_anything(saved_models, tmp_
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.slow
 def test_export_keeps_an_earlier_export_unless_told_to_overwrite(saved_models, tmp_path, capsys):
     out = tmp_path / "out"
     argv = ["export", str(saved_models / "cyclegan.keras"), "--out", str(out), "--formats", "savedmodel",
@@ -192,6 +194,17 @@ def test_export_keeps_an_earlier_export_unless_told_to_overwrite(saved_models, t
     assert sorted(os.listdir(out)) == ["b2a"] and sorted(os.listdir(out / "b2a")) == ["metadata.json", "savedmodel"]
 
 
+def test_evaluate_command_writes_json(saved_models, demo_root, tmp_path, capsys):
+    out = tmp_path / "report.json"
+    code = main(["evaluate", "--model", str(saved_models / "cyclegan.keras"), "--data", str(demo_root),
+                 "--no-fid", "--out", str(out)])
+    assert code == 0
+    report = json.loads(out.read_text())
+    assert set(report) == {"a2b", "b2a"} and report["a2b"]["cycle_l1"] > 0
+    assert {"mae", "psnr", "ssim"} <= set(report["a2b"]["paired"])
+    assert "cycle L1" in capsys.readouterr().out
+
+
 def test_evaluate_keeps_an_existing_report(saved_models, tmp_path, capsys):
     report = tmp_path / "report.json"
     report.write_text("{}")
@@ -200,6 +213,7 @@ def test_evaluate_keeps_an_existing_report(saved_models, tmp_path, capsys):
     assert code == 2 and "exists already" in _error_line(capsys) and report.read_text() == "{}"
 
 
+@pytest.mark.slow
 def test_corrupt_inception_weights_are_one_line(saved_models, tmp_path, capsys):
     from tf_cyclegan.data.synthetic import make_demo_data
 

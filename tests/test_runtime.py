@@ -20,6 +20,7 @@ print(json.dumps({"applied": applied, "in_use": cpu_allocator_in_use()}))
 """
 
 
+@pytest.mark.slow
 @pytest.mark.onednn
 @pytest.mark.parametrize("choice", ["bfc", "malloc", "auto"])
 def test_the_choice_made_before_the_first_op_is_the_allocator_tensorflow_uses(choice):
@@ -54,6 +55,7 @@ def test_unknown_allocator_is_named():
         set_cpu_allocator("tcmalloc")
 
 
+@pytest.mark.slow
 @pytest.mark.onednn
 @pytest.mark.parametrize("switch, expected", [("1", True), ("0", False)])
 def test_onednn_is_reported_as_tensorflow_was_told_to_run_it(switch, expected):

@@ -1,11 +1,7 @@
-import json
-
 import keras
 import numpy as np
 import pytest
-from conftest import tiny_cyclegan
 
-from tf_cyclegan.cli import main
 from tf_cyclegan.data.images import list_images, load_image
 from tf_cyclegan.data.synthetic import restyle
 from tf_cyclegan.evaluation.evaluate import evaluate, format_report
@@ -39,16 +35,26 @@ def test_do_nothing_translators_score_the_baseline_and_perfect_cycles(demo_root)
     assert "baseline (untranslated)" in format_report(report)
 
 
-def test_evaluate_command_writes_json(demo_root, tmp_path, capsys):
-    model = tiny_cyclegan()
-    model.compile()
-    model.build((None, 32, 32, 3))
-    model.save(tmp_path / "model.keras")
-    out = tmp_path / "report.json"
-    code = main(["evaluate", "--model", str(tmp_path / "model.keras"), "--data", str(demo_root),
-                 "--no-fid", "--out", str(out)])
-    assert code == 0
-    report = json.loads(out.read_text())
-    assert set(report) == {"a2b", "b2a"} and report["a2b"]["cycle_l1"] > 0
-    assert {"mae", "psnr", "ssim"} <= set(report["a2b"]["paired"])
-    assert "cycle L1" in capsys.readouterr().out
+class _Constant:
+    """A translator that returns a grey image of the input's size."""
+
+    def translate(self, image):
+        return np.zeros_like(image)
+
+
+def test_max_images_directions_and_missing_generators(demo_root):
+    report = evaluate({"a2b": _Constant()}, demo_root, directions=("a2b",), max_images=2)
+    assert set(report) == {"a2b"} and report["a2b"]["images"] == 2
+    assert "cycle_l1" not in report["a2b"] and "fid" not in report["a2b"]  # no b2a to cycle back; no features
+    assert report["a2b"]["paired"]["mae"] > 0 and "baseline" in report["a2b"]
+    with pytest.raises(ValueError, match="No b2a generator"):
+        evaluate({"a2b": _Constant()}, demo_root)
+
+
+def test_format_report_shows_a_dash_for_what_was_not_measured():
+    report = {"a2b": {"images": 3, "cycle_l1": 0.25},
+              "b2a": {"images": 2, "fid": 12.5, "kid": {"mean": 2e-3, "std": 1e-4}}}
+    header, a2b, b2a = format_report(report).splitlines()
+    assert header.split() == ["images", "FID", "KID", "x1e3", "cycle", "L1"]
+    assert a2b.split() == ["a2b", "3", "-", "-", "0.2500"]
+    assert b2a.split() == ["b2a", "2", "12.50", "2.00", "±", "0.10", "-"]

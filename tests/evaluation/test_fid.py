@@ -59,6 +59,7 @@ def test_kid_matches_a_brute_force_formula():
     assert abs(kid_same) < 0.1 * kid_shifted
 
 
+@pytest.mark.slow
 def test_inception_features_from_a_local_weights_file(tmp_path):
     import keras
 

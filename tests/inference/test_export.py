@@ -39,6 +39,7 @@ def _run_tflite(path, image):
     return interpreter.get_tensor(interpreter.get_output_details()[0]["index"]), ops
 
 
+@pytest.mark.slow
 def test_savedmodel_float_signature_matches_keras_at_an_odd_size(exported):
     generator, out = exported
     loaded = tf.saved_model.load(str(out / "savedmodel"))
@@ -49,6 +50,7 @@ def test_savedmodel_float_signature_matches_keras_at_an_odd_size(exported):
     assert np.abs(result - translate(generator, image).numpy()).max() <= 1e-4
 
 
+@pytest.mark.slow
 def test_savedmodel_uint8_signature_keeps_size(exported):
     _, out = exported
     loaded = tf.saved_model.load(str(out / "savedmodel"))
@@ -57,6 +59,7 @@ def test_savedmodel_uint8_signature_keeps_size(exported):
     assert result.shape == (2, 67, 131, 3) and result.dtype == tf.uint8
 
 
+@pytest.mark.slow
 def test_tflite_variants_against_keras(exported):
     generator, out = exported
     image = np.random.default_rng(2).uniform(-1, 1, (1, 64, 64, 3)).astype(np.float32)
@@ -72,6 +75,7 @@ def test_tflite_variants_against_keras(exported):
     assert sizes["int8"] < sizes["float16"] < sizes["float32"]
 
 
+@pytest.mark.slow
 def test_savedmodel_loads_without_tf_cyclegan(exported, tmp_path):
     _, out = exported
     script = textwrap.dedent(f"""
@@ -94,6 +98,7 @@ def test_tflite_size_must_suit_the_generator():
         tflite_bytes(build_resnet_generator(filters=4, num_residual_blocks=1), 30)
 
 
+@pytest.mark.slow
 def test_export_model_writes_both_directions_with_metadata(tmp_path):
     saved_tiny_cyclegan(tmp_path / "model.keras")
     written = export_model(tmp_path / "model.keras", tmp_path / "out", formats=("savedmodel",))
@@ -106,6 +111,7 @@ def test_export_model_writes_both_directions_with_metadata(tmp_path):
         export_model(tmp_path / "out", tmp_path / "again")
 
 
+@pytest.mark.slow
 def test_onnx_matches_keras_with_dynamic_height_and_width(exported):
     import onnxruntime
 
@@ -176,6 +182,7 @@ def saved_cyclegan(tmp_path_factory):
     return path
 
 
+@pytest.mark.slow
 def test_a_killed_export_leaves_nothing_that_looks_real(saved_cyclegan, tmp_path):
     out = tmp_path / "out"
     done = subprocess.run([sys.executable, "-c", _KILLED_EXPORT, str(saved_cyclegan), str(out)],
@@ -187,6 +194,7 @@ def test_a_killed_export_leaves_nothing_that_looks_real(saved_cyclegan, tmp_path
     assert os.listdir(out) == ["a2b"]
 
 
+@pytest.mark.slow
 def test_a_failed_conversion_writes_nothing(saved_cyclegan, tmp_path, monkeypatch):
     from tf_cyclegan.inference import export
 

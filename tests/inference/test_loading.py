@@ -1,25 +1,26 @@
-import os
 
 import numpy as np
 import pytest
-import tensorflow as tf
 from conftest import saved_tiny_cyclegan
 
-from tf_cyclegan.files import OutputExists
-from tf_cyclegan.inference.batch import translate_paths
 from tf_cyclegan.inference.export import export_generator
 from tf_cyclegan.inference.loading import (
     KerasTranslator,
+    ModelPath,
     OnnxTranslator,
     SavedModelTranslator,
     TFLiteTranslator,
+    is_single_direction,
     load_translator,
+    load_translators,
+    resolve_model_path,
 )
 from tf_cyclegan.inference.translate import translate
 
 
 @pytest.fixture(scope="module")
 def trained_files(tmp_path_factory):
+    """A tiny CycleGAN's model.keras and its b2a generator exported in every format (slow: TFLite, ONNX)."""
     root = tmp_path_factory.mktemp("models")
     model = saved_tiny_cyclegan(root / "model.keras")
     export_generator(model.gen_b2a, root / "export" / "b2a", formats=("savedmodel", "tflite", "onnx"),
@@ -27,6 +28,7 @@ def trained_files(tmp_path_factory):
     return model, root
 
 
+@pytest.mark.slow
 def test_every_path_kind_loads_the_right_generator(trained_files):
     model, root = trained_files
     image = np.random.default_rng(0).uniform(-1, 1, (36, 52, 3)).astype(np.float32)
@@ -45,6 +47,7 @@ def test_every_path_kind_loads_the_right_generator(trained_files):
     np.testing.assert_allclose(a2b, translate(model.gen_a2b, image).numpy(), atol=1e-5)
 
 
+@pytest.mark.slow
 def test_tflite_translator_tiles_any_size(trained_files):
     _, root = trained_files
     translator = load_translator(root / "export" / "b2a" / "generator_float32.tflite")
@@ -63,73 +66,7 @@ def test_wrong_model_paths_say_what_was_expected(tmp_path):
         load_translator(tmp_path, "x2y")
 
 
-def test_translate_paths_keeps_names_and_sizes_and_skips_non_images(trained_files, tmp_path, caplog):
-    _, root = trained_files
-    inputs = tmp_path / "in"
-    inputs.mkdir()
-    tf.io.write_file(str(inputs / "wide.jpg"), tf.io.encode_jpeg(np.zeros((30, 70, 3), np.uint8)))
-    tf.io.write_file(str(inputs / "odd.png"), tf.io.encode_png(np.zeros((33, 21, 3), np.uint8)))
-    (inputs / "broken.png").write_text("not an image")
-    (inputs / "notes.txt").write_text("hello")
-    written, skipped = translate_paths(load_translator(root), [inputs], tmp_path / "out", progress=False)
-    assert sorted(p.split("/")[-1] for p in written) == ["odd.png", "wide.png"]
-    assert sorted(p.split("/")[-1] for p in skipped) == ["broken.png", "notes.txt"]
-    assert "broken.png" in caplog.text and "notes.txt" in caplog.text
-    wide = tf.io.decode_png(tf.io.read_file(str(tmp_path / "out" / "wide.png")))
-    assert wide.shape == (30, 70, 3)
-
-
-class _Identity:
-    """A translator that returns its input: the tests here are about files, not networks."""
-
-    def translate(self, image):
-        return image
-
-
-def _png(path, size=(6, 5)):
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    tf.io.write_file(str(path), tf.io.encode_png(np.full((*size, 3), 9, np.uint8)))
-
-
-def test_outputs_keep_the_inputs_relative_paths_and_several_folders_get_their_own(tmp_path):
-    for rel in ("a/x.png", "a/sub/x.png", "b/x.png", "y.jpg"):
-        _png(tmp_path / "in" / rel)
-    written, _ = translate_paths(_Identity(), [tmp_path / "in" / "a"], tmp_path / "one", progress=False)
-    assert sorted(os.path.relpath(p, tmp_path / "one") for p in written) == ["sub/x.png", "x.png"]
-    written, _ = translate_paths(_Identity(), [tmp_path / "in" / "a", tmp_path / "in" / "b", tmp_path / "in" / "y.jpg"],
-                                 tmp_path / "several", progress=False)
-    assert sorted(os.path.relpath(p, tmp_path / "several") for p in written) == [
-        "a/sub/x.png", "a/x.png", "b/x.png", "y.png"]
-
-
-@pytest.mark.parametrize("layout, clash", [
-    (["x.png", "x.jpg"], "x.jpg' and '.*x.png"),  # one stem, two formats
-    (["one/x.png", "two/x.png"], "x.png' and '.*x.png"),  # two folders of one name, given as files
-])
-def test_two_inputs_for_one_output_are_refused_before_any_work(tmp_path, layout, clash):
-    for rel in layout:
-        _png(tmp_path / "in" / rel)
-    inputs = [tmp_path / "in"] if layout[0].count("/") == 0 else [tmp_path / "in" / rel for rel in layout]
-    with pytest.raises(ValueError, match=f"same output file: .*{clash}"):
-        translate_paths(_Identity(), inputs, tmp_path / "out", progress=False)
-    assert not os.path.exists(tmp_path / "out")
-
-
-def test_an_input_is_never_overwritten_and_an_output_only_with_overwrite(tmp_path):
-    _png(tmp_path / "in" / "x.png", size=(6, 5))
-    before = (tmp_path / "in" / "x.png").read_bytes()
-    with pytest.raises(ValueError, match="would replace an input"):
-        translate_paths(_Identity(), [tmp_path / "in"], tmp_path / "in", progress=False, overwrite=True)
-    assert (tmp_path / "in" / "x.png").read_bytes() == before
-    _png(tmp_path / "out" / "x.png", size=(2, 2))  # an earlier result
-    with pytest.raises(OutputExists, match="x.png' exists already: use --overwrite"):
-        translate_paths(_Identity(), [tmp_path / "in"], tmp_path / "out", progress=False)
-    assert tf.io.decode_png(tf.io.read_file(str(tmp_path / "out" / "x.png"))).shape == (2, 2, 3)
-    translate_paths(_Identity(), [tmp_path / "in"], tmp_path / "out", progress=False, overwrite=True)
-    assert tf.io.decode_png(tf.io.read_file(str(tmp_path / "out" / "x.png"))).shape == (6, 5, 3)
-    assert sorted(os.listdir(tmp_path / "out")) == ["x.png"]  # no temporary left
-
-
+@pytest.mark.slow
 @pytest.mark.parametrize("size", [(1, 1), (2, 3), (4, 4), (5, 7), (1, 9)])
 def test_images_smaller_than_the_generators_padding_translate_at_their_size(trained_files, size):
     model, root = trained_files
@@ -142,17 +79,69 @@ def test_images_smaller_than_the_generators_padding_translate_at_their_size(trai
     assert direct.shape == (*size, 3)
 
 
-def test_an_out_folder_inside_the_input_folder_is_not_read_as_input_on_a_rerun(tmp_path):
-    _png(tmp_path / "pics" / "a.png")
-    out = tmp_path / "pics" / "out"
-    for overwrite in (False, True):  # the first run, then the same command again
-        written, _ = translate_paths(_Identity(), [tmp_path / "pics"], out, progress=False, overwrite=overwrite)
-        assert written == [str(out / "a.png")]
-    assert sorted(os.listdir(out)) == ["a.png"]
-
-
 def test_model_files_that_are_not_models_are_named(tmp_path):
     for name in ("empty.onnx", "junk.onnx", "empty.tflite", "junk.tflite"):
         (tmp_path / name).write_bytes(b"" if name.startswith("empty") else b"junk")
         with pytest.raises(ValueError, match=f"Cannot load .*{name}' as an? (ONNX|TFLite) model"):
             load_translator(tmp_path / name)
+
+
+@pytest.fixture(scope="module")
+def keras_run(tmp_path_factory):
+    """A folder holding a tiny CycleGAN's model.keras: a run directory, as far as loading goes."""
+    root = tmp_path_factory.mktemp("run")
+    return saved_tiny_cyclegan(root / "model.keras"), root
+
+
+def test_model_paths_resolve_to_their_kind_and_direction(keras_run, tmp_path):
+    _, root = keras_run
+    assert resolve_model_path(root / "model.keras") == ModelPath("keras", str(root / "model.keras"), str(root))
+    assert resolve_model_path(root) == ModelPath("keras", str(root / "model.keras"), str(root))
+    # An export folder: a direction's own folder, its SavedModel in savedmodel/.
+    for direction in ("a2b", "b2a"):
+        (tmp_path / "export" / direction / "savedmodel").mkdir(parents=True)
+        (tmp_path / "export" / direction / "savedmodel" / "saved_model.pb").write_bytes(b"")
+    (tmp_path / "export" / "b2a" / "generator.onnx").write_bytes(b"")
+    found = resolve_model_path(tmp_path / "export", "b2a")
+    assert found == ModelPath("savedmodel", str(tmp_path / "export" / "b2a" / "savedmodel"), None)
+    assert resolve_model_path(tmp_path / "export" / "b2a" / "generator.onnx").kind == "onnx"
+    assert not is_single_direction(root) and not is_single_direction(tmp_path / "export")
+    assert is_single_direction(tmp_path / "export" / "b2a")
+    assert is_single_direction(tmp_path / "export" / "b2a" / "generator.onnx")
+
+
+def test_a_keras_translator_tiles_images_above_max_pixels_and_refuses_empty_ones(keras_run):
+    model, root = keras_run
+    whole = load_translator(root, "a2b")
+    tiled = load_translator(root, "a2b", max_pixels=32 * 32, tile=32, overlap=8)
+    assert isinstance(tiled, KerasTranslator) and tiled.generator is whole.generator  # read once
+    image = np.random.default_rng(1).uniform(-1, 1, (40, 72, 3)).astype(np.float32)
+    out = tiled.translate(image)
+    assert out.shape == (40, 72, 3) and np.all(np.abs(out) <= 1)
+    np.testing.assert_allclose(whole.translate(image), translate(model.gen_a2b, image).numpy(), atol=1e-5)
+    with pytest.raises(ValueError, match="Cannot translate an image of size 0x5"):
+        whole.translate(np.zeros((0, 5, 3), np.float32))
+
+
+def test_a_keras_file_that_holds_no_generator_is_named(tmp_path):
+    import keras
+
+    keras.Sequential([keras.Input((10,)), keras.layers.Dense(3)]).save(tmp_path / "dense.keras")
+    with pytest.raises(ValueError, match="dense.keras holds a Sequential .* not an image-to-image generator"):
+        load_translator(tmp_path / "dense.keras")
+    (tmp_path / "cut.keras").write_bytes(b"PK\x03\x04 cut short")
+    with pytest.raises(ValueError, match="cut.keras' is not a readable .keras file"):
+        load_translator(tmp_path / "cut.keras")
+
+
+def test_load_translators_gives_the_directions_asked_and_the_reverse_ones_for_cycling(keras_run, tmp_path):
+    model, root = keras_run
+    translators = load_translators(root, directions=("b2a",))
+    assert set(translators) == {"a2b", "b2a"}  # a CycleGAN: b2a asked, a2b too, to cycle back
+    image = np.random.default_rng(2).uniform(-1, 1, (16, 24, 3)).astype(np.float32)
+    for direction in ("a2b", "b2a"):
+        assert isinstance(translators[direction], KerasTranslator)
+        np.testing.assert_allclose(translators[direction].translate(image),
+                                   translate(getattr(model, f"gen_{direction}"), image).numpy(), atol=1e-5)
+    with pytest.raises(FileNotFoundError, match="nothing.keras"):
+        load_translators(tmp_path / "nothing.keras")

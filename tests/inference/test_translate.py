@@ -1,9 +1,18 @@
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from tf_cyclegan import build_resnet_generator
-from tf_cyclegan.inference.translate import blend_window, tile_starts, translate, translate_tiled
+from tf_cyclegan.inference.translate import (
+    MIN_SIZE,
+    blend_window,
+    grow_to,
+    pad_to_multiple,
+    tile_starts,
+    translate,
+    translate_tiled,
+)
 
 
 def test_tiles_cover_the_image_and_end_at_its_edge():
@@ -59,3 +68,42 @@ def test_tiled_generator_matches_the_full_image_without_seams():
 def test_overlap_must_leave_a_core():
     with pytest.raises(ValueError, match="overlap"):
         translate_tiled(np.tanh, np.zeros((8, 8, 3)), tile=8, overlap=4)
+
+
+@pytest.fixture(scope="module")
+def generator():
+    keras.utils.set_random_seed(0)
+    return build_resnet_generator(filters=4, num_residual_blocks=1)
+
+
+def test_pad_to_multiple_reflects_at_the_bottom_and_right_and_reports_the_size():
+    image = tf.reshape(tf.range(9 * 10, dtype=tf.float32), (1, 9, 10, 1))
+    padded, height, width = pad_to_multiple(image)
+    assert padded.shape == (1, 12, 12, 1) and (int(height), int(width)) == (9, 10)
+    np.testing.assert_array_equal(padded[0, :9, :10, 0], image[0, ..., 0])
+    np.testing.assert_array_equal(padded[0, 9, :10, 0], image[0, 7, :, 0])  # reflected: the edge row not repeated
+    already, _, _ = pad_to_multiple(tf.zeros((2, 8, 16, 3)))
+    assert already.shape == (2, 8, 16, 3)
+
+
+@pytest.mark.parametrize("size, grown", [((1, 1), (8, 8)), ((3, 20), (8, 20)), ((5, 7), (8, 8)), ((8, 9), (8, 9))])
+def test_grow_to_mirrors_images_up_to_the_minimum_size(size, grown):
+    image = tf.random.stateless_uniform((2, *size, 3), seed=(1, 2))
+    out = grow_to(image)
+    assert tuple(out.shape) == (2, *grown, 3) and MIN_SIZE == 8
+    np.testing.assert_array_equal(out[:, :size[0], :size[1]], image)
+    if size == (1, 1):  # a single pixel can only be repeated
+        np.testing.assert_array_equal(out, tf.broadcast_to(image, out.shape))
+
+
+@pytest.mark.parametrize("size", [(1, 1), (6, 10), (13, 21), (32, 32)])
+def test_translate_keeps_the_size_and_matches_the_generator_where_no_padding_is_needed(generator, size):
+    image = np.random.default_rng(2).uniform(-1, 1, (*size, 3)).astype(np.float32)
+    out = translate(generator, image)  # one image (H, W, 3) in, one out
+    assert out.shape == (*size, 3) and out.dtype == tf.float32
+    batch = translate(generator, np.stack([image, -image]))
+    assert batch.shape == (2, *size, 3)
+    if size != (1, 1):  # (a 1x1 image grows to a constant one, whose instance norm only amplifies rounding)
+        np.testing.assert_allclose(batch[0], out, atol=1e-5)
+    if size == (32, 32):
+        np.testing.assert_allclose(out, generator(image[None], training=False)[0], atol=1e-6)

@@ -3,8 +3,11 @@ import sys
 
 import keras
 import numpy as np
+import pytest
 from conftest import subprocess_env
 
+from tf_cyclegan import build_resnet_generator
+from tf_cyclegan.layers import legacy
 from tf_cyclegan.layers.legacy import ZeroPadding2D
 
 
@@ -18,6 +21,7 @@ def test_the_old_zero_padding_name_loads_as_keras_padding():
     np.testing.assert_array_equal(keras.ops.convert_to_numpy(layer(x)), np.pad(x, [(0, 0), (1, 1), (1, 1), (0, 0)]))
 
 
+@pytest.mark.slow
 def test_importing_the_package_registers_the_old_names():
     # In a fresh process: nothing but `import tf_cyclegan` may be needed to load old files.
     code = ("import tf_cyclegan, keras; "
@@ -26,3 +30,30 @@ def test_importing_the_package_registers_the_old_names():
                           timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip().splitlines()[-1] == "tf_cyclegan.layers.legacy"
+
+
+@pytest.mark.parametrize("old_conv", ["keras", "0.1.0"])
+def test_weight_files_of_older_versions_load(tmp_path, monkeypatch, old_conv):
+    # Weight files address layers by class name: networks built on keras.layers.Conv2D (before
+    # 0.1.0) or on the package's old `Conv2D` (0.1.0) wrote `conv2d_N`, where Keras now looks
+    # for `lean_conv2d_N`. Keras' own load_weights refuses them; `legacy.load_weights` reads them.
+    import tf_cyclegan.models.resnet_generator as generator_module
+
+    monkeypatch.setattr(generator_module, "LeanConv2D", keras.layers.Conv2D if old_conv == "keras" else legacy.Conv2D)
+    old = build_resnet_generator(filters=4, num_residual_blocks=1)
+    monkeypatch.undo()
+    old.save_weights(tmp_path / "old.weights.h5")
+    before = (tmp_path / "old.weights.h5").read_bytes()
+    new = build_resnet_generator(filters=4, num_residual_blocks=1)
+    with pytest.raises(ValueError, match="could not be loaded"):
+        new.load_weights(tmp_path / "old.weights.h5")
+    legacy.load_weights(new, tmp_path / "old.weights.h5")
+    x = np.random.default_rng(0).uniform(-1, 1, (1, 16, 16, 3)).astype("float32")
+    np.testing.assert_allclose(new(x).numpy(), old(x).numpy(), atol=1e-6)
+    assert (tmp_path / "old.weights.h5").read_bytes() == before  # the user's file is not touched
+
+
+def test_a_weight_file_of_another_network_still_fails_with_keras_error(tmp_path):
+    build_resnet_generator(filters=4, num_residual_blocks=1).save_weights(tmp_path / "small.weights.h5")
+    with pytest.raises(ValueError):
+        legacy.load_weights(build_resnet_generator(filters=4, num_residual_blocks=2), tmp_path / "small.weights.h5")

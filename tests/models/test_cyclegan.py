@@ -4,7 +4,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import TINY_SIZE, random_pairs, tiny_cyclegan
+from conftest import FIXTURES, TINY_SIZE, random_pairs, tiny_cyclegan
 
 from tf_cyclegan import CycleGAN
 from tf_cyclegan.models.losses import discriminator_loss, gan_loss, l1_loss
@@ -149,11 +149,11 @@ def test_zero_identity_weight_skips_the_identity_passes():
 def test_stacked_calls_match_separate_calls_and_fall_back_for_other_sizes():
     model = tiny_cyclegan()
     x, y = (np.random.default_rng(i).uniform(-1, 1, (2, 32, 32, 3)).astype("float32") for i in (4, 5))
-    stacked = model._run_stacked(model.disc_a, [x, y], training=False)
+    stacked = model._call_on_each(model.disc_a, [x, y], training=False)
     for out, image in zip(stacked, (x, y)):
         np.testing.assert_allclose(out, model.disc_a(image), rtol=1e-5, atol=1e-6)
     small = x[:, :16, :16]
-    different = model._run_stacked(model.gen_a2b, [x, small], training=False)
+    different = model._call_on_each(model.gen_a2b, [x, small], training=False)
     assert different[0].shape == (2, 32, 32, 3) and different[1].shape == (2, 16, 16, 3)
 
 
@@ -180,10 +180,11 @@ def test_networks_with_batch_statistics_anywhere_are_called_one_by_one():
     call = gen_with_bn.call
     gen_with_bn.call = lambda x, *args, **kwargs: calls.append(x.shape[0]) or call(x, *args, **kwargs)
     x = np.zeros((1, 16, 16, 3), "float32")
-    model._run_stacked(gen_with_bn, [x, x], training=True)
+    model._call_on_each(gen_with_bn, [x, x], training=True)
     assert calls == [1, 1]
 
 
+@pytest.mark.slow
 def test_train_on_batch_trains_once_and_returns_the_losses():
     model = tiny_cyclegan()
     model.compile(jit_compile=False)
@@ -289,9 +290,6 @@ def test_stacked_generator_pass_gives_the_same_gradients_as_separate_calls():
         scale = float(np.abs(separate[i]).max())
         assert scale > 0
         np.testing.assert_allclose(stacked[i], separate[i], rtol=0, atol=1e-4 * scale)
-
-
-FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures")
 
 
 @pytest.mark.onednn

@@ -32,7 +32,7 @@ def test_output_is_in_tanh_range_and_float32_under_mixed_precision():
 
 
 def test_weights_follow_the_paper_initialisation():
-    gen = build_resnet_generator()
+    gen = build_resnet_generator(filters=16, num_residual_blocks=1)  # 3x3x64x64 kernels: enough draws
     kernel = gen.get_layer("res1_conv1").kernel.numpy()
     assert abs(kernel.std() - 0.02) < 0.001 and abs(kernel.mean()) < 0.001
     assert np.all(gen.get_layer("res1_conv1").bias.numpy() == 0)
@@ -49,33 +49,3 @@ def test_keras_file_round_trip_gives_identical_outputs(tmp_path):
 def test_rejects_bad_sizes():
     with pytest.raises(ValueError, match="filters=0"):
         build_resnet_generator(filters=0)
-
-
-@pytest.mark.parametrize("old_conv", ["keras", "0.1.0"])
-def test_weight_files_of_older_versions_load(tmp_path, monkeypatch, old_conv):
-    # Weight files address layers by class name: networks built on keras.layers.Conv2D (before
-    # 0.1.0) or on the package's old `Conv2D` (0.1.0) wrote `conv2d_N`, where Keras now looks
-    # for `lean_conv2d_N`. Keras' own load_weights refuses them; `legacy.load_weights` reads them.
-    import tf_cyclegan.models.resnet_generator as generator_module
-    from tf_cyclegan.layers import legacy
-
-    monkeypatch.setattr(generator_module, "LeanConv2D", keras.layers.Conv2D if old_conv == "keras" else legacy.Conv2D)
-    old = build_resnet_generator(filters=4, num_residual_blocks=1)
-    monkeypatch.undo()
-    old.save_weights(tmp_path / "old.weights.h5")
-    before = (tmp_path / "old.weights.h5").read_bytes()
-    new = build_resnet_generator(filters=4, num_residual_blocks=1)
-    with pytest.raises(ValueError, match="could not be loaded"):
-        new.load_weights(tmp_path / "old.weights.h5")
-    legacy.load_weights(new, tmp_path / "old.weights.h5")
-    x = np.random.default_rng(0).uniform(-1, 1, (1, 16, 16, 3)).astype("float32")
-    np.testing.assert_allclose(new(x).numpy(), old(x).numpy(), atol=1e-6)
-    assert (tmp_path / "old.weights.h5").read_bytes() == before  # the user's file is not touched
-
-
-def test_a_weight_file_of_another_network_still_fails_with_keras_error(tmp_path):
-    from tf_cyclegan.layers import legacy
-
-    build_resnet_generator(filters=4, num_residual_blocks=1).save_weights(tmp_path / "small.weights.h5")
-    with pytest.raises(ValueError):
-        legacy.load_weights(build_resnet_generator(filters=4, num_residual_blocks=2), tmp_path / "small.weights.h5")

@@ -127,12 +127,13 @@ def test_mirrored_over_two_devices_makes_the_same_update_as_one_device(policy):
 
 
 _WORKER_SCRIPT = textwrap.dedent("""
-    import sys
+    import logging, sys
     import numpy as np
     from tf_cyclegan.training.config import load_config
     from tf_cyclegan.training.train import train_and_evaluate
 
     root, run_dir, out, strategy, epochs = sys.argv[1:6]
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)  # the library logs "Resuming ..."
     config = load_config(overrides={
         "data": {"root": root, "load_size": 36, "crop_size": 32, "num_samples": 1},
         "model": {"filters": 4, "num_residual_blocks": 1, "disc_filters": 4, "pool_size": 2},

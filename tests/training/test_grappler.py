@@ -94,6 +94,7 @@ def test_with_a_gpu_the_training_function_is_left_as_it_is(monkeypatch):
     assert grappler.lean_training_function(function) is function
 
 
+@pytest.mark.slow
 def test_fit_traces_and_runs_the_training_step_with_the_lean_passes(monkeypatch):
     monkeypatch.setattr(runtime, "has_gpu", lambda: False)  # the lean passes apply on CPU-only machines
     model = tiny_cyclegan()

@@ -1,3 +1,6 @@
+import dataclasses
+import io
+import json
 import os
 import shutil
 
@@ -5,8 +8,8 @@ import pytest
 import yaml
 
 from tf_cyclegan.training.callbacks.backup import BackupError
-from tf_cyclegan.training.config import ConfigError, load_config
-from tf_cyclegan.training.train import train_and_evaluate
+from tf_cyclegan.training.config import ConfigError, dump_config, load_config
+from tf_cyclegan.training.train import fit_verbosity, train_and_evaluate
 
 
 def _config(root, **train):
@@ -72,6 +75,7 @@ def test_a_trained_run_without_its_backup_stops_and_restart_starts_it_over(demo_
     assert result["final_losses"] and os.path.isdir(run_dir / "backup")
 
 
+@pytest.mark.slow
 def test_an_image_deleted_mid_run_without_the_cache_is_an_error_naming_it(tmp_path):
     import keras
     import tensorflow as tf
@@ -120,3 +124,54 @@ def test_ctrl_c_ends_with_one_line_naming_the_step_and_exit_130(demo_root, tmp_p
     lines = [line for line in err.splitlines() if line.startswith("tf-cyclegan train:")]
     assert len(lines) == 1 and "Traceback" not in err, err[-3000:]
     assert "interrupted at step" in lines[0] and "run the same command to resume" in lines[0]
+
+
+@pytest.mark.slow
+def test_a_run_directory_holds_the_config_model_logs_checkpoints_samples_and_results(demo_root, tmp_path):
+    from tf_cyclegan import CycleGAN
+
+    run_dir = tmp_path / "run"
+    config = load_config(overrides={
+        "data": {"root": str(demo_root), "load_size": 36, "crop_size": 32, "num_samples": 1},
+        "model": {"filters": 4, "num_residual_blocks": 1, "disc_filters": 4, "pool_size": 2},
+        "train": {"epochs": 1, "epochs_decay": 1, "verbose": 0, "steps_per_epoch": 2},
+        "checkpoint": {"keras_every_n_epochs": 1},
+    })
+    result = train_and_evaluate(config, str(run_dir))
+    assert sorted(os.listdir(run_dir)) == ["backup", "checkpoints", "config.yaml", "log.csv", "logs", "model.keras",
+                                           "results.json", "samples"]
+    assert load_config(run_dir / "config.yaml") == config
+    assert sorted(os.listdir(run_dir / "checkpoints")) == ["epoch_0001.keras", "epoch_0002.keras"]
+    assert sorted(os.listdir(run_dir / "samples")) == ["epoch_001.png", "epoch_002.png"]
+    assert len((run_dir / "log.csv").read_text().splitlines()) == 1 + 2  # a header and a row per epoch
+    assert isinstance(result["model"], CycleGAN) and int(result["model"].gen_optimizer.iterations) == 4
+    saved = json.loads((run_dir / "results.json").read_text())
+    assert saved["run_dir"] == str(run_dir) and saved["precision"] == result["precision"]
+    assert set(saved["final_losses"]) >= {"gen_total", "disc_a", "disc_b", "learning_rate"}
+    assert saved["paired_test"]["images"] == 3 and saved["paired_test"]["model"]["mae"] > 0
+
+
+def test_resuming_refuses_a_changed_config_and_changes_nothing(demo_root, tmp_path):
+    # What a run of ours leaves first: the resolved config.
+    config = _config(demo_root)
+    dump_config(config, str(tmp_path / "config.yaml"))
+    before = (tmp_path / "config.yaml").read_text()
+    changed = dataclasses.replace(config, model=dataclasses.replace(config.model, filters=8),
+                                  train=dataclasses.replace(config.train, learning_rate=1e-3))
+    with pytest.raises(ConfigError, match=r"holds a run with a different config \(model.filters: 4 in the run, 8 now; "
+                                          r"train.learning_rate: 0.0002 in the run, 0.001 now\).*--restart"):
+        train_and_evaluate(changed, str(tmp_path))
+    assert os.listdir(tmp_path) == ["config.yaml"] and (tmp_path / "config.yaml").read_text() == before
+
+
+class _Terminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def test_fit_verbosity_auto_is_a_line_per_epoch_off_a_terminal_and_the_live_bar_on_one():
+    assert fit_verbosity("auto", io.StringIO()) == 2
+    assert fit_verbosity("auto", _Terminal()) == 1
+    assert fit_verbosity("auto", object()) == 2  # a stream that cannot say
+    for verbose in (0, 1, 2):
+        assert fit_verbosity(verbose, _Terminal()) == verbose

@@ -32,7 +32,8 @@ def forward_macs(network, input_shape, transposed_at_output=False):
     matrix product in the traced graph is counted from its static shapes. A transposed
     convolution is counted at its input resolution, the convention that gives the
     ResNet-9 generator's 49.6 GMACs at 256x256; `transposed_at_output=True` counts it at
-    the output resolution, which gives the 56.8 GMACs also often quoted.
+    the output resolution (stride x input: a "valid" transposed convolution's border, which
+    the generator crops, is not counted), which gives the 56.8 GMACs also often quoted.
 
     Args:
         network: a Keras model (or any callable of one image batch) built from TensorFlow ops.
@@ -101,7 +102,11 @@ def _conv_macs(op, transposed_at_output):
         return batch * out_height * out_width * kernel_height * kernel_width * filter_in * filter_out
     # Transposed: every input pixel scatters the kernel; the filter is (h, w, out, in).
     _, in_height, in_width, _ = _channels_last(op, _static_shape(op.inputs[image_input], op))
-    height, width = (out_height, out_width) if transposed_at_output else (in_height, in_width)
+    if transposed_at_output:
+        _, stride_height, stride_width, _ = _channels_last(op, list(op.get_attr("strides")))
+        height, width = in_height * stride_height, in_width * stride_width
+    else:
+        height, width = in_height, in_width
     return batch * height * width * kernel_height * kernel_width * filter_in * filter_out
 
 

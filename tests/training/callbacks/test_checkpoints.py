@@ -1,10 +1,12 @@
-import errno
 import os
+import zipfile
 
+import keras
 import pytest
 from conftest import tiny_cyclegan
 
-from tf_cyclegan.training.callbacks.checkpoints import save_model_atomically
+from tf_cyclegan.training.callbacks.backup import RunProgress
+from tf_cyclegan.training.callbacks.checkpoints import KerasCheckpoints
 
 
 @pytest.fixture(scope="module")
@@ -15,42 +17,41 @@ def model():
     return model
 
 
-def test_a_save_that_does_not_fit_leaves_the_earlier_file_and_nothing_else(model, small_disk):
-    disk = small_disk(400)  # the tiny CycleGAN with its optimizers takes about 1.6 MB
-    earlier = disk / "model.keras"
-    earlier.write_bytes(b"the earlier model")
-    with pytest.raises(OSError) as caught:
-        save_model_atomically(model, earlier)
-    assert caught.value.errno == errno.ENOSPC and "model.keras" in str(caught.value)
-    assert earlier.read_bytes() == b"the earlier model"
-    assert os.listdir(disk) == ["model.keras"]
+def _run(model, checkpoints, epochs, steps_per_epoch):
+    """Calls `checkpoints` as `fit` would over `epochs` epochs, after its `RunProgress`."""
+    callbacks = keras.callbacks.CallbackList([checkpoints.progress, checkpoints], model=model)
+    for epoch in range(epochs):
+        callbacks.on_epoch_begin(epoch)
+        for batch in range(steps_per_epoch):
+            callbacks.on_train_batch_end(batch)
+        callbacks.on_epoch_end(epoch)
 
 
-def test_a_write_that_fails_part_way_leaves_no_temporary(model, tmp_path, monkeypatch):
-    def fails_part_way(path, *args, **kwargs):
-        with open(path, "wb") as f:
-            f.write(b"partial")
-        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), path)
-
-    monkeypatch.setattr(model, "save", fails_part_way)
-    with pytest.raises(OSError):
-        save_model_atomically(model, tmp_path / "model.keras")
-    assert os.listdir(tmp_path) == []
+def _names(checkpoints):
+    return [os.path.basename(path) for path in checkpoints.checkpoints()]
 
 
-def test_a_save_replaces_the_earlier_file_whole(model, tmp_path):
-    (tmp_path / "model.keras").write_bytes(b"old")
-    save_model_atomically(model, tmp_path / "model.keras")
-    assert (tmp_path / "model.keras").read_bytes()[:2] == b"PK"  # a .keras archive now
-    assert os.listdir(tmp_path) == ["model.keras"]
+def test_every_epoch_keeps_the_last_keep_newest_first(model, tmp_path):
+    checkpoints = KerasCheckpoints(str(tmp_path / "checkpoints"), RunProgress(steps_per_epoch=2), keep=2)
+    _run(model, checkpoints, epochs=3, steps_per_epoch=2)
+    assert _names(checkpoints) == ["epoch_0003.keras", "epoch_0002.keras"]
+    assert sorted(os.listdir(tmp_path / "checkpoints")) == ["epoch_0002.keras", "epoch_0003.keras"]  # no temporary
+    assert zipfile.is_zipfile(tmp_path / "checkpoints" / "epoch_0003.keras")  # a whole .keras archive
 
 
-def test_the_sample_grid_takes_test_images_smaller_than_the_generator_allows(model, tmp_path):
-    import numpy as np
+def test_every_n_steps_and_epochs_are_counted_over_the_whole_run(model, tmp_path):
+    # 3 epochs of 2 steps: steps 3 and 6 are due, and epoch 2; the oldest file goes (keep=2).
+    checkpoints = KerasCheckpoints(str(tmp_path / "checkpoints"), RunProgress(steps_per_epoch=2),
+                                   every_n_epochs=2, every_n_steps=3, keep=2)
+    _run(model, checkpoints, epochs=3, steps_per_epoch=2)
+    assert _names(checkpoints) == ["step_0000000006.keras", "epoch_0002.keras"]
+    (tmp_path / "checkpoints" / "notes.keras").write_text("not a checkpoint name: never pruned")
+    _run(model, checkpoints, epochs=0, steps_per_epoch=2)
+    assert "notes.keras" in os.listdir(tmp_path / "checkpoints")
 
-    from tf_cyclegan.training.callbacks.samples import SampleGrid
 
-    tiny = [np.zeros((3, 2, 3), np.float32)]
-    grid = SampleGrid(tiny, tiny, out_dir=str(tmp_path))
-    grid.set_model(model)
-    assert tuple(grid.grid().shape) == (3, 6 * 2, 3)
+def test_never_due_writes_nothing(model, tmp_path):
+    checkpoints = KerasCheckpoints(str(tmp_path / "checkpoints"), RunProgress(steps_per_epoch=2),
+                                   every_n_epochs=0, every_n_steps=0)
+    _run(model, checkpoints, epochs=2, steps_per_epoch=2)
+    assert checkpoints.checkpoints() == [] and not (tmp_path / "checkpoints").exists()

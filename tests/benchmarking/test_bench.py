@@ -1,0 +1,47 @@
+import math
+import time
+
+import keras
+import pytest
+
+from tf_cyclegan import runtime
+from tf_cyclegan.benchmarking.bench import process_start_time, train_step_benchmark
+
+
+def test_the_process_start_time_is_a_moment_of_this_process():
+    started = process_start_time()
+    assert started is not None  # Linux: read from /proc
+    assert time.time() - 24 * 3600 < started <= time.time() + 1
+
+
+@pytest.mark.slow
+def test_a_tiny_benchmark_returns_every_key_with_sane_values():
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")  # the caller's policy, put back after
+    start = time.time()
+    result = train_step_benchmark(size=32, filters=4, num_residual_blocks=1, steps=2, warmup=1, jit_compile=False,
+                                  start_time=start)
+    assert keras.mixed_precision.global_policy().name == "mixed_bfloat16"
+    assert set(result) == {
+        "impl", "tensorflow", "keras", "size", "batch", "precision", "jit_compile", "cpu_allocator", "onednn",
+        "images_per_s", "first_step_s", "peak_rss_mb", "gpu", "gpu_peak_memory_mb", "step_gflop", "gflop_per_s",
+        "params_generator", "params_discriminator", "final_loss_g",
+    }
+    assert (result["impl"], result["size"], result["batch"], result["precision"]) == ("tf_cyclegan", 32, 1, "float32")
+    assert result["tensorflow"] and result["keras"] == keras.__version__
+    assert result["jit_compile"] is False and result["cpu_allocator"] in ("bfc", "malloc", "onednn")
+    assert 0 < result["images_per_s"] < 10_000
+    assert 0 < result["first_step_s"] < time.time() - start + 1
+    assert result["peak_rss_mb"] > 100  # TensorFlow alone takes more
+    # The ResNet generator of 4 filters and 1 block, against the paper's PatchGAN (64 filters).
+    assert result["params_generator"] == _params(4, 1)
+    assert result["params_discriminator"] == 2_764_737
+    assert result["step_gflop"] > 0 and result["gflop_per_s"] > 0
+    assert math.isfinite(result["final_loss_g"]) and result["final_loss_g"] > 0
+    # No GPU: null, not 0; with one, its name and TensorFlow's peak allocation on it.
+    assert (result["gpu"] is None) == (result["gpu_peak_memory_mb"] is None) == (not runtime.has_gpu())
+
+
+def _params(filters, num_residual_blocks):
+    from tf_cyclegan import build_resnet_generator
+
+    return build_resnet_generator(filters=filters, num_residual_blocks=num_residual_blocks).count_params()

@@ -1,0 +1,131 @@
+import logging
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from conftest import image_folder
+
+from tf_cyclegan.data.images import decode_image, describe_error, list_images, read_image, to_minus_one_one, to_uint8
+from tf_cyclegan.data.unpaired import make_unpaired_dataset, resize_to_load_size
+
+
+def test_decodes_grey_alpha_sixteen_bit_jpeg_bmp_and_gif(tmp_path):
+    grey = np.arange(16, dtype=np.uint8).reshape(4, 4, 1) * 16
+    rgba = np.dstack([np.full((4, 4, 3), 200, np.uint8), np.zeros((4, 4, 1), np.uint8)])
+    deep = (np.arange(16, dtype=np.uint16).reshape(4, 4, 1) * 4096).repeat(3, axis=2)
+    cases = {
+        "grey.png": (tf.io.encode_png(grey), np.repeat(grey, 3, axis=2)),
+        "rgba.png": (tf.io.encode_png(rgba), rgba[..., :3]),
+        "deep.png": (tf.io.encode_png(deep), (deep >> 8).astype(np.uint8)),
+    }
+    for name, (encoded, expected) in cases.items():
+        np.testing.assert_array_equal(decode_image(encoded).numpy(), expected, err_msg=name)
+    jpeg = decode_image(tf.io.encode_jpeg(np.full((8, 8, 3), 120, np.uint8), quality=100)).numpy()
+    assert jpeg.shape == (8, 8, 3) and np.abs(jpeg.astype(int) - 120).max() <= 2
+    # A 2x1 24-bit BMP and a 1x1 GIF, written byte by byte (TF encodes neither).
+    bmp = (b"BM" + (62).to_bytes(4, "little") + b"\0\0\0\0" + (54).to_bytes(4, "little")
+           + (40).to_bytes(4, "little") + (2).to_bytes(4, "little") + (1).to_bytes(4, "little")
+           + (1).to_bytes(2, "little") + (24).to_bytes(2, "little") + b"\0" * 24
+           + bytes([255, 0, 0, 0, 0, 255]) + b"\0\0")
+    np.testing.assert_array_equal(decode_image(bmp).numpy(), [[[0, 0, 255], [255, 0, 0]]])
+    gif = (b"GIF89a" + bytes.fromhex("0100 0100 80 00 00") + bytes.fromhex("000000 ffffff")
+           + bytes.fromhex("21f904 01 0000 00 00") + bytes.fromhex("2c 0000 0000 0100 0100 00")
+           + bytes.fromhex("02 02 4401 00") + b";")
+    assert decode_image(gif).numpy().shape == (1, 1, 3)
+
+
+def test_corrupt_and_non_image_files_are_skipped_with_a_warning_naming_them(tmp_path, caplog):
+    folder = image_folder(tmp_path, "trainA", 2)
+    (folder / "notes.png").write_text("not an image")
+    good = (folder / "0.png").read_bytes()
+    (folder / "truncated.png").write_bytes(good[: len(good) // 2])
+    (folder / "readme.txt").write_text("ignored: not an image extension")
+    with caplog.at_level(logging.WARNING):
+        paths = list_images(folder)
+    assert [os.path.basename(p) for p in paths] == ["0.png", "1.png"]
+    assert "notes.png" in caplog.text and "truncated.png" in caplog.text
+    assert "readme.txt" not in caplog.text
+
+
+def _photo_with_orientation(path, orientation):
+    """A 4x6 JPEG-free test image (PNG keeps the pixels exact) whose EXIF says `orientation`."""
+    from PIL import Image
+
+    pixels = np.arange(4 * 6 * 3, dtype=np.uint8).reshape(4, 6, 3) * 2
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    Image.fromarray(pixels).save(path, exif=exif.tobytes())
+    return pixels
+
+
+@pytest.mark.parametrize("orientation, turn", [
+    (1, lambda p: p),
+    (2, lambda p: p[:, ::-1]),
+    (3, lambda p: p[::-1, ::-1]),
+    (4, lambda p: p[::-1]),
+    (5, lambda p: p.transpose(1, 0, 2)),
+    (6, lambda p: np.rot90(p, k=-1)),  # stored rotated; viewed turned 90 degrees clockwise
+    (7, lambda p: np.rot90(p, k=-1)[::-1]),
+    (8, lambda p: np.rot90(p, k=1)),
+])
+@pytest.mark.parametrize("cache", [True, False])
+def test_exif_orientation_is_applied_as_pillow_shows_the_photo(tmp_path, orientation, turn, cache):
+    from PIL import Image, ImageOps
+
+    for domain in ("a", "b"):
+        os.makedirs(tmp_path / domain)
+        pixels = _photo_with_orientation(tmp_path / domain / "photo.png", orientation)
+    with Image.open(tmp_path / "a" / "photo.png") as photo:
+        viewed = np.asarray(ImageOps.exif_transpose(photo))  # what every viewer shows
+    np.testing.assert_array_equal(viewed, turn(pixels))
+    np.testing.assert_array_equal(read_image(tmp_path / "a" / "photo.png").numpy(), viewed)
+    # Through the training pipeline: resized to a square, not cropped, not flipped.
+    dataset = make_unpaired_dataset(tmp_path / "a", tmp_path / "b", load_size=8, crop_size=8, flip=False,
+                                    cache=cache, seed=0)
+    real_a, _ = next(iter(dataset))
+    expected = to_minus_one_one(resize_to_load_size(tf.constant(viewed), 8)).numpy()
+    np.testing.assert_allclose(real_a[0].numpy(), expected, atol=1e-6)
+
+
+def test_webp_files_are_read(tmp_path):
+    from PIL import Image
+
+    pixels = np.random.default_rng(0).integers(0, 255, (5, 7, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(tmp_path / "x.webp", lossless=True)
+    assert list_images(tmp_path) == [str(tmp_path / "x.webp")]
+    np.testing.assert_array_equal(read_image(tmp_path / "x.webp").numpy(), pixels)
+
+
+def test_a_jpeg_photos_orientation_is_read_from_its_exif_block_without_opening_the_image(tmp_path, monkeypatch):
+    from PIL import Image, ImageOps
+
+    pixels = np.zeros((16, 40, 3), np.uint8)
+    pixels[:, :8] = 255  # a white band on the left as stored
+    exif = Image.Exif()
+    exif[0x0112] = 6  # the camera was turned: view rotated 90 degrees clockwise
+    Image.fromarray(pixels).save(tmp_path / "phone.jpg", exif=exif.tobytes(), quality=95)
+    with Image.open(tmp_path / "phone.jpg") as photo:
+        viewed = np.asarray(ImageOps.exif_transpose(photo)).astype(int)
+    # Pillow would refuse to open a photo this size if it were huge; the tag is read without it.
+    monkeypatch.setattr(Image, "open", lambda *args, **kwargs: (_ for _ in ()).throw(Image.DecompressionBombError()))
+    ours = read_image(tmp_path / "phone.jpg").numpy().astype(int)
+    assert ours.shape == viewed.shape == (40, 16, 3)
+    assert np.abs(ours - viewed).max() <= 8  # two JPEG decoders
+    assert ours[:8].mean() > 200 and ours[-8:].mean() < 50  # the band is at the top when viewed
+
+
+def test_pixels_go_to_minus_one_one_and_back_exactly_and_are_clipped():
+    pixels = np.arange(256, dtype=np.uint8)
+    scaled = to_minus_one_one(pixels).numpy()
+    assert scaled.dtype == np.float32 and scaled[0] == -1.0 and scaled[-1] == 1.0
+    np.testing.assert_array_equal(to_uint8(scaled).numpy(), pixels)
+    np.testing.assert_array_equal(to_uint8(np.array([-3.0, 3.0, 0.0])).numpy(), [0, 255, 128])
+
+
+def test_a_decoding_error_is_described_in_one_line_without_tensorflows_decorations():
+    with pytest.raises(tf.errors.OpError) as caught:
+        decode_image(b"not an image at all")
+    message = describe_error(caught.value)
+    assert message and "\n" not in message and "{{" not in message and "[Op:" not in message
+    assert describe_error(ValueError()) == "ValueError"
