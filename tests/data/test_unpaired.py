@@ -77,6 +77,20 @@ def test_shards_split_every_global_batch_between_them(tmp_path):
         np.testing.assert_array_equal(np.concatenate([b for _, b in parts]), global_b)
 
 
+def test_the_length_is_declared_unless_the_caller_moves_the_position(tmp_path):
+    # fit reads an epoch's steps from it: without it, every epoch runs into the end of its pass.
+    dir_a, dir_b = image_folder(tmp_path, "a", 8), image_folder(tmp_path, "b", 5, seed=1)
+    assert int(make_unpaired_dataset(dir_a, dir_b, 36, 32, batch_size=2).cardinality()) == 4
+    assert int(make_unpaired_dataset(dir_a, dir_b, 36, 32, batch_size=2, max_steps=3).cardinality()) == 3
+    shard = make_unpaired_dataset(dir_a, dir_b, 36, 32, batch_size=2, num_shards=2, shard_index=1,
+                                  replica_batch_size=1)
+    assert int(shard.cardinality()) == len(list(shard)) == 4
+    # A resumable pipeline (its position moved by the caller: a resumed epoch is shorter) declares nothing.
+    position = DataPosition()
+    resumable = make_unpaired_dataset(dir_a, dir_b, 36, 32, batch_size=2, position=position)
+    assert int(resumable.cardinality()) == tf.data.UNKNOWN_CARDINALITY
+
+
 def test_max_steps_caps_an_epoch(tmp_path):
     folder = image_folder(tmp_path, "a", 6)
     assert len(list(make_unpaired_dataset(folder, folder, 36, 32, batch_size=2, max_steps=2))) == 2

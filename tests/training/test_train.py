@@ -164,6 +164,24 @@ def test_resuming_refuses_a_changed_config_and_changes_nothing(demo_root, tmp_pa
     assert os.listdir(tmp_path) == ["config.yaml"] and (tmp_path / "config.yaml").read_text() == before
 
 
+def test_a_run_of_version_0_1_0_resumes_only_with_the_generators_it_trained(demo_root, tmp_path):
+    # Its config.yaml has no model.generator_alignment: its generators were "keras_same".
+    config = _config(demo_root)
+    dump_config(config, str(tmp_path / "config.yaml"))
+    raw = yaml.safe_load((tmp_path / "config.yaml").read_text())
+    del raw["model"]["generator_alignment"]
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(raw))
+    before = (tmp_path / "config.yaml").read_text()
+    with pytest.raises(ConfigError, match=r"model.generator_alignment: 'keras_same' in the run, 'reference' now.*"
+                                          r"--set model.generator_alignment=keras_same"):
+        train_and_evaluate(config, str(tmp_path))
+    assert os.listdir(tmp_path) == ["config.yaml"] and (tmp_path / "config.yaml").read_text() == before
+    from tf_cyclegan.training.train import _resuming
+
+    old = dataclasses.replace(config, model=dataclasses.replace(config.model, generator_alignment="keras_same"))
+    assert _resuming(old, str(tmp_path), restart=False)  # the same run, with the old generators
+
+
 class _Terminal(io.StringIO):
     def isatty(self):
         return True
