@@ -26,6 +26,14 @@ def tiny_cyclegan(**kwargs):
     return build_cyclegan(filters=4, num_residual_blocks=1, disc_filters=4, **kwargs)
 
 
+def built_tiny_cyclegan():
+    """A compiled `tiny_cyclegan()` with its pools built for TINY_SIZE images (nothing trained)."""
+    model = tiny_cyclegan()
+    model.compile()
+    model.build((1, TINY_SIZE, TINY_SIZE, 3))
+    return model
+
+
 def saved_tiny_cyclegan(path):
     """A compiled, built `tiny_cyclegan()` saved to `path` (.keras); returns the model."""
     model = tiny_cyclegan()

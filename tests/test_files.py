@@ -2,7 +2,7 @@ import errno
 import os
 
 import pytest
-from conftest import tiny_cyclegan
+from conftest import built_tiny_cyclegan
 
 from tf_cyclegan import files
 from tf_cyclegan.files import save_model_atomically
@@ -10,10 +10,7 @@ from tf_cyclegan.files import save_model_atomically
 
 @pytest.fixture(scope="module")
 def model():
-    model = tiny_cyclegan()
-    model.compile()
-    model.build((1, 32, 32, 3))
-    return model
+    return built_tiny_cyclegan()
 
 
 def test_a_failed_write_leaves_the_earlier_file_and_no_temporary(tmp_path):

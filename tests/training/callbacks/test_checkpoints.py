@@ -3,7 +3,7 @@ import zipfile
 
 import keras
 import pytest
-from conftest import tiny_cyclegan
+from conftest import built_tiny_cyclegan
 
 from tf_cyclegan.training.callbacks.backup import RunProgress
 from tf_cyclegan.training.callbacks.checkpoints import KerasCheckpoints
@@ -11,10 +11,7 @@ from tf_cyclegan.training.callbacks.checkpoints import KerasCheckpoints
 
 @pytest.fixture(scope="module")
 def model():
-    model = tiny_cyclegan()
-    model.compile()
-    model.build((1, 32, 32, 3))
-    return model
+    return built_tiny_cyclegan()
 
 
 def _run(model, checkpoints, epochs, steps_per_epoch):
