@@ -1,5 +1,6 @@
 import os
 import pickle
+import struct
 import zipfile
 
 import numpy as np
@@ -89,3 +90,51 @@ def test_a_state_dict_under_state_dict_is_found(tmp_path):
             target.writestr(item, data)
     state = read_state_dict(tmp_path / "wrapped.pth")
     assert state["model.0.weight"].shape == (8, 3, 4, 4)
+
+
+def _tuple(*numbers):
+    return b"(" + b"".join(b"J" + struct.pack("<i", n) for n in numbers) + b"t"
+
+
+def _crafted(path, offset, size, stride, numel=10, compress=zipfile.ZIP_STORED, keys=1):
+    """A zip `.pth` whose storage holds `numel` floats and whose tensors claim `size` and
+    `stride` from `offset`: the opcodes `torch.save` writes, with the numbers chosen here."""
+    tensor = (b"ctorch._utils\n_rebuild_tensor_v2\n(" + b"(X\x07\x00\x00\x00storagectorch\nFloatStorage\n"
+              b"X\x01\x00\x00\x000X\x03\x00\x00\x00cpuJ" + struct.pack("<i", numel) + b"tQ"
+              + b"J" + struct.pack("<i", offset) + _tuple(*size) + _tuple(*stride)
+              + b"\x89ccollections\nOrderedDict\n)RtR")
+    items = b"".join(b"X" + struct.pack("<I", len(f"w{i}")) + f"w{i}".encode() + tensor for i in range(keys))
+    pickled = b"\x80\x02ccollections\nOrderedDict\n)R(" + items + b"u."
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("crafted/data.pkl", pickled)
+        archive.writestr("crafted/data/0", np.arange(numel, dtype="<f4").tobytes(), compress_type=compress)
+    return path
+
+
+def test_the_crafted_file_helper_makes_a_readable_tensor(tmp_path):
+    state = read_state_dict(_crafted(tmp_path / "ok.pth", offset=2, size=(2, 3), stride=(4, 1)))
+    np.testing.assert_array_equal(state["w0"], [[2, 3, 4], [6, 7, 8]])
+
+
+@pytest.mark.parametrize("offset, size, stride, problem", [
+    (-1, (10,), (1,), "offset, size or stride out of range"),
+    (0, (10,), (-1,), "offset, size or stride out of range"),
+    (0, (100000, 100000), (0, 0), "offset, size or stride out of range"),
+    (5, (10,), (1,), "reaches past its storage"),
+    (0, (4, 4), (1, 1), "reaches past its storage"),
+])
+def test_a_tensor_reaching_outside_its_storage_is_refused(tmp_path, offset, size, stride, problem):
+    with pytest.raises(CheckpointError, match=problem):
+        read_state_dict(_crafted(tmp_path / "crafted.pth", offset, size, stride))
+
+
+def test_one_storage_named_by_many_tensors_cannot_multiply_the_memory(tmp_path):
+    with pytest.raises(CheckpointError, match="more elements than its storages"):
+        read_state_dict(_crafted(tmp_path / "many.pth", offset=0, size=(10,), stride=(1,), keys=50))
+
+
+def test_a_compressed_entry_is_refused(tmp_path):
+    # torch.save stores its entries; a deflated one could inflate far beyond the file's size.
+    with pytest.raises(CheckpointError, match="compressed or larger than expected"):
+        read_state_dict(_crafted(tmp_path / "bomb.pth", 0, (10,), (1,), compress=zipfile.ZIP_DEFLATED))
+

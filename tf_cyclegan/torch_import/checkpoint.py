@@ -53,12 +53,23 @@ class _Tensor(typing.NamedTuple):
     stride: tuple
 
     def array(self):
-        if not self.size:
-            return self.storage[self.offset:self.offset + 1].reshape(()).copy()
-        needed = self.offset + 1 + sum((n - 1) * s for n, s in zip(self.size, self.stride))
-        if needed > self.storage.size:
+        """The tensor's elements, copied out of its storage; `CheckpointError` unless the shape,
+        offset and strides stay inside the storage (a crafted file cannot read past it)."""
+        if not isinstance(self.storage, np.ndarray) or len(self.size) != len(self.stride):
+            raise CheckpointError("a tensor without a storage of its own")
+        count = int(np.prod(self.size, dtype=np.int64)) if self.size else 1
+        if self.offset < 0 or any(n < 0 for n in self.size) or any(s < 1 for n, s in zip(self.size, self.stride)
+                                                                   if n > 1):
+            raise CheckpointError(f"a tensor with an offset, size or stride out of range ({self.offset}, {self.size}, "
+                                  f"{self.stride})")
+        last = self.offset + sum((n - 1) * s for n, s in zip(self.size, self.stride) if n > 0)
+        if count > self.storage.size or (count and last >= self.storage.size):
             raise CheckpointError(f"a tensor of shape {self.size} reaches past its storage's "
                                   f"{self.storage.size} elements")
+        if not self.size:
+            return self.storage[self.offset:self.offset + 1].reshape(()).copy()
+        if count == 0:
+            return np.zeros(self.size, self.storage.dtype)
         itemsize = self.storage.dtype.itemsize
         view = np.lib.stride_tricks.as_strided(self.storage[self.offset:], shape=self.size,
                                                strides=tuple(s * itemsize for s in self.stride))
@@ -73,11 +84,18 @@ def _rebuild_parameter(data, requires_grad, backward_hooks, *_):
     return data
 
 
-def _materialize(obj):
+def _materialize(obj, budget):
+    """`obj` with its tensors made arrays, copying at most `budget` (a one-item list) elements in
+    all: as many as the storages hold, so that one storage named by many tensors cannot make
+    the copies outgrow the file."""
     if isinstance(obj, _Tensor):
-        return obj.array()
+        array = obj.array()
+        budget[0] -= array.size
+        if budget[0] < 0:
+            raise CheckpointError("its tensors hold more elements than its storages")
+        return array
     if isinstance(obj, dict):
-        return collections.OrderedDict((key, _materialize(value)) for key, value in obj.items())
+        return collections.OrderedDict((key, _materialize(value, budget)) for key, value in obj.items())
     return obj
 
 
@@ -94,7 +112,7 @@ class _StateDictUnpickler(pickle.Unpickler):
     def __init__(self, file, load_storage):
         super().__init__(file)
         self._load_storage = load_storage
-        self._storages = {}
+        self.storages = {}
 
     def find_class(self, module, name):
         if (module, name) in _ALLOWED:
@@ -108,9 +126,9 @@ class _StateDictUnpickler(pickle.Unpickler):
         if not (isinstance(pid, tuple) and pid and pid[0] == "storage" and isinstance(pid[1], _StorageType)):
             raise CheckpointError(f"unexpected persistent id {pid!r:.80}")
         storage_type, key, numel = pid[1], str(pid[2]), pid[4]
-        if key not in self._storages:
-            self._storages[key] = self._load_storage(key, storage_type, numel)
-        return self._storages[key]
+        if key not in self.storages:
+            self.storages[key] = self._load_storage(key, storage_type, numel)
+        return self.storages[key]
 
 
 def _as_array(data, dtype, numel, where):
@@ -133,14 +151,24 @@ def _read_zip(archive):
     if f"{prefix}byteorder" in names and archive.read(f"{prefix}byteorder").strip() != b"little":
         raise CheckpointError("saved on a big-endian machine: not supported")
 
+    def read(name, most):
+        """An entry's bytes: only an uncompressed one (torch.save writes no other), of at most
+        `most` bytes, so a crafted archive cannot inflate to more than the file's size."""
+        info = archive.getinfo(name)
+        if info.compress_type != zipfile.ZIP_STORED or info.file_size > most:
+            raise CheckpointError(f"entry {name} is compressed or larger than expected: not a torch.save file")
+        return archive.read(info)
+
     def load_storage(key, storage_type, numel):
+        itemsize = 2 if storage_type.dtype == "bfloat16" else np.dtype(storage_type.dtype).itemsize
         try:
-            data = archive.read(f"{prefix}data/{key}")
+            data = read(f"{prefix}data/{key}", int(numel) * itemsize)
         except KeyError:
             raise CheckpointError(f"storage {key} is missing from the archive (truncated?)") from None
         return _as_array(data, storage_type.dtype, numel, key)
 
-    return _StateDictUnpickler(io.BytesIO(archive.read(pickles[0])), load_storage).load()
+    unpickler = _StateDictUnpickler(io.BytesIO(read(pickles[0], os.path.getsize(archive.filename))), load_storage)
+    return unpickler.load(), sum(storage.size for storage in unpickler.storages.values())
 
 
 def _read_legacy(f):
@@ -163,13 +191,16 @@ def _read_legacy(f):
     next_pickle()  # system info: the saving machine's endianness and type sizes
 
     storages = {}
-    file_size = os.fstat(f.fileno()).st_size
+    room = [os.fstat(f.fileno()).st_size]  # bytes the storages can still claim: no more than the file has
 
     def allocate(key, storage_type, numel):  # filled in place once the bytes after the object are read
-        dtype = np.uint16 if storage_type.dtype == "bfloat16" else storage_type.dtype
-        if not 0 <= int(numel) * np.dtype(dtype).itemsize <= file_size:
+        if storage_type.dtype == "bfloat16":
+            raise CheckpointError("bfloat16 tensors in PyTorch's older format are not supported")
+        nbytes = int(numel) * np.dtype(storage_type.dtype).itemsize
+        if not 0 <= nbytes <= room[0]:
             raise CheckpointError(f"storage {key} claims {numel} elements, more than the file holds")
-        storages[key] = (storage_type, np.zeros(int(numel), np.dtype(dtype).newbyteorder("<")))
+        room[0] -= nbytes
+        storages[key] = (storage_type, np.zeros(int(numel), np.dtype(storage_type.dtype).newbyteorder("<")))
         return storages[key][1]
 
     obj = next_pickle(allocate)
@@ -185,11 +216,7 @@ def _read_legacy(f):
         if len(data) != array.nbytes:
             raise CheckpointError(f"storage {key} is cut short (truncated file)")
         array[...] = np.frombuffer(data, array.dtype)
-        if storage_type.dtype == "bfloat16":
-            storages[key] = (storage_type, (array.astype(np.uint32) << 16).view(np.float32))
-    if any(storage_type.dtype == "bfloat16" for storage_type, _ in storages.values()):
-        raise CheckpointError("bfloat16 tensors in PyTorch's older format are not supported")
-    return obj
+    return obj, sum(array.size for _, array in storages.values())
 
 
 def read_state_dict(path):
@@ -202,22 +229,20 @@ def read_state_dict(path):
     try:
         if zipfile.is_zipfile(path):
             with zipfile.ZipFile(path) as archive:
-                obj = _read_zip(archive)
+                obj, elements = _read_zip(archive)
         else:
             with open(path, "rb") as f:
-                obj = _read_legacy(f)
+                obj, elements = _read_legacy(f)
+        return _state_dict_of(_materialize(obj, [elements]))
     except CheckpointError as error:
         raise CheckpointError(f"Cannot read {path!r} as a PyTorch checkpoint: {error}") from None
     except (pickle.UnpicklingError, EOFError, zipfile.BadZipFile, struct.error, TypeError, IndexError, KeyError,
-            AttributeError, UnicodeDecodeError, OverflowError, ValueError) as error:
-        raise CheckpointError(f"Cannot read {path!r} as a PyTorch checkpoint: damaged ({error})") from None
-    try:
-        return _state_dict_of(_materialize(obj), path)
-    except CheckpointError as error:
-        raise CheckpointError(f"Cannot read {path!r} as a PyTorch checkpoint: {error}") from None
+            AttributeError, UnicodeDecodeError, OverflowError, ValueError, RecursionError, MemoryError) as error:
+        raise CheckpointError(f"Cannot read {path!r} as a PyTorch checkpoint: damaged ({type(error).__name__}: "
+                              f"{error})") from None
 
 
-def _state_dict_of(obj, path):
+def _state_dict_of(obj):
     for key in ("state_dict", "model"):
         if isinstance(obj, dict) and isinstance(obj.get(key), dict):
             obj = obj[key]
