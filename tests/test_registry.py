@@ -25,13 +25,20 @@ def test_importing_the_package_starts_neither_tensorflow_nor_keras():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("imports", ["import tf_cyclegan, keras", "import keras, tf_cyclegan"])
+@pytest.mark.parametrize("imports", [
+    "import tf_cyclegan, keras",
+    "import keras, tf_cyclegan",
+    "import tf_cyclegan, tensorflow, keras",  # TensorFlow imports Keras inside its own import
+    "import tf_cyclegan, importlib.util; importlib.util.find_spec('keras'); import keras",  # a look-up only
+    "from tf_cyclegan import FusedAdam; import keras",
+])
 def test_a_saved_model_loads_with_keras_alone_whichever_is_imported_first(imports):
     # Version 0.1.0's file names tf_cyclegan>FusedAdam, >Conv2D and >ZeroPadding2D besides the model.
     path = os.path.join(FIXTURES, "cyclegan_0.1.0.keras")
-    assert _python(f"{imports}\nmodel = keras.saving.load_model({path!r})\n"
-                   "print(type(model).__module__, type(model.gen_optimizer).__name__)") == (
-        "tf_cyclegan.models.cyclegan FusedAdam")
+    assert _python(f"{imports}\nimport sys\nmodel = keras.saving.load_model({path!r})\n"
+                   "hooks = [f for f in sys.meta_path if type(f).__module__ == 'tf_cyclegan.registry']\n"
+                   "print(type(model).__module__, type(model.gen_optimizer).__name__, len(hooks))") == (
+        "tf_cyclegan.models.cyclegan FusedAdam 0")
 
 
 @pytest.mark.parametrize("name, module", [

@@ -3,8 +3,9 @@
 `.keras` files name each custom class by its registered name (`tf_cyclegan>CycleGAN`);
 Keras finds it only if the class's module was imported. `import tf_cyclegan` stays light
 (it does not start TensorFlow), so the modules are imported when Keras is: at once if
-Keras is already in the process, else right after `import keras` completes, by a one-shot
-import hook that removes itself when it has run. Nothing else about the import changes.
+Keras is already in the process, else right after `import keras` (or the `import tensorflow`
+that imports it) completes, by an import hook that removes itself when it has run. Nothing
+else about the import changes.
 
 Covered: `import tf_cyclegan` before or after `import keras`, and any `from tf_cyclegan import
 ...`. Not covered: a process whose first Keras import comes from inside one of the package's
@@ -59,36 +60,58 @@ def _our_modules():
     return [module for name, module in list(sys.modules.items()) if name.startswith("tf_cyclegan.")]
 
 
-class _ThenRegister(importlib.abc.Loader):
-    """Keras' own loader, followed by `register_serializable_classes`."""
+def _keras_ready(just_loaded=None):
+    """Keras and the TensorFlow it runs on are both imported whole (not half-way through);
+    `just_loaded` names one that has just run its code (its import is about to complete)."""
+    def whole(name):
+        return name == just_loaded or not _initializing(sys.modules.get(name))
 
-    def __init__(self, loader):
+    return "keras" in sys.modules and whole("keras") and whole("tensorflow")
+
+
+class _ThenRegister(importlib.abc.Loader):
+    """Keras' (or TensorFlow's) own loader, followed by the registration once both are whole."""
+
+    def __init__(self, loader, finder):
         self._loader = loader
+        self._finder = finder
 
     def create_module(self, spec):
         return self._loader.create_module(spec)
 
     def exec_module(self, module):
         self._loader.exec_module(module)
-        module.__loader__ = module.__spec__.loader = self._loader  # Keras' module as if untouched
+        module.__loader__ = module.__spec__.loader = self._loader  # the module as if untouched
+        if not _keras_ready(just_loaded=module.__name__):
+            return  # one imports the other inside its own import: wait for the outer one to finish
+        _remove(self._finder)
         try:
             register_serializable_classes()
         except Exception as error:  # never let ours break `import keras`
-            logger.warning("tf_cyclegan could not register its Keras classes (%s): import tf_cyclegan's "
-                           "modules before loading .keras files", error)
+            logger.warning("tf_cyclegan could not register its Keras classes (%s): call "
+                           "tf_cyclegan.registry.register_serializable_classes() before loading .keras files", error)
 
 
 class _AfterKerasImport(importlib.abc.MetaPathFinder):
-    """Finds nothing itself: on the import of `keras`, removes itself and wraps the loader
-    that the other finders give."""
+    """Finds nothing itself: when `keras` or `tensorflow` is imported, wraps the loader the
+    other finders give so that the classes register once both are loaded; then it is removed.
+    A mere look-up (`importlib.util.find_spec("keras")`) leaves it in place."""
+
+    _WATCHED = ("keras", "tensorflow")
+
+    def __init__(self):
+        self._finding = False
 
     def find_spec(self, fullname, path, target=None):
-        if fullname != "keras":
+        if fullname not in self._WATCHED or self._finding:
             return None
-        _remove(self)
-        spec = importlib.util.find_spec(fullname)
+        self._finding = True  # the look-up below asks every finder again, this one included
+        try:
+            spec = importlib.util.find_spec(fullname)
+        finally:
+            self._finding = False
         if spec is not None and spec.loader is not None and hasattr(spec.loader, "exec_module"):
-            spec.loader = _ThenRegister(spec.loader)
+            spec.loader = _ThenRegister(spec.loader, self)
         return spec
 
 
@@ -101,7 +124,7 @@ def _remove(finder):
 
 def register_when_keras_loads():
     """Registers the classes now if Keras is loaded, else once `import keras` completes."""
-    if "keras" in sys.modules:
+    if _keras_ready():
         register_serializable_classes()
         return
     if not any(isinstance(finder, _AfterKerasImport) for finder in sys.meta_path):
