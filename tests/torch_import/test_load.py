@@ -14,10 +14,11 @@ FIXTURES = os.path.join(os.path.dirname(__file__), "..", "fixtures", "torch")
 OUTPUTS = np.load(os.path.join(FIXTURES, "outputs.npz"))
 
 
-def checkpoint_folder(folder, epoch="latest", g_b="gen_affine.pth", d_b="disc_legacy_format.pth"):
+def checkpoint_folder(folder, epoch="latest", g_b="gen_affine.pth", d_b="disc_legacy_format.pth", g_a="gen.pth",
+                      d_a="disc.pth"):
     """A reference checkpoint folder made of the fixtures: G_A, G_B, D_A, D_B."""
     os.makedirs(folder, exist_ok=True)
-    for net, source in (("G_A", "gen.pth"), ("G_B", g_b), ("D_A", "disc.pth"), ("D_B", d_b)):
+    for net, source in (("G_A", g_a), ("G_B", g_b), ("D_A", d_a), ("D_B", d_b)):
         shutil.copy(os.path.join(FIXTURES, source), os.path.join(folder, f"{epoch}_net_{net}.pth"))
     return folder
 
@@ -121,13 +122,16 @@ def test_export_takes_a_single_generator_as_one_direction(tmp_path):
 
 
 @pytest.mark.slow
-def test_train_init_from_starts_a_run_from_an_imported_cyclegan(tmp_path, demo_root, caplog):
+def test_train_init_from_starts_a_run_from_an_imported_cyclegan(tmp_path, demo_root, caplog, capsys):
     model = tmp_path / "cyclegan.keras"
-    folder = checkpoint_folder(str(tmp_path / "ckpt"), g_b="gen.pth", d_b="disc.pth")
+    # All four with learned norm scales and offsets: the config says so with model.norm_affine.
+    folder = checkpoint_folder(str(tmp_path / "ckpt"), g_a="gen_affine.pth", g_b="gen_affine.pth",
+                               d_a="disc_affine.pth", d_b="disc_affine.pth")
     assert main(["import-torch", folder, "--out", str(model)]) == 0
     sets = [f"data.root={demo_root}", "data.load_size=32", "data.crop_size=32", "model.filters=8",
-            "model.num_residual_blocks=2", "model.disc_filters=8", "train.epochs=1", "train.epochs_decay=0",
-            "train.steps_per_epoch=1", "train.verbose=0", "eval.every_n_epochs=0", "checkpoint.keras_every_n_epochs=0"]
+            "model.num_residual_blocks=2", "model.disc_filters=8", "model.norm_affine=true", "train.epochs=1",
+            "train.epochs_decay=0", "train.steps_per_epoch=1", "train.verbose=0", "eval.every_n_epochs=0",
+            "checkpoint.keras_every_n_epochs=0"]
     with caplog.at_level("INFO"):
         assert main(["train", "--run-dir", str(tmp_path / "run"), "--init-from", str(model), "--set", *sets]) == 0
     assert "optimizers start fresh" in caplog.text
@@ -138,3 +142,4 @@ def test_train_init_from_starts_a_run_from_an_imported_cyclegan(tmp_path, demo_r
     # A config whose networks do not have the imported ones' shapes stops before training.
     wrong = [s for s in sets if not s.startswith("model.filters")] + ["model.filters=4"]
     assert main(["train", "--run-dir", str(tmp_path / "run2"), "--init-from", str(model), "--set", *wrong]) == 2
+    assert "model.norm_affine" in capsys.readouterr().err

@@ -3,8 +3,8 @@
 Accepted: a `.keras` file (a CycleGAN or a single generator), a run directory holding
 `model.keras`, a SavedModel directory (or an export folder with one per direction), a
 `.tflite` file (run with LiteRT) and an `.onnx` file (run with onnxruntime). Full images
-go through in one pass up to
-`max_pixels`; larger images, and every image for the fixed-size TFLite model, are tiled.
+go through in one pass up to `max_pixels`; larger images, and every image for the fixed-size
+TFLite model, are tiled.
 """
 
 import functools

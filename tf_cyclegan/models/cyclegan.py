@@ -337,12 +337,14 @@ class CycleGAN(keras.Model):
 
 
 def build_cyclegan(filters=64, num_residual_blocks=9, disc_filters=64, disc_layers=3, generator_alignment="reference",
-                   **kwargs):
+                   norm_affine=False, use_bias=True, **kwargs):
     """The paper's CycleGAN: two ResNet generators and two PatchGAN discriminators, uncompiled.
 
     Args:
         filters, num_residual_blocks: of each generator (`build_resnet_generator`).
         generator_alignment: the generators' `alignment` ("reference": the PyTorch reference's).
+        norm_affine, use_bias: of all four networks (learned instance-norm scale and offset;
+            biases on the convolutions a normalisation follows).
         disc_filters, disc_layers: of each discriminator (`build_patchgan_discriminator`).
         **kwargs: passed to `CycleGAN` (`lambda_cycle`, `lambda_identity`, `pool_size`,
             `gan_mode`, `pool_seed`).
@@ -354,10 +356,11 @@ def build_cyclegan(filters=64, num_residual_blocks=9, disc_filters=64, disc_laye
     """
     def generator(name):
         return build_resnet_generator(filters=filters, num_residual_blocks=num_residual_blocks, name=name,
-                                      alignment=generator_alignment)
+                                      alignment=generator_alignment, norm_affine=norm_affine, use_bias=use_bias)
 
     def discriminator(name):
-        return build_patchgan_discriminator(filters=disc_filters, num_layers=disc_layers, name=name)
+        return build_patchgan_discriminator(filters=disc_filters, num_layers=disc_layers, name=name,
+                                            norm_affine=norm_affine, use_bias=use_bias)
 
     return CycleGAN(generator("gen_a2b"), generator("gen_b2a"), discriminator("disc_a"), discriminator("disc_b"),
                     **kwargs)

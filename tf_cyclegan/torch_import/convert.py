@@ -8,7 +8,8 @@ to `build_patchgan_discriminator`. Read from the file: the number of residual bl
 base filters, the image channels, biases on the convolutions or not, instance norms with or
 without learned scale and offset. Ignored, as the reference ignores them on load: the
 instance norms' running statistics of older PyTorch versions. Stripped: `DataParallel`'s
-`module.` prefix. Anything else (a U-Net generator, batch norm, the 1x1 pixel
+`module.` prefix. A generator trained with the reference's `--use_dropout` imports without
+its dropout layers (they only act in training). Anything else (a U-Net generator, batch norm, the 1x1 pixel
 discriminator, another layout) is refused with what the file holds.
 """
 
@@ -89,9 +90,10 @@ def _norm_options(norms, conv_params, running_stats):
     return affine, use_bias
 
 
-def _conv_weights(params, transposed=False):
+def _conv_weights(params):
     """Keras' weights of a PyTorch convolution: the kernel as (kh, kw, in, out) (PyTorch:
-    (out, in, kh, kw); a transposed one (in, out, kh, kw) -> Keras' (kh, kw, out, in)), the bias."""
+    (out, in, kh, kw)), the bias. The same transpose serves a transposed convolution: PyTorch's
+    (in, out, kh, kw) becomes Keras' (kh, kw, out, in)."""
     kernel = np.transpose(params["weight"], (2, 3, 1, 0))
     return [kernel] + ([params["bias"]] if "bias" in params else [])
 
@@ -145,8 +147,8 @@ def generator_from_state_dict(state_dict, name="gen_a2b"):
                                        norm_affine=affine, use_bias=use_bias)
     norm_params = dict(norms)
     plan = [("stem_conv", _conv_weights(stem)), ("down1_conv", _conv_weights(down1)),
-            ("down2_conv", _conv_weights(down2)), ("up1_conv", _conv_weights(up1, transposed=True)),
-            ("up2_conv", _conv_weights(up2, transposed=True)), ("head_conv", _conv_weights(head))]
+            ("down2_conv", _conv_weights(down2)), ("up1_conv", _conv_weights(up1)),
+            ("up2_conv", _conv_weights(up2)), ("head_conv", _conv_weights(head))]
     for layer_name, index in (("stem_norm", 2), ("down1_norm", 5), ("down2_norm", 8), ("up1_norm", 11 + n),
                               ("up2_norm", 14 + n)):
         plan.append((layer_name, _norm_weights(norm_params[f"model.{index}"], affine)))

@@ -51,6 +51,8 @@ class ModelConfig:
     # The generators' stride-2 alignment: "reference" (the PyTorch reference's, exactly) or
     # "keras_same" (what runs of version 0.1.0 trained; their config.yaml has no such key).
     generator_alignment: Literal["reference", "keras_same"] = "reference"
+    norm_affine: bool = False  # instance norms with a learned scale and offset (PyTorch's affine=True)
+    use_bias: bool = True  # biases on the convolutions before a normalisation
 
 
 @dataclass(frozen=True)

@@ -302,8 +302,9 @@ def _init_from(model, path, alignment):
         ours, theirs = getattr(model, name), getattr(source, name)
         shapes = [tuple(w.shape) for w in ours.weights], [tuple(w.shape) for w in theirs.weights]
         if shapes[0] != shapes[1]:
-            raise ConfigError(f"train.init_from {path!r}: its {name} does not have the shapes of the config's "
-                              "(model.filters, model.num_residual_blocks, model.disc_filters, model.disc_layers)")
+            raise ConfigError(f"train.init_from {path!r}: its {name} does not have the weights of the config's "
+                              "networks (model.filters, model.num_residual_blocks, model.disc_filters, "
+                              "model.disc_layers, model.norm_affine, model.use_bias)")
         ours.set_weights(theirs.get_weights())
     logger.info("Started the four networks from %s; the optimizers start fresh (no Adam moments, step 0)", path)
 
