@@ -337,12 +337,14 @@ class CycleGAN(keras.Model):
 
 
 def build_cyclegan(filters=64, num_residual_blocks=9, disc_filters=64, disc_layers=3, generator_alignment="reference",
-                   norm_affine=False, use_bias=True, **kwargs):
+                   norm_affine=False, use_bias=True, upsampling="transpose", **kwargs):
     """The paper's CycleGAN: two ResNet generators and two PatchGAN discriminators, uncompiled.
 
     Args:
         filters, num_residual_blocks: of each generator (`build_resnet_generator`).
         generator_alignment: the generators' `alignment` ("reference": the PyTorch reference's).
+        upsampling: the generators' `upsampling` ("transpose": the reference's; "resize":
+            nearest-neighbour resize and convolution, without the checkerboard).
         norm_affine, use_bias: of all four networks (learned instance-norm scale and offset;
             biases on the convolutions a normalisation follows).
         disc_filters, disc_layers: of each discriminator (`build_patchgan_discriminator`).
@@ -356,7 +358,8 @@ def build_cyclegan(filters=64, num_residual_blocks=9, disc_filters=64, disc_laye
     """
     def generator(name):
         return build_resnet_generator(filters=filters, num_residual_blocks=num_residual_blocks, name=name,
-                                      alignment=generator_alignment, norm_affine=norm_affine, use_bias=use_bias)
+                                      alignment=generator_alignment, norm_affine=norm_affine, use_bias=use_bias,
+                                      upsampling=upsampling)
 
     def discriminator(name):
         return build_patchgan_discriminator(filters=disc_filters, num_layers=disc_layers, name=name,

@@ -18,6 +18,14 @@ from tf_cyclegan.models.initializers import paper_initializer
 # sampled one pixel off); kept so that their runs resume with the network they trained.
 ALIGNMENTS = ("reference", "keras_same")
 
+# How the two upsamplings double the height and width. "transpose": the reference's stride-2
+# transposed convolutions (its checkpoints load only into these). "resize": nearest-neighbour
+# upsampling by 2, then a reflection-padded 3x3 convolution (Odena, Dumoulin and Olah,
+# "Deconvolution and Checkerboard Artifacts", 2016): every output pixel gets the same number of
+# kernel taps, so the network cannot imprint the period-2 grid a transposed convolution's
+# uneven overlap does. Same parameter count; see docs/checkerboard.md for what it changes.
+UPSAMPLINGS = ("transpose", "resize")
+
 
 def _conv(filters, kernel_size, strides=1, use_bias=True, padding="valid", name=None):
     return LeanConv2D(
@@ -46,8 +54,13 @@ def _downsample(x, filters, alignment, use_bias, name):
     return _conv(filters, 3, strides=2, use_bias=use_bias, name=f"{name}_conv")(x)
 
 
-def _upsample(x, filters, alignment, use_bias, name):
-    """A stride-2 3x3 transposed convolution: twice the height and width."""
+def _upsample(x, filters, alignment, upsampling, use_bias, name):
+    """Twice the height and width: a stride-2 3x3 transposed convolution, or (`upsampling=
+    "resize"`) a nearest-neighbour resize followed by a reflection-padded 3x3 convolution."""
+    if upsampling == "resize":
+        x = keras.layers.UpSampling2D(2, interpolation="nearest", name=f"{name}_resize")(x)
+        x = ReflectionPadding2D(1, name=f"{name}_pad")(x)
+        return _conv(filters, 3, use_bias=use_bias, name=f"{name}_conv")(x)
     padding = "same" if alignment == "keras_same" else "valid"
     x = keras.layers.Conv2DTranspose(
         filters, 3, strides=2, padding=padding, use_bias=use_bias,
@@ -61,7 +74,7 @@ def _upsample(x, filters, alignment, use_bias, name):
 
 
 def build_resnet_generator(filters=64, num_residual_blocks=9, channels=3, name="resnet_generator",
-                           alignment="reference", norm_affine=False, use_bias=True):
+                           alignment="reference", norm_affine=False, use_bias=True, upsampling="transpose"):
     """Builds the CycleGAN ResNet generator, mapping [-1, 1] images to [-1, 1] images.
 
     Input is `(None, None, channels)`: any height and width divisible by 4 (two stride-2
@@ -79,6 +92,10 @@ def build_resnet_generator(filters=64, num_residual_blocks=9, channels=3, name="
             scale and offset, as PyTorch's `InstanceNorm2d(affine=True)`.
         use_bias: bool, default True (the reference's with instance norm). Biases on the
             convolutions before a normalisation (the last convolution always has one).
+        upsampling: "transpose" (default, the reference's) or "resize", see `UPSAMPLINGS`.
+            As many parameters either way, but a "resize" network's upsampling kernels are
+            ordinary convolutions', so reference checkpoints load only into "transpose".
+            `alignment` then concerns the downsamplings only.
 
     Example:
     >>> gen_a2b = build_resnet_generator(filters=8, num_residual_blocks=2)
@@ -92,6 +109,8 @@ def build_resnet_generator(filters=64, num_residual_blocks=9, channels=3, name="
         )
     if alignment not in ALIGNMENTS:
         raise ValueError(f"alignment must be one of {ALIGNMENTS}. Received: alignment={alignment!r}")
+    if upsampling not in UPSAMPLINGS:
+        raise ValueError(f"upsampling must be one of {UPSAMPLINGS}. Received: upsampling={upsampling!r}")
 
     def norm(activation=None, name=None):
         return InstanceNormalization(activation=activation, affine=norm_affine, name=name)
@@ -109,7 +128,7 @@ def build_resnet_generator(filters=64, num_residual_blocks=9, channels=3, name="
         x = _residual_block(x, filters * 4, norm, use_bias, name=f"res{i + 1}")
 
     for i, mult in enumerate((2, 1)):
-        x = _upsample(x, filters * mult, alignment, use_bias, name=f"up{i + 1}")
+        x = _upsample(x, filters * mult, alignment, upsampling, use_bias, name=f"up{i + 1}")
         x = norm(activation="relu", name=f"up{i + 1}_norm")(x)
 
     x = ReflectionPadding2D(3, name="head_pad")(x)
@@ -127,3 +146,13 @@ def generator_alignment(generator):
     except ValueError:
         return None
     return "keras_same" if conv.padding == "same" else "reference"
+
+
+def generator_upsampling(generator):
+    """The `UPSAMPLINGS` entry a built ResNet generator uses (read from its first
+    upsampling), or None for another network."""
+    try:
+        conv = generator.get_layer("up1_conv")
+    except ValueError:
+        return None
+    return "transpose" if isinstance(conv, keras.layers.Conv2DTranspose) else "resize"

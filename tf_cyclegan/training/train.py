@@ -304,7 +304,7 @@ def _init_from(model, path, alignment):
         if shapes[0] != shapes[1]:
             raise ConfigError(f"train.init_from {path!r}: its {name} does not have the weights of the config's "
                               "networks (model.filters, model.num_residual_blocks, model.disc_filters, "
-                              "model.disc_layers, model.norm_affine, model.use_bias)")
+                              "model.disc_layers, model.norm_affine, model.use_bias, model.upsampling)")
         ours.set_weights(theirs.get_weights())
     logger.info("Started the four networks from %s; the optimizers start fresh (no Adam moments, step 0)", path)
 

@@ -1,0 +1,274 @@
+"""Upsampling choices judged on real photographs with a known answer: error and checkerboard.
+
+    python benchmarks/quality.py --out runs/quality                  # 2 options x 2 seeds, 5,000 steps
+    python benchmarks/quality.py --out runs/quality --options transpose,resize --seeds 0,1 --parallel 2
+
+Domain A: random crops of the colour photographs that scikit-image, scikit-learn and
+matplotlib install with themselves (no download; `pip install scikit-image scikit-learn
+matplotlib`, benchmark-only dependencies). Domain B: crops from other random places, restyled by
+`restyle` (a fixed colour transform and an unsharp mask: local, and sharpening rather than
+blurring, so it cannot hide a grid). Each photograph's bottom 35 % is held out: `testA` and
+`testB_paired` (the restyled truth of each testA crop) come only from there, at 96 px.
+
+Each option and seed trains with the library's own `train_and_evaluate` on the reference's
+CPU-sized settings (64 px crops, 32 filters, 6 residual blocks, the paper's losses, 5,000
+steps: half constant learning rate, half decay), then translates testA and prints, per run:
+MAE, PSNR and SSIM against the truth (and the untranslated input's, the do-nothing
+baseline), the checkerboard score (`tf_cyclegan.evaluation.checkerboard`) of the output and of
+the truth, and the median step time. Runs of one seed go side by side (`--parallel`, each with
+2/parallel threads), so their step times share the machine's conditions. A finished run is not
+repeated (its result.json is read back); a killed one resumes from its backup. Writes one
+grid per option and seed, `grid_<option>_seed<seed>.png`: rows of input | output | truth,
+each shown at 2x with nearest-neighbour so that a grid stays visible.
+"""
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, ".."))
+
+TRAIN_CROP = 64
+TEST_CROP = 96
+HELD_OUT = 0.35  # of each photograph's rows, at the bottom
+EPOCHS = 20  # 10 constant + 10 decaying, steps / 20 each
+
+
+def photographs():
+    """(name, HxWx3 uint8) of every colour photograph the three packages ship offline."""
+    import matplotlib
+    import skimage
+    import sklearn.datasets
+    from PIL import Image
+
+    def read(path):
+        return np.asarray(Image.open(path).convert("RGB"))
+
+    folder = os.path.join(os.path.dirname(skimage.__file__), "data")
+    found = [(name, read(os.path.join(folder, name))) for name in
+             ("astronaut.png", "coffee.png", "chelsea.png", "rocket.jpg", "motorcycle_left.png")]
+    for name, image in zip(("china", "flower"), sklearn.datasets.load_sample_images().images):
+        found.append((name, image))
+    hopper = os.path.join(matplotlib.get_data_path(), "sample_data", "grace_hopper.jpg")
+    found.append(("grace_hopper.jpg", read(hopper)))
+    return [(name, np.ascontiguousarray(image[..., :3])) for name, image in found]
+
+
+# The restyling: a colour transform (channel mixing, then a gamma) and a local sharpening.
+COLOUR_MATRIX = np.array([[0.80, 0.25, 0.05], [0.10, 0.75, 0.25], [0.05, 0.15, 0.70]])
+COLOUR_OFFSET = np.array([0.06, 0.02, 0.10])
+GAMMA = 0.8
+SHARPEN_AMOUNT = 1.0  # unsharp mask: x + amount * (x - gaussian(x, sigma))
+SHARPEN_SIGMA = 1.0
+
+
+def restyle(image_uint8):
+    """The B-domain rendering of an A-domain image (uint8 in, uint8 out)."""
+    from scipy.ndimage import gaussian_filter
+
+    x = image_uint8.astype(np.float64) / 255.0
+    x = np.clip(x @ COLOUR_MATRIX.T + COLOUR_OFFSET, 0.0, 1.0) ** GAMMA
+    blurred = gaussian_filter(x, sigma=(SHARPEN_SIGMA, SHARPEN_SIGMA, 0), mode="reflect")
+    x = np.clip(x + SHARPEN_AMOUNT * (x - blurred), 0.0, 1.0)
+    return np.round(x * 255.0).astype(np.uint8)
+
+
+def _crops(rng, regions, size, count):
+    out = []
+    for _ in range(count):
+        region = regions[rng.integers(len(regions))]
+        y = rng.integers(region.shape[0] - size + 1)
+        x = rng.integers(region.shape[1] - size + 1)
+        out.append(region[y:y + size, x:x + size])
+    return out
+
+
+def make_data(root, train_per_domain=600, test_count=64, seed=1234):
+    """Writes trainA, trainB, testA, testB, testB_paired under `root` (once)."""
+    from PIL import Image
+
+    if os.path.exists(os.path.join(root, "done")):
+        return
+    rng = np.random.default_rng(seed)
+    train_regions, test_regions = [], []
+    for _, image in photographs():
+        split = int(round(image.shape[0] * (1 - HELD_OUT)))
+        train_regions.append(image[:split])
+        test_regions.append(image[split:])
+    splits = {
+        "trainA": _crops(rng, train_regions, TRAIN_CROP, train_per_domain),
+        "trainB": [restyle(c) for c in _crops(rng, train_regions, TRAIN_CROP, train_per_domain)],
+        "testA": _crops(rng, test_regions, TEST_CROP, test_count),
+        "testB": [restyle(c) for c in _crops(rng, test_regions, TEST_CROP, test_count)],
+    }
+    splits["testB_paired"] = [restyle(c) for c in splits["testA"]]
+    for split, images in splits.items():
+        os.makedirs(os.path.join(root, split), exist_ok=True)
+        for i, image in enumerate(images):
+            Image.fromarray(image).save(os.path.join(root, split, f"{i:04d}.png"))
+    open(os.path.join(root, "done"), "w").close()
+
+
+def train_one(option, seed, steps, data_root, run_dir, threads):
+    """Trains one option and seed; returns its result dict (also written to run_dir/result.json)."""
+    import tensorflow as tf
+
+    tf.config.threading.set_intra_op_parallelism_threads(threads)
+    tf.config.threading.set_inter_op_parallelism_threads(threads)
+    import keras
+
+    from tf_cyclegan.data.images import list_images, load_image
+    from tf_cyclegan.evaluation.checkerboard import checkerboard_score
+    from tf_cyclegan.evaluation.paired import paired_paths_for, paired_scores
+    from tf_cyclegan.inference.loading import load_keras_file
+    from tf_cyclegan.inference.translate import translate
+    from tf_cyclegan.training.config import load_config
+    from tf_cyclegan.training.train import train_and_evaluate
+
+    class StepTimer(keras.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self.durations = []
+
+        def on_train_batch_begin(self, batch, logs=None):
+            self._start = time.perf_counter()
+
+        def on_train_batch_end(self, batch, logs=None):
+            self.durations.append(time.perf_counter() - self._start)
+
+    config = load_config(overrides={
+        "data": {"root": data_root, "load_size": TRAIN_CROP, "crop_size": TRAIN_CROP, "num_samples": 4},
+        "model": {"filters": 32, "num_residual_blocks": 6, "upsampling": option},
+        "train": {"epochs": EPOCHS // 2, "epochs_decay": EPOCHS // 2, "steps_per_epoch": steps // EPOCHS,
+                  "seed": seed, "precision": "float32", "verbose": 2},
+        "checkpoint": {"backup_every_n_steps": 500, "keras_every_n_epochs": 0},
+        "monitor": {"images_every_n_steps": 0},
+    })
+    timer = StepTimer()
+    started = time.perf_counter()
+    train_and_evaluate(config, run_dir, callbacks=[timer])
+    train_s = time.perf_counter() - started
+
+    gen_a2b = load_keras_file(os.path.join(run_dir, "model.keras")).gen_a2b
+    paths = list_images(os.path.join(data_root, "testA"))
+    sources = [load_image(path).numpy() for path in paths]
+    fakes = [translate(gen_a2b, source).numpy() for source in sources]
+    truth_paths = paired_paths_for(paths, os.path.join(data_root, "testB_paired"))
+    model, baseline = paired_scores(fakes, sources, truth_paths)
+    truths = [load_image(path).numpy() for path in truth_paths]
+    timed = timer.durations[20:] or timer.durations
+    result = {
+        "option": option, "seed": seed, "steps": steps, "test_images": len(paths),
+        "model": model, "baseline": baseline,
+        "checkerboard": {"output": checkerboard_score(np.stack(fakes)), "truth": checkerboard_score(np.stack(truths)),
+                         "input": checkerboard_score(np.stack(sources))},
+        "step_ms": 1000 * statistics.median(timed) if timed else None, "timed_steps": len(timed),
+        "train_s": train_s, "threads": threads, "parameters": gen_a2b.count_params(),
+    }
+    _write_grid(os.path.join(os.path.dirname(run_dir), f"grid_{option}_seed{seed}.png"), sources, fakes, truths)
+    with open(os.path.join(run_dir, "result.json"), "w") as f:
+        json.dump(result, f, indent=1)
+    return result
+
+
+def _write_grid(path, sources, fakes, truths, rows=6, scale=2):
+    from PIL import Image
+
+    def unit8(image):  # [-1, 1] -> uint8, shown at `scale` x with nearest-neighbour
+        image = np.round((np.clip(image, -1, 1) + 1) * 127.5).astype(np.uint8)
+        return image.repeat(scale, 0).repeat(scale, 1)
+
+    gap = 4
+    lines = [np.concatenate([unit8(a), np.full((unit8(a).shape[0], gap, 3), 255, np.uint8), unit8(b),
+                             np.full((unit8(a).shape[0], gap, 3), 255, np.uint8), unit8(c)], axis=1)
+             for a, b, c in list(zip(sources, fakes, truths))[:rows]]
+    spaced = []
+    for line in lines:
+        spaced += [line, np.full((gap, line.shape[1], 3), 255, np.uint8)]
+    Image.fromarray(np.concatenate(spaced[:-1], axis=0)).save(path)
+
+
+def _table(results):
+    header = ("| option | seed | MAE | PSNR dB | SSIM | checkerboard (output) | checkerboard (truth) "
+              "| step ms |\n|---|---:|---:|---:|---:|---:|---:|---:|")
+    rows = []
+    for r in results:
+        rows.append(f"| {r['option']} | {r['seed']} | {r['model']['mae']:.4f} | {r['model']['psnr']:.2f} | "
+                    f"{r['model']['ssim']:.4f} | {r['checkerboard']['output']:.2f} | {r['checkerboard']['truth']:.2f} "
+                    f"| {r['step_ms']:.0f} |")
+    b = results[0]
+    rows.append(f"| do nothing (input) | - | {b['baseline']['mae']:.4f} | {b['baseline']['psnr']:.2f} | "
+                f"{b['baseline']['ssim']:.4f} | {b['checkerboard']['input']:.2f} | {b['checkerboard']['truth']:.2f} | - |")
+    summary = []
+    for option in dict.fromkeys(r["option"] for r in results):
+        mine = [r for r in results if r["option"] == option]
+        summary.append(f"| {option} | {len(mine)} | {statistics.mean(r['model']['mae'] for r in mine):.4f} | "
+                       f"{statistics.mean(r['model']['psnr'] for r in mine):.2f} | "
+                       f"{statistics.mean(r['checkerboard']['output'] for r in mine):.2f} | "
+                       f"{statistics.mean(r['step_ms'] for r in mine):.0f} |")
+    return (header + "\n" + "\n".join(rows) + "\n\nMeans over seeds:\n\n| option | seeds | MAE | PSNR dB "
+            "| checkerboard (output) | step ms |\n|---|---:|---:|---:|---:|---:|\n" + "\n".join(summary))
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", default="runs/quality", help="work folder: data, runs, grids")
+    parser.add_argument("--options", default="transpose,resize")
+    parser.add_argument("--seeds", default="0,1")
+    parser.add_argument("--steps", type=int, default=5000, help=f"training steps, a multiple of {EPOCHS}")
+    parser.add_argument("--parallel", type=int, default=2, help="runs at once (each with 2/parallel threads)")
+    parser.add_argument("--one", nargs=2, metavar=("OPTION", "SEED"), help=argparse.SUPPRESS)
+    parser.add_argument("--threads", type=int, default=2, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.steps % EPOCHS:
+        parser.error(f"--steps must be a multiple of {EPOCHS}")
+    data_root = os.path.join(args.out, "data")
+    if args.one:
+        option, seed = args.one[0], int(args.one[1])
+        result = train_one(option, seed, args.steps, data_root, os.path.join(args.out, f"{option}_seed{seed}"),
+                           args.threads)
+        print(json.dumps(result))
+        return
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    make_data(data_root)
+    jobs = [(option, int(seed)) for seed in args.seeds.split(",") for option in args.options.split(",")]
+    threads = max(1, 2 // args.parallel)
+    results, running = {}, []
+    os.makedirs(os.path.join(args.out, "logs"), exist_ok=True)
+    for option, seed in jobs:
+        done = os.path.join(args.out, f"{option}_seed{seed}", "result.json")
+        if os.path.exists(done):
+            with open(done) as f:
+                results[option, seed] = json.load(f)
+            continue
+        while len(running) >= args.parallel:
+            running = [p for p in running if p.poll() is None]
+            time.sleep(5)
+        log = open(os.path.join(args.out, "logs", f"{option}_seed{seed}.log"), "w")
+        command = [sys.executable, __file__, "--out", args.out, "--steps", str(args.steps),
+                   "--threads", str(threads), "--one", option, str(seed)]
+        running.append(subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT))
+        print(f"started {option} seed {seed}", flush=True)
+    for process in running:
+        process.wait()
+    for option, seed in jobs:
+        path = os.path.join(args.out, f"{option}_seed{seed}", "result.json")
+        if not os.path.exists(path):
+            sys.exit(f"{option} seed {seed} failed: see {os.path.join(args.out, 'logs', f'{option}_seed{seed}.log')}")
+        with open(path) as f:
+            results[option, seed] = json.load(f)
+    ordered = [results[job] for job in jobs]
+    print(json.dumps(ordered))
+    print(_table(ordered))
+
+
+if __name__ == "__main__":
+    main()
