@@ -105,7 +105,7 @@ def test_export_model_writes_both_directions_with_metadata(tmp_path):
     assert set(written) == {"a2b", "b2a"}
     meta = json.loads((tmp_path / "out" / "b2a" / "metadata.json").read_text())
     assert meta["direction"] == "b2a" and meta["training_crop_size"] == 32
-    assert meta["steps_trained"] == 0 and meta["package_version"]
+    assert meta["steps_trained"] == 0 and meta["package_version"] and meta["upsampling"] == "transpose"
     assert os.path.isfile(tmp_path / "out" / "a2b" / "savedmodel" / "saved_model.pb")
     with pytest.raises(ValueError, match="expected a .keras file or a run directory"):
         export_model(tmp_path / "out", tmp_path / "again")
@@ -205,3 +205,27 @@ def test_a_failed_conversion_writes_nothing(saved_cyclegan, tmp_path, monkeypatc
     with pytest.raises(ValueError, match="conversion failed"):
         export_model(saved_cyclegan, tmp_path / "out", formats=("savedmodel", "tflite"), directions=("a2b",))
     assert os.listdir(tmp_path / "out") == []
+
+
+@pytest.mark.slow
+def test_a_resize_upsampling_generator_exports_to_every_format_with_parity(tmp_path):
+    import onnxruntime
+
+    generator = build_resnet_generator(filters=8, num_residual_blocks=1, upsampling="resize")
+    export_generator(generator, tmp_path, formats=("savedmodel", "tflite", "onnx"), tflite_size=32)
+    odd = np.random.default_rng(4).uniform(-1, 1, (1, 37, 51, 3)).astype(np.float32)
+    expected = translate(generator, odd).numpy()
+    loaded = tf.saved_model.load(str(tmp_path / "savedmodel"))
+    result = loaded.signatures["translate_float"](images=tf.constant(odd))["images"].numpy()
+    assert np.abs(result - expected).max() <= 1e-4
+
+    square = np.random.default_rng(5).uniform(-1, 1, (1, 32, 32, 3)).astype(np.float32)
+    reference = generator(square).numpy()
+    output, ops = _run_tflite(tmp_path / "generator_float32.tflite", square)
+    assert not any(op.startswith("Flex") or op == "CUSTOM" for op in ops), ops
+    assert np.abs(output - reference).max() <= 1e-3
+
+    session = onnxruntime.InferenceSession(str(tmp_path / "generator.onnx"), providers=["CPUExecutionProvider"])
+    padded = np.random.default_rng(6).uniform(-1, 1, (1, 36, 52, 3)).astype(np.float32)
+    result = session.run(None, {session.get_inputs()[0].name: padded})[0]
+    assert np.abs(result - generator(padded).numpy()).max() <= 1e-4

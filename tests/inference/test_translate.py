@@ -96,6 +96,17 @@ def test_grow_to_mirrors_images_up_to_the_minimum_size(size, grown):
         np.testing.assert_array_equal(out, tf.broadcast_to(image, out.shape))
 
 
+@pytest.mark.parametrize("upsampling", ["transpose", "resize"])
+@pytest.mark.parametrize("size", [(7, 9), (13, 21), (33, 18)])
+def test_every_upsampling_translates_odd_sizes_to_their_own_size(upsampling, size):
+    generator = build_resnet_generator(filters=4, num_residual_blocks=1, upsampling=upsampling)
+    image = np.random.default_rng(5).uniform(-1, 1, (*size, 3)).astype(np.float32)
+    out = translate(generator, image)
+    assert out.shape == (*size, 3) and np.all(np.abs(out) <= 1)
+    tiled = translate_tiled(lambda tile: translate(generator, tile).numpy(), image, tile=8, overlap=2)
+    assert tiled.shape == (*size, 3)
+
+
 @pytest.mark.parametrize("size", [(1, 1), (6, 10), (13, 21), (32, 32)])
 def test_translate_keeps_the_size_and_matches_the_generator_where_no_padding_is_needed(generator, size):
     image = np.random.default_rng(2).uniform(-1, 1, (*size, 3)).astype(np.float32)

@@ -12,6 +12,7 @@ def test_defaults_are_the_papers():
     assert (config.model.filters, config.model.num_residual_blocks, config.model.pool_size) == (64, 9, 50)
     assert (config.model.lambda_cycle, config.model.lambda_identity, config.model.gan_mode) == (10.0, 0.5, "lsgan")
     assert (config.train.epochs, config.train.epochs_decay) == (100, 100)
+    assert config.model.upsampling == "transpose"  # the reference's network; its checkpoints load
     assert (config.train.learning_rate, config.train.beta_1) == (2e-4, 0.5)
 
 
@@ -38,6 +39,7 @@ def test_unknown_key_is_named_with_a_suggestion(tmp_path):
     ("model.filters=1.5", "model.filters"),
     ("data.flip=3", "data.flip"),
     ("model.gan_mode=wgan", "gan_mode.*'wgan'"),
+    ("model.upsampling=bilinear", "upsampling.*'bilinear'"),
     ("train.precision=float16", "train.precision"),
     ("data.batch_size=0", "data.batch_size must be positive"),
     ("model.lambda_cycle=-1", "model.lambda_cycle must not be negative"),

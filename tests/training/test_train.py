@@ -166,10 +166,11 @@ def test_resuming_refuses_a_changed_config_and_changes_nothing(demo_root, tmp_pa
 
 def test_a_run_of_version_0_1_0_resumes_only_with_the_generators_it_trained(demo_root, tmp_path):
     # Its config.yaml has no model.generator_alignment: its generators were "keras_same".
+    # Nor model.upsampling (0.2.0's has none either): every earlier run used "transpose".
     config = _config(demo_root)
     dump_config(config, str(tmp_path / "config.yaml"))
     raw = yaml.safe_load((tmp_path / "config.yaml").read_text())
-    del raw["model"]["generator_alignment"]
+    del raw["model"]["generator_alignment"], raw["model"]["upsampling"]
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(raw))
     before = (tmp_path / "config.yaml").read_text()
     with pytest.raises(ConfigError, match=r"model.generator_alignment: 'keras_same' in the run, 'reference' now.*"
@@ -180,6 +181,9 @@ def test_a_run_of_version_0_1_0_resumes_only_with_the_generators_it_trained(demo
 
     old = dataclasses.replace(config, model=dataclasses.replace(config.model, generator_alignment="keras_same"))
     assert _resuming(old, str(tmp_path), restart=False)  # the same run, with the old generators
+    resized = dataclasses.replace(old, model=dataclasses.replace(old.model, upsampling="resize"))
+    with pytest.raises(ConfigError, match="model.upsampling: 'transpose' in the run, 'resize' now"):
+        _resuming(resized, str(tmp_path), restart=False)
 
 
 class _Terminal(io.StringIO):

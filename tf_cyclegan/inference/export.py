@@ -219,7 +219,7 @@ def export_model(model_path, out_dir, formats=DEFAULT_FORMATS, directions=("a2b"
     before anything is written; an earlier export there is replaced only with `overwrite=True`.
     """
     from tf_cyclegan import __version__
-    from tf_cyclegan.models.resnet_generator import generator_alignment
+    from tf_cyclegan.models.resnet_generator import generator_alignment, generator_upsampling
 
     check_export_arguments(formats, tflite_size, directions)
     if os.path.lexists(out_dir) and not os.path.isdir(out_dir):
@@ -254,7 +254,8 @@ def export_model(model_path, out_dir, formats=DEFAULT_FORMATS, directions=("a2b"
     for direction, generator in generators.items():
         metadata = {
             "direction": direction, "training_config": config, "training_crop_size": crop_size,
-            "generator_alignment": generator_alignment(generator), "package_version": __version__,
+            "generator_alignment": generator_alignment(generator), "upsampling": generator_upsampling(generator),
+            "package_version": __version__,
             "steps_trained": steps,
         }
         written[direction] = export_generator(
