@@ -126,7 +126,7 @@ def _translate(args):
     from tf_cyclegan.inference.loading import load_translator
 
     plan_outputs(args.inputs, args.out, overwrite=args.overwrite)  # every path checked before the model loads
-    translator = load_translator(args.model, args.direction, tile=args.tile)
+    translator = load_translator(args.model, args.direction, precision=args.precision, tile=args.tile)
     written, skipped = translate_paths(translator, args.inputs, args.out, overwrite=args.overwrite,
                                        progress=sys.stdout.isatty())
     where = os.path.join(args.out, "")  # one trailing separator, whether or not --out had one
@@ -234,6 +234,9 @@ def build_parser():
     translate.add_argument("--direction", default="a2b", choices=("a2b", "b2a"))
     translate.add_argument("--out", required=True, help="output folder")
     translate.add_argument("--tile", type=int, default=512, help="tile size for large images")
+    translate.add_argument("--precision", default="float32", choices=("auto", "float32", "bfloat16", "float16"),
+                           help="arithmetic of .keras and SavedModel models: auto picks bfloat16 on a CPU with "
+                                "bfloat16 instructions, float16 on a GPU, else float32 (default: float32, exact)")
     translate.add_argument("--overwrite", action="store_true", help="replace output files that exist")
     translate.add_argument("inputs", nargs="+", help="image files or folders")
     translate.set_defaults(func=_translate)

@@ -43,7 +43,8 @@ def _run_tflite(path, image):
 def test_savedmodel_float_signature_matches_keras_at_an_odd_size(exported):
     generator, out = exported
     loaded = tf.saved_model.load(str(out / "savedmodel"))
-    assert set(loaded.signatures) == {"serving_default", "translate_float"}
+    assert set(loaded.signatures) == {"serving_default", "translate_float", "translate_float_bfloat16",
+                                      "translate_float_float16"}
     image = np.random.default_rng(0).uniform(-1, 1, (1, 67, 131, 3)).astype(np.float32)
     result = loaded.signatures["translate_float"](images=tf.constant(image))["images"].numpy()
     assert result.shape == (1, 67, 131, 3)
@@ -85,12 +86,23 @@ def test_savedmodel_loads_without_tf_cyclegan(exported, tmp_path):
         model = tf.saved_model.load({str(out / "savedmodel")!r})
         image = np.zeros((1, 30, 50, 3), np.uint8)
         print(model.signatures["serving_default"](images=tf.constant(image))["images"].shape)
+        odd = np.random.default_rng(0).uniform(-1, 1, (1, 30, 50, 3)).astype(np.float32)
+        full = model.signatures["translate_float"](images=tf.constant(odd))["images"].numpy()
+        for precision in ("bfloat16", "float16"):
+            reduced = model.signatures["translate_float_" + precision](images=tf.constant(odd))["images"].numpy()
+            mse = np.mean(((reduced - full) / 2) ** 2)
+            print(precision, reduced.shape, reduced.dtype, 10 * np.log10(1 / mse), np.abs(reduced - full).max() > 0)
     """)
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
     result = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env,
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "(1, 30, 50, 3)" in result.stdout
+    # The reduced-precision signatures: any size, float32 out, really reduced, close to float32.
+    for precision, floor in (("bfloat16", 35.0), ("float16", 40.0)):
+        line = next(line for line in result.stdout.splitlines() if line.startswith(precision))
+        _, shape, dtype, psnr, differs = line.split(" ", 1)[0], *line.split(" ", 1)[1].rsplit(" ", 3)
+        assert (shape, dtype, differs) == ("(1, 30, 50, 3)", "float32", "True") and float(psnr) >= floor, line
 
 
 def test_tflite_size_must_suit_the_generator():

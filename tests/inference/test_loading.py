@@ -145,3 +145,29 @@ def test_load_translators_gives_the_directions_asked_and_the_reverse_ones_for_cy
                                    translate(getattr(model, f"gen_{direction}"), image).numpy(), atol=1e-5)
     with pytest.raises(FileNotFoundError, match="nothing.keras"):
         load_translators(tmp_path / "nothing.keras")
+
+
+@pytest.mark.slow
+def test_precision_reaches_keras_and_savedmodel_translators_and_is_refused_for_fixed_files(trained_files, tmp_path):
+    import keras
+    import tensorflow as tf
+
+    model, root = trained_files
+    image = np.random.default_rng(1).uniform(-1, 1, (36, 52, 3)).astype(np.float32)
+    full = translate(model.gen_b2a, image).numpy()
+    for path in (root / "model.keras", root / "export" / "b2a" / "savedmodel"):
+        reduced = load_translator(path, "b2a", precision="bfloat16").translate(image)
+        assert 0 < np.abs(reduced - full).max() < 0.1, path
+        np.testing.assert_allclose(load_translator(path, "b2a", precision="float32")
+                                   .translate(image), full, atol=1e-4)
+    for name in ("generator_float32.tflite", "generator.onnx"):
+        with pytest.raises(ValueError, match=r"precision was fixed when it was exported.*'float16'"):
+            load_translator(root / "export" / "b2a" / name, precision="float16")
+    # A SavedModel exported before the reduced signatures existed: one line naming what it has.
+    archive = keras.export.ExportArchive()
+    archive.track(model.gen_b2a)
+    archive.add_endpoint("translate_float", lambda images: model.gen_b2a(images),
+                         input_signature=[tf.TensorSpec([None, 32, 32, 3], tf.float32)])
+    archive.write_out(str(tmp_path / "old"), verbose=False)
+    with pytest.raises(ValueError, match=r"no 'translate_float_bfloat16' signature.*it has serving_default, translate_float\)"):
+        load_translator(tmp_path / "old", precision="bfloat16")

@@ -16,6 +16,7 @@ import tensorflow as tf
 
 from tf_cyclegan.data.images import to_minus_one_one, to_uint8
 from tf_cyclegan.files import OutputExists, refuse_existing, remove_stale_temporaries, replacing
+from tf_cyclegan.inference.precision import computing_in, with_precision
 from tf_cyclegan.inference.translate import translate
 
 logger = logging.getLogger(__name__)
@@ -31,30 +32,25 @@ def computing_in_float32(generator):
     keeps float32 weights but computes in float16 or bfloat16, which TFLite's built-in
     kernels and most CPUs do not run; exports are made from the float32 computation.
     """
-    if all(layer.compute_dtype == "float32" for layer in generator.layers):
-        return generator
-    config = _policies_to_float32(keras.saving.serialize_keras_object(generator))
-    copy = keras.saving.deserialize_keras_object(config)
-    copy.set_weights(generator.get_weights())
-    return copy
+    return with_precision(generator, "float32")
 
 
-def _policies_to_float32(config):
-    """A serialized Keras object with every layer's dtype policy replaced by float32."""
-    if isinstance(config, list):
-        return [_policies_to_float32(item) for item in config]
-    if not isinstance(config, dict):
-        return config
-    if config.get("class_name") in ("DTypePolicy", "FloatDTypePolicy"):
-        return "float32"
-    return {key: _policies_to_float32(value) for key, value in config.items()}
+# The reduced precisions a SavedModel of ours carries a float signature for.
+SAVEDMODEL_PRECISIONS = ("bfloat16", "float16")
+
+
+def savedmodel_signature(precision):
+    """The name of a SavedModel's float signature computing in `precision` (not "auto")."""
+    return "translate_float" if precision == "float32" else f"translate_float_{precision}"
 
 
 def export_savedmodel(generator, path):
-    """Writes a SavedModel with two signatures, for images of any size.
+    """Writes a SavedModel for images of any size, with these signatures:
 
     `serving_default`: uint8 images [N, H, W, 3] -> uint8 images of the same size.
     `translate_float`: float32 images in [-1, 1] -> float32 in [-1, 1].
+    `translate_float_bfloat16`, `translate_float_float16`: the same, computed in bfloat16 or
+    float16 (see `tf_cyclegan.inference.precision`); they read the same weights, stored once.
     """
     archive = keras.export.ExportArchive()
     archive.track(generator)
@@ -69,6 +65,12 @@ def export_savedmodel(generator, path):
                          input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8, name="images")])
     archive.add_endpoint("translate_float", translate_float,
                          input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32, name="images")])
+    for precision in SAVEDMODEL_PRECISIONS:
+        reduced = tf.function(translate_float, autograph=False,
+                              input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32, name="images")])
+        with computing_in(generator, precision):
+            reduced.get_concrete_function()  # traced here, so the graph holds the reduced computation
+        archive.add_endpoint(savedmodel_signature(precision), reduced)
     archive.write_out(os.fspath(path), verbose=False)
     return path
 

@@ -53,18 +53,33 @@ class Translator:
 
 
 class KerasTranslator(Translator):
-    def __init__(self, generator, **kwargs):
+    """A Keras generator, computing in `precision` (see `tf_cyclegan.inference.precision`)."""
+
+    def __init__(self, generator, precision="float32", **kwargs):
         super().__init__(**kwargs)
-        self.generator = generator
+        from tf_cyclegan.inference.precision import with_precision
+
+        self.generator = with_precision(generator, precision)
 
     def run(self, batch):
         return keras.ops.convert_to_numpy(translate_full(self.generator, batch))
 
 
 class SavedModelTranslator(Translator):
-    def __init__(self, path, **kwargs):
+    """A SavedModel of ours, through its float signature of `precision` (`translate_float`
+    for float32, `translate_float_bfloat16`, `translate_float_float16`)."""
+
+    def __init__(self, path, precision="float32", **kwargs):
         super().__init__(**kwargs)
-        self.function = tf.saved_model.load(os.fspath(path)).signatures["translate_float"]
+        from tf_cyclegan.inference.export import savedmodel_signature
+        from tf_cyclegan.inference.precision import resolve_precision
+
+        signatures = tf.saved_model.load(os.fspath(path)).signatures
+        name = savedmodel_signature(resolve_precision(precision))
+        if name not in signatures:
+            raise ValueError(f"{os.fspath(path)!r} has no {name!r} signature for precision {precision!r} (it has "
+                             f"{', '.join(sorted(signatures))}): export it again with this version, or use float32")
+        self.function = signatures[name]
 
     def run(self, batch):
         return self.function(images=tf.constant(batch, tf.float32))["images"].numpy()
@@ -200,15 +215,27 @@ def is_single_direction(path):
     return len(generators) < 2
 
 
-def load_translator(path, direction="a2b", **kwargs):
-    """Opens `path` (see `resolve_model_path`) as a `Translator` for `direction`."""
+def load_translator(path, direction="a2b", precision="float32", **kwargs):
+    """Opens `path` (see `resolve_model_path`) as a `Translator` for `direction`.
+
+    `precision` ("float32", "bfloat16", "float16" or "auto", see
+    `tf_cyclegan.inference.precision`) applies to `.keras` models and SavedModels; a TFLite or
+    ONNX file computes in the precision it was exported with, so it takes "float32" or "auto".
+    """
+    from tf_cyclegan.inference.precision import check_precision
+
     if direction not in DIRECTIONS:
         raise ValueError(f"direction must be one of {DIRECTIONS}. Received: direction={direction!r}")
+    check_precision(precision)
     model = resolve_model_path(path, direction)
     if model.kind == "keras":
-        return KerasTranslator(_generator_from_keras(model.path, direction), **kwargs)
-    translator = {"savedmodel": SavedModelTranslator, "tflite": TFLiteTranslator, "onnx": OnnxTranslator}[model.kind]
-    return translator(model.path, **kwargs)
+        return KerasTranslator(_generator_from_keras(model.path, direction), precision=precision, **kwargs)
+    if model.kind == "savedmodel":
+        return SavedModelTranslator(model.path, precision=precision, **kwargs)
+    if precision not in ("float32", "auto"):
+        raise ValueError(f"{model.path!r} is a .{model.kind} file, whose precision was fixed when it was exported: "
+                         f"precision {precision!r} applies to .keras models and SavedModels")
+    return {"tflite": TFLiteTranslator, "onnx": OnnxTranslator}[model.kind](model.path, **kwargs)
 
 
 def load_translators(path, directions=DIRECTIONS, **kwargs):
