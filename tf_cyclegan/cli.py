@@ -115,7 +115,7 @@ def _export(args):
     from tf_cyclegan.inference.export import export_model
 
     written = export_model(args.model, args.out, formats=_split(args.formats), directions=_split(args.directions),
-                           tflite_size=args.tflite_size, overwrite=args.overwrite)
+                           tflite_size=args.tflite_size, overwrite=args.overwrite, calibration=args.calibration)
     for direction, files in written.items():
         for name, path in files.items():
             print(f"{direction:4s} {name:16s} {path}")
@@ -226,6 +226,9 @@ def build_parser():
     export.add_argument("--out", required=True, help="output folder, e.g. saved_models/NAME")
     export.add_argument("--tflite-size", type=int, help="TFLite input size (default: training crop)")
     export.add_argument("--overwrite", action="store_true", help="replace an earlier export in --out")
+    export.add_argument("--calibration", metavar="DIR",
+                        help="your images, to also write full-integer int8 TFLite calibrated on them: a folder of "
+                             "one direction's inputs, or a dataset root (testA/ or trainA/ for a2b, B for b2a)")
     export.set_defaults(func=_export)
 
     translate = commands.add_parser("translate", help="translate image files or folders")

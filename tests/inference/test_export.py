@@ -241,3 +241,66 @@ def test_a_resize_upsampling_generator_exports_to_every_format_with_parity(tmp_p
     padded = np.random.default_rng(6).uniform(-1, 1, (1, 36, 52, 3)).astype(np.float32)
     result = session.run(None, {session.get_inputs()[0].name: padded})[0]
     assert np.abs(result - generator(padded).numpy()).max() <= 1e-4
+
+
+def _write_photos(folder, count, size=(40, 56), seed=0):
+    from PIL import Image
+
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[:size[0], :size[1]] / max(size)
+    for i in range(count):
+        smooth = np.stack([np.sin(rng.uniform(2, 9) * x + rng.uniform(0, 6)) * np.cos(rng.uniform(2, 9) * y)
+                           for _ in range(3)], axis=-1)
+        image = np.clip(127.5 * (1 + 0.8 * smooth + 0.1 * rng.normal(size=smooth.shape)), 0, 255)
+        Image.fromarray(image.astype(np.uint8)).save(folder / f"{i}.png")
+    (folder / "notes.txt").write_text("not an image")
+    return folder
+
+
+@pytest.mark.slow
+def test_full_integer_tflite_is_calibrated_on_the_users_images(tmp_path):
+    from ai_edge_litert.interpreter import Interpreter
+
+    generator = build_resnet_generator(filters=8, num_residual_blocks=1)
+    photos = _write_photos(tmp_path / "photos", 6)
+    written = export_generator(generator, tmp_path / "out", formats=("tflite",), tflite_size=32, calibration=photos)
+    assert "tflite_int8_full" in written
+    path = tmp_path / "out" / "generator_int8_full.tflite"
+    interpreter = Interpreter(model_path=str(path))
+    interpreter.allocate_tensors()
+    kinds = {detail["dtype"] for detail in interpreter.get_tensor_details()}
+    assert np.int8 in kinds and interpreter.get_input_details()[0]["dtype"] == np.float32  # int8 inside, float I/O
+    image = _write_photos(tmp_path / "test", 1, size=(32, 32), seed=9)
+    from tf_cyclegan.inference.export import calibration_images
+
+    test = calibration_images(image, 32)[0]
+    output, ops = _run_tflite(path, test)
+    assert not any(op.startswith("Flex") or op == "CUSTOM" for op in ops), ops
+    assert _psnr(output, generator(test).numpy()) >= 20.0
+    meta = json.loads((tmp_path / "out" / "metadata.json").read_text())
+    assert meta["files"]["tflite_int8_full"] == "generator_int8_full.tflite"
+
+
+def test_calibration_arguments_are_checked_before_any_work(tmp_path):
+    from tf_cyclegan.inference.export import calibration_folder, check_export_arguments
+
+    with pytest.raises(ValueError, match="add tflite to the formats"):
+        check_export_arguments(("savedmodel",), calibration=str(tmp_path))
+    with pytest.raises(FileNotFoundError, match="no such folder"):
+        check_export_arguments(("tflite",), 32, calibration=str(tmp_path / "missing"))
+    (tmp_path / "trainA").mkdir()
+    (tmp_path / "testB").mkdir()
+    assert calibration_folder(str(tmp_path), "a2b", 2) == str(tmp_path / "trainA")
+    assert calibration_folder(str(tmp_path), "b2a", 2) == str(tmp_path / "testB")
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    assert calibration_folder(str(flat), "b2a", 1) == str(flat)
+    with pytest.raises(ValueError, match="each needs its own inputs"):
+        calibration_folder(str(flat), "a2b", 2)
+    empty_photos = tmp_path / "none"
+    empty_photos.mkdir()
+    with pytest.raises(ValueError, match="none"):
+        export_generator(build_resnet_generator(filters=4, num_residual_blocks=1), tmp_path / "out",
+                         formats=("tflite",), tflite_size=16, calibration=empty_photos)
+    assert not (tmp_path / "out").exists()

@@ -22,6 +22,8 @@ from tf_cyclegan.inference.translate import translate
 logger = logging.getLogger(__name__)
 
 TFLITE_VARIANTS = ("float32", "float16", "int8")
+# Written besides those when calibration images are given: int8 weights and activations.
+CALIBRATED_VARIANT = "int8_full"
 FORMATS = ("savedmodel", "tflite", "onnx")
 DEFAULT_FORMATS = ("savedmodel", "tflite")
 
@@ -75,15 +77,50 @@ def export_savedmodel(generator, path):
     return path
 
 
-def tflite_bytes(generator, size, variant="float32"):
+def calibration_images(folder, size, count=64):
+    """Up to `count` images of `folder` as (1, size, size, 3) float32 batches in [-1, 1], for
+    full-integer quantisation: each resized so that its shorter side is `size`, centre-cropped.
+    Unreadable files are skipped with a warning; a folder without images raises, naming it."""
+    from tf_cyclegan.data.images import list_images, load_image
+
+    batches = []
+    for path in list_images(folder)[:count]:
+        image = load_image(path)
+        scale = size / min(int(image.shape[0]), int(image.shape[1]))
+        height, width = max(size, round(image.shape[0] * scale)), max(size, round(image.shape[1] * scale))
+        image = tf.image.resize(image, (height, width), method="area" if scale < 1 else "bilinear")
+        top, left = (height - size) // 2, (width - size) // 2
+        batches.append(tf.clip_by_value(image[top:top + size, left:left + size], -1.0, 1.0)[None].numpy())
+    return batches
+
+
+def calibration_folder(root, direction, directions=1):
+    """The folder of `direction`'s input images under `root`: `testA/`, `trainA/` or `A/` for
+    a2b (B for b2a) where `root` has one, else `root` itself when only one direction is exported."""
+    domain = direction[0].upper()
+    for name in (f"test{domain}", f"train{domain}", domain):
+        if os.path.isdir(os.path.join(root, name)):
+            return os.path.join(root, name)
+    if directions > 1:
+        raise ValueError(f"--calibration {os.fspath(root)!r} has no testA/, trainA/ or A/ (and B) folders: with both "
+                         "directions, each needs its own inputs. Give a dataset root, or export one direction")
+    return os.fspath(root)
+
+
+def tflite_bytes(generator, size, variant="float32", calibration=None):
     """Converts the generator at a fixed [1, size, size, 3] float input to a TFLite flatbuffer.
 
     `float32`: as trained. `float16`: weights stored in float16 (half the file).
     `int8`: dynamic-range quantisation, int8 weights (about a quarter of the file).
+    `int8_full`: weights and activations in int8, their ranges calibrated on `calibration`
+    (a list of (1, size, size, 3) batches, `calibration_images`); input and output stay float32.
     Built-in ops only: no Flex/SELECT_TF_OPS, so the file runs on a phone.
     """
-    if variant not in TFLITE_VARIANTS:
-        raise ValueError(f"variant must be one of {TFLITE_VARIANTS}. Received: variant={variant!r}")
+    if variant not in TFLITE_VARIANTS + (CALIBRATED_VARIANT,):
+        raise ValueError(f"variant must be one of {TFLITE_VARIANTS + (CALIBRATED_VARIANT,)}. "
+                         f"Received: variant={variant!r}")
+    if (variant == CALIBRATED_VARIANT) != bool(calibration):
+        raise ValueError(f"calibration images are for variant {CALIBRATED_VARIANT!r}, and it needs some")
     check_export_arguments(("tflite",), size)
     # Through a fixed-size SavedModel, as Keras' own LiteRT export does: converting from
     # there freezes the variables into constants (no READ_VARIABLE ops in the file).
@@ -102,6 +139,9 @@ def tflite_bytes(generator, size, variant="float32"):
             converter.optimizations = [tf.lite.Optimize.DEFAULT]
         if variant == "float16":
             converter.target_spec.supported_types = [tf.float16]
+        if variant == CALIBRATED_VARIANT:
+            converter.representative_dataset = lambda: ([batch] for batch in calibration)
+            converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8, tf.lite.OpsSet.TFLITE_BUILTINS]
         return converter.convert()
 
 
@@ -115,9 +155,14 @@ def export_onnx(generator, path):
     return path
 
 
-def check_export_arguments(formats, tflite_size=None, directions=None):
+def check_export_arguments(formats, tflite_size=None, directions=None, calibration=None):
     """Raises `ValueError` naming the first bad argument; checked before anything is written."""
     formats = tuple(formats)
+    if calibration is not None:
+        if "tflite" not in formats:
+            raise ValueError("--calibration calibrates the full-integer TFLite file: add tflite to the formats")
+        if not os.path.isdir(calibration):
+            raise FileNotFoundError(f"--calibration {os.fspath(calibration)!r}: no such folder")
     if not formats:
         raise ValueError(f"No export format given: choose from {', '.join(FORMATS)}")
     unknown = [f for f in formats if f not in FORMATS]
@@ -147,8 +192,12 @@ def _check_target(out_dir, overwrite):
                            "--overwrite replaces only an earlier export; choose another --out")
 
 
-def export_generator(generator, out_dir, formats=DEFAULT_FORMATS, tflite_size=256, metadata=None, overwrite=False):
+def export_generator(generator, out_dir, formats=DEFAULT_FORMATS, tflite_size=256, metadata=None, overwrite=False,
+                     calibration=None):
     """Exports one generator into the folder `out_dir` in each of `formats`, with `metadata.json`.
+
+    With `calibration` (a folder of the user's images) and the tflite format, also
+    `generator_int8_full.tflite`: full-integer int8 calibrated on those images.
 
     The exports compute in float32, whatever precision the generator was trained in
     (`computing_in_float32`). The folder is written complete under a temporary name and then
@@ -158,13 +207,15 @@ def export_generator(generator, out_dir, formats=DEFAULT_FORMATS, tflite_size=25
     Returns:
         dict of written file or folder paths by name.
     """
-    check_export_arguments(formats, tflite_size)
+    check_export_arguments(formats, tflite_size, calibration=calibration)
     out_dir = os.fspath(out_dir)
     _check_target(out_dir, overwrite)
+    batches = calibration_images(calibration, tflite_size) if calibration and "tflite" in formats else None
     generator = computing_in_float32(generator)
     remove_stale_temporaries(os.path.dirname(os.path.abspath(out_dir)))
+    variants = TFLITE_VARIANTS + ((CALIBRATED_VARIANT,) if batches else ())
     names = {"savedmodel": "savedmodel", "onnx": "generator.onnx",
-             **{f"tflite_{v}": f"generator_{v}.tflite" for v in TFLITE_VARIANTS}}
+             **{f"tflite_{v}": f"generator_{v}.tflite" for v in variants}}
     with replacing(out_dir) as tmp:
         os.makedirs(tmp)
         written = []
@@ -175,9 +226,10 @@ def export_generator(generator, out_dir, formats=DEFAULT_FORMATS, tflite_size=25
             export_onnx(generator, os.path.join(tmp, names["onnx"]))
             written.append("onnx")
         if "tflite" in formats:
-            for variant in TFLITE_VARIANTS:
+            for variant in variants:
                 with open(os.path.join(tmp, names[f"tflite_{variant}"]), "wb") as f:
-                    f.write(tflite_bytes(generator, tflite_size, variant))
+                    f.write(tflite_bytes(generator, tflite_size, variant,
+                                         calibration=batches if variant == CALIBRATED_VARIANT else None))
                 written.append(f"tflite_{variant}")
         meta = {
             **(metadata or {}),
@@ -209,13 +261,14 @@ def _run_config(run_dir):
 
 
 def export_model(model_path, out_dir, formats=DEFAULT_FORMATS, directions=("a2b", "b2a"), tflite_size=None,
-                 overwrite=False):
+                 overwrite=False, calibration=None):
     """Exports the generators of a trained CycleGAN, or a single generator, from a `.keras`
     file or a run directory.
 
     Writes `out_dir/<direction>/` for each direction, each with its own metadata.json:
     direction, training config (where the run directory has one), training crop size,
-    generator alignment, normalisation, package version and steps trained. A single
+    generator alignment, normalisation, package version and steps trained. `calibration`: see
+    `calibration_folder` (full-integer int8 TFLite, calibrated on each direction's inputs). A single
     generator (`import-torch` of one `.pth`) is one direction: the one `directions` names,
     "a2b" when it names both. Every argument, the model and the output folders are checked
     before anything is written; an earlier export there is replaced only with `overwrite=True`.
@@ -223,7 +276,7 @@ def export_model(model_path, out_dir, formats=DEFAULT_FORMATS, directions=("a2b"
     from tf_cyclegan import __version__
     from tf_cyclegan.models.resnet_generator import generator_alignment, generator_upsampling
 
-    check_export_arguments(formats, tflite_size, directions)
+    check_export_arguments(formats, tflite_size, directions, calibration=calibration)
     if os.path.lexists(out_dir) and not os.path.isdir(out_dir):
         raise OutputExists(f"--out {os.fspath(out_dir)!r} is a file, not a folder")
     from tf_cyclegan.inference.loading import check_generator, load_keras_file, resolve_model_path
@@ -253,6 +306,8 @@ def export_model(model_path, out_dir, formats=DEFAULT_FORMATS, directions=("a2b"
     tflite_size = tflite_size or crop_size or 256
     check_export_arguments(formats, tflite_size)
     written = {}
+    calibrations = {direction: calibration_folder(calibration, direction, len(generators))
+                    for direction in generators} if calibration else {}
     for direction, generator in generators.items():
         metadata = {
             "direction": direction, "training_config": config, "training_crop_size": crop_size,
@@ -263,5 +318,6 @@ def export_model(model_path, out_dir, formats=DEFAULT_FORMATS, directions=("a2b"
         written[direction] = export_generator(
             generator, os.path.join(out_dir, direction),
             formats=formats, tflite_size=tflite_size, metadata=metadata, overwrite=overwrite,
+            calibration=calibrations.get(direction),
         )
     return written
