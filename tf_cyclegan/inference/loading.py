@@ -60,9 +60,12 @@ class KerasTranslator(Translator):
         from tf_cyclegan.inference.precision import with_precision
 
         self.generator = with_precision(generator, precision)
+        # One graph for every size (after the second, shapes are traced as unknown): eager
+        # execution would pay Python's per-layer overhead on every image.
+        self._run = tf.function(lambda batch: translate_full(self.generator, batch), reduce_retracing=True)
 
     def run(self, batch):
-        return keras.ops.convert_to_numpy(translate_full(self.generator, batch))
+        return keras.ops.convert_to_numpy(self._run(tf.constant(batch, tf.float32)))
 
 
 class SavedModelTranslator(Translator):
