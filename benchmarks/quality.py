@@ -205,7 +205,8 @@ def _table(results):
                     f"| {r['step_ms']:.0f} |")
     b = results[0]
     rows.append(f"| do nothing (input) | - | {b['baseline']['mae']:.4f} | {b['baseline']['psnr']:.2f} | "
-                f"{b['baseline']['ssim']:.4f} | {b['checkerboard']['input']:.2f} | {b['checkerboard']['truth']:.2f} | - |")
+                f"{b['baseline']['ssim']:.4f} | {b['checkerboard']['input']:.2f} | "
+                f"{b['checkerboard']['truth']:.2f} | - |")
     summary = []
     for option in dict.fromkeys(r["option"] for r in results):
         mine = [r for r in results if r["option"] == option]
@@ -213,8 +214,9 @@ def _table(results):
                        f"{statistics.mean(r['model']['psnr'] for r in mine):.2f} | "
                        f"{statistics.mean(r['checkerboard']['output'] for r in mine):.2f} | "
                        f"{statistics.mean(r['step_ms'] for r in mine):.0f} |")
-    return (header + "\n" + "\n".join(rows) + "\n\nMeans over seeds:\n\n| option | seeds | MAE | PSNR dB "
-            "| checkerboard (output) | step ms |\n|---|---:|---:|---:|---:|---:|\n" + "\n".join(summary))
+    means = ("Means over seeds:\n\n| option | seeds | MAE | PSNR dB | checkerboard (output) | step ms |\n"
+             "|---|---:|---:|---:|---:|---:|\n")
+    return header + "\n" + "\n".join(rows) + "\n\n" + means + "\n".join(summary)
 
 
 def main():

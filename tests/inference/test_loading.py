@@ -169,5 +169,6 @@ def test_precision_reaches_keras_and_savedmodel_translators_and_is_refused_for_f
     archive.add_endpoint("translate_float", lambda images: model.gen_b2a(images),
                          input_signature=[tf.TensorSpec([None, 32, 32, 3], tf.float32)])
     archive.write_out(str(tmp_path / "old"), verbose=False)
-    with pytest.raises(ValueError, match=r"no 'translate_float_bfloat16' signature.*it has serving_default, translate_float\)"):
+    with pytest.raises(ValueError,
+                       match=r"no 'translate_float_bfloat16' signature.*it has serving_default, translate_float\)"):
         load_translator(tmp_path / "old", precision="bfloat16")

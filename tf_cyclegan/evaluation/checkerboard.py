@@ -60,7 +60,8 @@ def spike_ratios(image):
         image = image[..., None]
     height, width = image.shape[:2]
     if image.ndim != 3 or height % 4 or width % 4 or height < 8 or width < 8:
-        raise ValueError(f"Need a (H, W, C) image with H and W multiples of 4, at least 8. Received shape {image.shape}")
+        raise ValueError(f"Need a (H, W, C) image with H and W multiples of 4, at least 8. "
+                         f"Received shape {image.shape}")
     power = np.zeros((height, width))
     for channel in np.moveaxis(image, -1, 0):
         power += np.abs(np.fft.fft2(periodic_component(channel - channel.mean()))) ** 2
