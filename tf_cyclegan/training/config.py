@@ -53,7 +53,7 @@ class ModelConfig:
     generator_alignment: Literal["reference", "keras_same"] = "reference"
     norm_affine: bool = False  # instance norms with a learned scale and offset (PyTorch's affine=True)
     use_bias: bool = True  # biases on the convolutions before a normalisation
-    upsampling: Literal["transpose", "resize"] = "transpose"  # resize: no visible grid, more error (docs/checkerboard.md)
+    upsampling: Literal["transpose", "resize"] = "transpose"  # resize: no visible grid (docs/checkerboard.md)
 
 
 @dataclass(frozen=True)
