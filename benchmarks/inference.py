@@ -72,6 +72,8 @@ def _torch(args):
     command = [args.torch_python, os.path.join(HERE, "torch_inference.py"), "--size", str(args.size),
                "--runs", str(args.runs), "--filters", str(args.filters),
                "--num-residual-blocks", str(args.num_residual_blocks)]
+    if "bfloat16" not in args.precisions.split(","):
+        command.append("--no-bfloat16")
     done = subprocess.run(command, capture_output=True, text=True)
     lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
     if done.returncode or not lines:
