@@ -31,12 +31,10 @@ def resolve_precision(precision="auto"):
     instructions, else float32."""
     if check_precision(precision) != "auto":
         return precision
-    from tf_cyclegan import runtime
-    from tf_cyclegan.training.precision import cpu_has_bfloat16
+    from tf_cyclegan.training.precision import resolve_precision as resolve_training_policy
 
-    if runtime.has_gpu():
-        return "float16"
-    return "bfloat16" if cpu_has_bfloat16() else "float32"
+    # The same choice as training's `precision: auto`, named by what it computes in.
+    return {policy: name for name, policy in _POLICIES.items()}[resolve_training_policy("auto")]
 
 
 def _policies(model, precision):

@@ -22,8 +22,8 @@ ALIGNMENTS = ("reference", "keras_same")
 # transposed convolutions (its checkpoints load only into these). "resize": nearest-neighbour
 # upsampling by 2, then a reflection-padded 3x3 convolution (Odena, Dumoulin and Olah,
 # "Deconvolution and Checkerboard Artifacts", 2016): every output pixel gets the same number of
-# kernel taps, so the network cannot imprint the period-2 grid a transposed convolution's
-# uneven overlap does. Same parameter count; see docs/checkerboard.md for what it changes.
+# kernel taps, so there is no uneven overlap to imprint the period-2 grid of a transposed
+# convolution. Same parameter count; docs/checkerboard.md measures what it changes.
 UPSAMPLINGS = ("transpose", "resize")
 
 
