@@ -263,17 +263,36 @@ def test_several_pairs_after_one_set(tmp_path, capsys):
     assert args.set == ["a.b=1", "c.d=2", "e.f=3"]
 
 
-def test_ctrl_c_raises_at_once_and_again_at_the_end_of_the_batch_and_the_handler_is_put_back():
+def test_ctrl_c_in_fit_stops_at_the_batch_end_a_second_one_or_one_outside_fit_at_once(capfd):
     import signal
 
     from tf_cyclegan.cli import _ctrl_c_at_the_next_batch
 
     before = signal.getsignal(signal.SIGINT)
     with _ctrl_c_at_the_next_batch() as stop_on_ctrl_c:
-        stop_on_ctrl_c.on_train_batch_end(0)  # no Ctrl-C yet: nothing happens
-        with pytest.raises(KeyboardInterrupt):
+        with pytest.raises(KeyboardInterrupt):  # before fit: at once, as usual
             signal.raise_signal(signal.SIGINT)
-        # Had that KeyboardInterrupt been lost inside TensorFlow, the batch's end raises it again.
+    assert signal.getsignal(signal.SIGINT) is before
+
+    with _ctrl_c_at_the_next_batch() as stop_on_ctrl_c:
+        stop_on_ctrl_c.on_train_begin()
+        stop_on_ctrl_c.on_train_batch_end(0)  # no Ctrl-C yet: nothing happens
+        signal.raise_signal(signal.SIGINT)  # in fit: noted, nothing raised in the middle of the batch
+        assert "stopping at the end of this step" in capfd.readouterr().err
         with pytest.raises(KeyboardInterrupt):
             stop_on_ctrl_c.on_train_batch_end(1)
+        with pytest.raises(KeyboardInterrupt):  # fit has stopped: a Ctrl-C now raises at once
+            signal.raise_signal(signal.SIGINT)
+
+    with _ctrl_c_at_the_next_batch() as stop_on_ctrl_c:
+        stop_on_ctrl_c.on_train_begin()
+        signal.raise_signal(signal.SIGINT)
+        with pytest.raises(KeyboardInterrupt):  # the second Ctrl-C does not wait
+            signal.raise_signal(signal.SIGINT)
+
+    with _ctrl_c_at_the_next_batch() as stop_on_ctrl_c:
+        stop_on_ctrl_c.on_train_begin()
+        signal.raise_signal(signal.SIGINT)  # during the last epoch's end: fit's end raises it
+        with pytest.raises(KeyboardInterrupt):
+            stop_on_ctrl_c.on_train_end()
     assert signal.getsignal(signal.SIGINT) is before

@@ -384,13 +384,13 @@ def test_an_unknown_key(tmp_path):
 
 
 class _CtrlCAfter(keras.callbacks.Callback):
-    """Sends this process SIGINT, as Ctrl-C does, at the end of the `steps`-th batch."""
+    """Sends this process SIGINT, as Ctrl-C does, at the start of the `steps`-th batch."""
 
     def __init__(self, steps):
         super().__init__()
         self.steps, self.seen = steps, 0
 
-    def on_train_batch_end(self, batch, logs=None):
+    def on_train_batch_begin(self, batch, logs=None):
         self.seen += 1
         if self.seen == self.steps:
             signal.raise_signal(signal.SIGINT)

@@ -18,24 +18,51 @@ import warnings
 
 @contextlib.contextmanager
 def _ctrl_c_at_the_next_batch():
-    """Yields a Keras callback that stops `fit` with KeyboardInterrupt at the end of the
-    batch during which Ctrl-C came, while SIGINT also raises it at once as usual.
+    """Yields a Keras callback that makes Ctrl-C during `fit` stop at the end of the running
+    batch, after the batch's backup; a second Ctrl-C, or one outside `fit`, raises at once.
 
-    The immediate KeyboardInterrupt can be lost inside TensorFlow's own code, and `fit` then
-    runs on to its last epoch; the flag set here survives that. Only the command does this:
+    A KeyboardInterrupt raised at an arbitrary point inside `fit` is not reliable: TensorFlow's
+    and NumPy's C code can swallow it, or turn it into another error (NumPy reads an object whose
+    conversion was interrupted as a scalar), and `fit` then runs on or fails with a misleading
+    traceback. So the first Ctrl-C in `fit` only sets a flag that the callback turns into a
+    KeyboardInterrupt at a batch's (or epoch's, or the run's) end. Only the command does this:
     it owns its process; the previous handler is put back after.
     """
     import keras
 
     interrupted = threading.Event()
+    in_fit = threading.Event()
 
     def on_sigint(signum, frame):
+        if in_fit.is_set() and not interrupted.is_set():
+            interrupted.set()
+            notice = "\ntf-cyclegan train: stopping at the end of this step; Ctrl-C again stops at once\n"
+            try:
+                sys.stderr.write(notice)
+                sys.stderr.flush()
+            except RuntimeError:  # "reentrant call": the handler came while the main thread was printing
+                os.write(2, notice.encode())
+            return
         interrupted.set()
         raise KeyboardInterrupt
 
     class StopOnCtrlC(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            in_fit.set()
+
         def on_train_batch_end(self, batch, logs=None):
+            self._stop_if_interrupted()
+
+        def on_epoch_end(self, epoch, logs=None):
+            self._stop_if_interrupted()
+
+        def on_train_end(self, logs=None):
+            in_fit.clear()
+            self._stop_if_interrupted()
+
+        def _stop_if_interrupted(self):
             if interrupted.is_set():
+                in_fit.clear()
                 raise KeyboardInterrupt
 
     if threading.current_thread() is not threading.main_thread():  # only the main thread sets handlers

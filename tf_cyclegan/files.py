@@ -11,6 +11,7 @@ what the user did not ask it to.
 import contextlib
 import errno
 import json
+import math
 import os
 import shutil
 
@@ -79,7 +80,8 @@ def state_bytes(model):
     for name in ("optimizer", "gen_optimizer", "disc_optimizer"):
         optimizer = getattr(model, name, None)
         variables += [v for v in getattr(optimizer, "variables", []) if all(v is not w for w in variables)]
-    return sum(int(np.prod(v.shape)) * np.dtype(v.dtype).itemsize for v in variables)
+    # math.prod over plain ints: NumPy reads a TensorShape whose conversion fails as a scalar.
+    return sum(math.prod(int(d) for d in v.shape) * np.dtype(v.dtype).itemsize for v in variables)
 
 
 def check_free_space(directory, needed, what):

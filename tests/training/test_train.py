@@ -122,8 +122,9 @@ def test_ctrl_c_ends_with_one_line_naming_the_step_and_exit_130(demo_root, tmp_p
     _, err = process.communicate(timeout=300)
     assert process.returncode == 130, err[-3000:]
     lines = [line for line in err.splitlines() if line.startswith("tf-cyclegan train:")]
-    assert len(lines) == 1 and "Traceback" not in err, err[-3000:]
-    assert "interrupted at step" in lines[0] and "run the same command to resume" in lines[0]
+    assert len(lines) == 2 and "Traceback" not in err, err[-3000:]
+    assert "stopping at the end of this step" in lines[0]
+    assert "interrupted at step" in lines[1] and "run the same command to resume" in lines[1]
 
 
 @pytest.mark.slow
