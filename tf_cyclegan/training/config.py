@@ -53,7 +53,9 @@ class ModelConfig:
     generator_alignment: Literal["reference", "keras_same"] = "reference"
     norm_affine: bool = False  # instance norms with a learned scale and offset (PyTorch's affine=True)
     use_bias: bool = True  # biases on the convolutions before a normalisation
-    upsampling: Literal["transpose", "resize"] = "transpose"  # resize: no visible grid (docs/checkerboard.md)
+    # "resize", "antialias": other upsamplings, without the transposed convolutions' grid
+    # (docs/checkerboard.md measures them).
+    upsampling: Literal["transpose", "resize", "antialias"] = "transpose"
 
 
 @dataclass(frozen=True)
