@@ -25,6 +25,11 @@ def test_yaml_overrides_then_set(tmp_path):
     assert config.train.precision == "float32" and config.data.root == "x"
 
 
+@pytest.mark.parametrize("upsampling", ["transpose", "resize", "antialias"])
+def test_every_upsampling_is_a_valid_setting(upsampling):
+    assert load_config(sets=[f"model.upsampling={upsampling}"]).model.upsampling == upsampling
+
+
 def test_unknown_key_is_named_with_a_suggestion(tmp_path):
     path = tmp_path / "c.yaml"
     path.write_text("model:\n  lamda_cycle: 5\n")

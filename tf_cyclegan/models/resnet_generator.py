@@ -6,7 +6,7 @@ u128, u64, c7s1-3.
 
 import keras
 
-from tf_cyclegan.layers.blur_pool import BlurPool2D
+from tf_cyclegan.layers.antialiased_sampling import BlurPool2D, BlurUpSampling2D
 from tf_cyclegan.layers.instance_normalization import InstanceNormalization
 from tf_cyclegan.layers.lean_conv import LeanConv2D
 from tf_cyclegan.layers.reflection_padding import ReflectionPadding2D
@@ -26,9 +26,9 @@ ALIGNMENTS = ("reference", "keras_same")
 # kernel taps, so there is no uneven overlap to imprint the period-2 grid of a transposed
 # convolution. "antialias": CUT's anti-aliased sampling (Park et al. 2020, after Zhang 2019),
 # both ways: each downsampling is a stride-1 convolution, its norm and ReLU, then a [1, 2, 1]
-# blur sampled at stride 2 (`BlurPool2D`); each upsampling a bilinear resize by 2 (CUT's
-# [1, 3, 3, 1] filter over the zero-filled doubled image with replicated edges is exactly
-# that) then a 3x3 convolution, zero-padded as in CUT. Same parameter count either way;
+# blur sampled at stride 2 (`BlurPool2D`); each upsampling CUT's [1, 3, 3, 1] blur of the
+# zero-filled doubled image (`BlurUpSampling2D`, a bilinear resize by 2) then a 3x3
+# convolution, zero-padded as in CUT. Same parameter count either way;
 # docs/checkerboard.md measures what they change.
 UPSAMPLINGS = ("transpose", "resize", "antialias")
 
@@ -67,9 +67,9 @@ def _downsample(x, filters, alignment, upsampling, use_bias, name):
 def _upsample(x, filters, alignment, upsampling, use_bias, name):
     """Twice the height and width: a stride-2 3x3 transposed convolution, or (`upsampling=
     "resize"`) a nearest-neighbour resize followed by a reflection-padded 3x3 convolution, or
-    ("antialias") a bilinear resize followed by a zero-padded 3x3 convolution."""
+    ("antialias") `BlurUpSampling2D` (a bilinear resize) followed by a zero-padded 3x3 convolution."""
     if upsampling == "antialias":
-        x = keras.layers.UpSampling2D(2, interpolation="bilinear", name=f"{name}_resize")(x)
+        x = BlurUpSampling2D(name=f"{name}_resize")(x)
         x = keras.layers.ZeroPadding2D(1, name=f"{name}_pad")(x)
         return _conv(filters, 3, use_bias=use_bias, name=f"{name}_conv")(x)
     if upsampling == "resize":
@@ -175,5 +175,4 @@ def generator_upsampling(generator):
         return None
     if isinstance(conv, keras.layers.Conv2DTranspose):
         return "transpose"
-    resize = generator.get_layer("up1_resize")
-    return "antialias" if resize.interpolation == "bilinear" else "resize"
+    return "antialias" if isinstance(generator.get_layer("up1_resize"), BlurUpSampling2D) else "resize"
