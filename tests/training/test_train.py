@@ -4,6 +4,7 @@ import json
 import os
 import shutil
 
+import numpy as np
 import pytest
 import yaml
 
@@ -185,6 +186,25 @@ def test_a_run_of_version_0_1_0_resumes_only_with_the_generators_it_trained(demo
     resized = dataclasses.replace(old, model=dataclasses.replace(old.model, upsampling="resize"))
     with pytest.raises(ConfigError, match="model.upsampling: 'transpose' in the run, 'resize' now"):
         _resuming(resized, str(tmp_path), restart=False)
+
+
+def test_init_from_a_cyclegan_with_other_upsampling_stops_naming_the_setting(tmp_path):
+    # "resize" and "antialias" generators have the same weight shapes: only this check tells them apart.
+    from conftest import TINY_SIZE, tiny_cyclegan
+
+    from tf_cyclegan.training.train import _init_from
+
+    source = tiny_cyclegan(upsampling="resize")
+    source.compile()
+    source.build((None, TINY_SIZE, TINY_SIZE, 3))
+    source.save(tmp_path / "resize.keras")
+    model = tiny_cyclegan(upsampling="antialias")
+    assert [w.shape for w in model.gen_a2b.weights] == [w.shape for w in source.gen_a2b.weights]
+    with pytest.raises(ConfigError, match="upsampling 'resize', the config builds 'antialias': "
+                                          "add --set model.upsampling=resize"):
+        _init_from(model, str(tmp_path / "resize.keras"), "reference", "antialias")
+    _init_from(model := tiny_cyclegan(upsampling="resize"), str(tmp_path / "resize.keras"), "reference", "resize")
+    np.testing.assert_array_equal(model.gen_a2b.weights[0].numpy(), source.gen_a2b.weights[0].numpy())
 
 
 class _Terminal(io.StringIO):

@@ -285,11 +285,11 @@ def _keep_csv_rows_before(path, epoch):
         csv.writer(f).writerows(kept)
 
 
-def _init_from(model, path, alignment):
+def _init_from(model, path, alignment, upsampling):
     """Starts `model` from the weights of the four networks of the CycleGAN saved in `path`
     (`train.init_from`); the optimizers start fresh."""
     from tf_cyclegan.inference.loading import load_keras_file
-    from tf_cyclegan.models.resnet_generator import generator_alignment
+    from tf_cyclegan.models.resnet_generator import generator_alignment, generator_upsampling
 
     source = load_keras_file(path)
     if not all(hasattr(source, name) for name in ("gen_a2b", "gen_b2a", "disc_a", "disc_b")):
@@ -298,6 +298,10 @@ def _init_from(model, path, alignment):
         raise ConfigError(f"train.init_from {path!r} has generators aligned {generator_alignment(source.gen_a2b)!r}, "
                           f"the config builds {alignment!r}: add --set model.generator_alignment="
                           f"{generator_alignment(source.gen_a2b)}")
+    if generator_upsampling(source.gen_a2b) != upsampling:  # "resize" and "antialias" have the same shapes
+        raise ConfigError(f"train.init_from {path!r} has generators with upsampling "
+                          f"{generator_upsampling(source.gen_a2b)!r}, the config builds {upsampling!r}: add --set "
+                          f"model.upsampling={generator_upsampling(source.gen_a2b)}")
     for name in ("gen_a2b", "gen_b2a", "disc_a", "disc_b"):
         ours, theirs = getattr(model, name), getattr(source, name)
         shapes = [tuple(w.shape) for w in ours.weights], [tuple(w.shape) for w in theirs.weights]
@@ -344,7 +348,7 @@ def _train(config, run_dir, dataset, position, samples, policy, resume, extra_ca
         model.build(tuple(dataset.element_spec[0].shape))  # the pools, so a backup can load into them
         record = manager.restore(model) if resume else None
         if t.init_from and not record:
-            _init_from(model, t.init_from, config.model.generator_alignment)
+            _init_from(model, t.init_from, config.model.generator_alignment, config.model.upsampling)
     steps = position.steps_per_epoch
     total_epochs = t.epochs + t.epochs_decay
     csv_path = os.path.join(run_dir, "log.csv")
