@@ -1,7 +1,7 @@
 """Upsampling choices judged on real photographs with a known answer: error and checkerboard.
 
-    python benchmarks/quality.py --out runs/quality                  # 2 options x 2 seeds, 5,000 steps
-    python benchmarks/quality.py --out runs/quality --options transpose,resize --seeds 0,1 --parallel 2
+    python benchmarks/quality.py --out runs/quality                  # 3 options x 2 seeds, 5,000 steps
+    python benchmarks/quality.py --out runs/quality --options transpose,antialias --seeds 0,1 --parallel 2
 
 Domain A: random crops of the colour photographs that scikit-image, scikit-learn and
 matplotlib install with themselves (no download; `pip install scikit-image scikit-learn
@@ -18,8 +18,10 @@ baseline), the checkerboard score (`tf_cyclegan.evaluation.checkerboard`) of the
 the truth, and the median step time. Runs of one seed go side by side (`--parallel`, each with
 2/parallel threads), so their step times share the machine's conditions. A finished run is not
 repeated (its result.json is read back); a killed one resumes from its backup. Writes one
-grid per option and seed, `grid_<option>_seed<seed>.png`: rows of input | output | truth,
-each shown at 2x with nearest-neighbour so that a grid stays visible.
+grid per option and seed, `grid_<option>_seed<seed>.png`: rows of input | output | truth, and
+one per seed over the options asked for, `grid_seed<seed>.png`: input | each option | truth
+(re-translated from each run's model.keras); each shown at 2x with nearest-neighbour so that a
+grid stays visible.
 """
 
 import argparse
@@ -178,7 +180,26 @@ def train_one(option, seed, steps, data_root, run_dir, threads):
     return result
 
 
-def _write_grid(path, sources, fakes, truths, rows=6, scale=2):
+def _write_seed_grid(out, data_root, options, seed, rows=6):
+    """grid_seed<seed>.png: input | each option's output | truth, for the first test images."""
+    from tf_cyclegan.data.images import list_images, load_image
+    from tf_cyclegan.evaluation.paired import paired_paths_for
+    from tf_cyclegan.inference.loading import load_keras_file
+    from tf_cyclegan.inference.translate import translate
+
+    paths = list_images(os.path.join(data_root, "testA"))[:rows]
+    sources = [load_image(path).numpy() for path in paths]
+    columns = [sources]
+    for option in options:
+        gen_a2b = load_keras_file(os.path.join(out, f"{option}_seed{seed}", "model.keras")).gen_a2b
+        columns.append([translate(gen_a2b, source).numpy() for source in sources])
+    columns.append([load_image(path).numpy()
+                    for path in paired_paths_for(paths, os.path.join(data_root, "testB_paired"))])
+    _write_grid(os.path.join(out, f"grid_seed{seed}.png"), *columns, rows=rows)
+
+
+def _write_grid(path, *columns, rows=6, scale=2):
+    """Rows of images side by side, one column per list in `columns` ([-1, 1] images)."""
     from PIL import Image
 
     def unit8(image):  # [-1, 1] -> uint8, shown at `scale` x with nearest-neighbour
@@ -186,9 +207,11 @@ def _write_grid(path, sources, fakes, truths, rows=6, scale=2):
         return image.repeat(scale, 0).repeat(scale, 1)
 
     gap = 4
-    lines = [np.concatenate([unit8(a), np.full((unit8(a).shape[0], gap, 3), 255, np.uint8), unit8(b),
-                             np.full((unit8(a).shape[0], gap, 3), 255, np.uint8), unit8(c)], axis=1)
-             for a, b, c in list(zip(sources, fakes, truths))[:rows]]
+    lines = []
+    for images in list(zip(*columns))[:rows]:
+        shown = [unit8(image) for image in images]
+        spacer = np.full((shown[0].shape[0], gap, 3), 255, np.uint8)
+        lines.append(np.concatenate([part for image in shown for part in (image, spacer)][:-1], axis=1))
     spaced = []
     for line in lines:
         spaced += [line, np.full((gap, line.shape[1], 3), 255, np.uint8)]
@@ -222,7 +245,7 @@ def _table(results):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="runs/quality", help="work folder: data, runs, grids")
-    parser.add_argument("--options", default="transpose,resize")
+    parser.add_argument("--options", default="transpose,resize,antialias")
     parser.add_argument("--seeds", default="0,1")
     parser.add_argument("--steps", type=int, default=5000, help=f"training steps, a multiple of {EPOCHS}")
     parser.add_argument("--parallel", type=int, default=2, help="runs at once (each with 2/parallel threads)")
@@ -268,6 +291,8 @@ def main():
         with open(path) as f:
             results[option, seed] = json.load(f)
     ordered = [results[job] for job in jobs]
+    for seed in dict.fromkeys(seed for _, seed in jobs):
+        _write_seed_grid(args.out, data_root, args.options.split(","), seed)
     print(json.dumps(ordered))
     print(_table(ordered))
 
