@@ -110,7 +110,7 @@ def bench_kwargs(args):
     jit = {"auto": "auto", "true": True, "false": False}[args.jit_compile]
     return dict(size=args.size, batch=args.batch, filters=args.filters,
                 num_residual_blocks=args.num_residual_blocks, steps=args.steps,
-                warmup=args.warmup, precision=args.precision, jit_compile=jit)
+                warmup=args.warmup, precision=args.precision, jit_compile=jit, upsampling=args.upsampling)
 
 
 def run_bench(args, start_time=None):
@@ -289,6 +289,8 @@ def build_parser():
     bench.add_argument("--filters", "--ngf", type=int, default=64, help="generator filters (--ngf: old name)")
     bench.add_argument("--num-residual-blocks", "--blocks", type=int, default=9,
                        help="generator residual blocks (--blocks: old name)")
+    bench.add_argument("--upsampling", default="transpose", choices=("transpose", "resize", "antialias"),
+                       help="the generators' (docs/checkerboard.md)")
     bench.add_argument("--steps", type=int, default=10, help="timed steps")
     bench.add_argument("--warmup", type=int, default=2, help="untimed steps after the first")
     bench.add_argument("--precision", default="float32", choices=("float32", "mixed_bfloat16", "mixed_float16"))

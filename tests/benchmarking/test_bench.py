@@ -22,11 +22,12 @@ def test_a_tiny_benchmark_returns_every_key_with_sane_values():
                                   start_time=start)
     assert keras.mixed_precision.global_policy().name == "mixed_bfloat16"
     assert set(result) == {
-        "impl", "tensorflow", "keras", "size", "batch", "precision", "jit_compile", "cpu_allocator", "onednn",
-        "images_per_s", "first_step_s", "peak_rss_mb", "gpu", "gpu_peak_memory_mb", "step_gflop", "gflop_per_s",
-        "params_generator", "params_discriminator", "final_loss_g",
+        "impl", "tensorflow", "keras", "size", "batch", "upsampling", "precision", "jit_compile", "cpu_allocator",
+        "onednn", "images_per_s", "first_step_s", "peak_rss_mb", "gpu", "gpu_peak_memory_mb", "step_gflop",
+        "gflop_per_s", "params_generator", "params_discriminator", "final_loss_g",
     }
     assert (result["impl"], result["size"], result["batch"], result["precision"]) == ("tf_cyclegan", 32, 1, "float32")
+    assert result["upsampling"] == "transpose"
     assert result["tensorflow"] and result["keras"] == keras.__version__
     assert result["jit_compile"] is False and result["cpu_allocator"] in ("bfc", "malloc", "onednn")
     assert 0 < result["images_per_s"] < 10_000
@@ -45,3 +46,15 @@ def _params(filters, num_residual_blocks):
     from tf_cyclegan import build_resnet_generator
 
     return build_resnet_generator(filters=filters, num_residual_blocks=num_residual_blocks).count_params()
+
+
+@pytest.mark.slow
+def test_the_benchmark_times_each_upsampling_and_counts_antialias_full_size_convolutions():
+    # antialias's downsampling convolutions run at stride 1, before the blur: 4x their
+    # stride-2 arithmetic; the same parameters.
+    results = {upsampling: train_step_benchmark(size=32, filters=4, num_residual_blocks=1, steps=1, warmup=0,
+                                                jit_compile=False, upsampling=upsampling)
+               for upsampling in ("transpose", "antialias")}
+    assert results["antialias"]["upsampling"] == "antialias"
+    assert results["antialias"]["params_generator"] == results["transpose"]["params_generator"]
+    assert results["antialias"]["step_gflop"] > results["transpose"]["step_gflop"]

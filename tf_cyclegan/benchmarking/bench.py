@@ -45,7 +45,7 @@ def _gpu_name():
 
 
 def train_step_benchmark(size=128, batch=1, filters=64, num_residual_blocks=9, steps=10, warmup=2, precision="float32",
-                         jit_compile="auto", start_time=None):
+                         jit_compile="auto", start_time=None, upsampling="transpose"):
     """Times the CycleGAN training step as `fit` runs it.
 
     Args:
@@ -53,6 +53,7 @@ def train_step_benchmark(size=128, batch=1, filters=64, num_residual_blocks=9, s
         filters, num_residual_blocks: the generators' (64 and 9: the paper's ResNet-9); the
             discriminators are the paper's 70x70 PatchGANs.
         steps: timed steps, after `warmup` untimed ones and the first.
+        upsampling: the generators' ("transpose", the reference's; "resize"; "antialias").
         precision: "float32", "mixed_bfloat16" or "mixed_float16".
         jit_compile: "auto", True or False, as for `compile`.
         start_time: when the process started (`time.time()`), for `first_step_s`;
@@ -79,7 +80,7 @@ def train_step_benchmark(size=128, batch=1, filters=64, num_residual_blocks=9, s
         gpu = _gpu_name() if has_gpu() else None
         if gpu:
             tf.config.experimental.reset_memory_stats("GPU:0")
-        model = build_cyclegan(filters=filters, num_residual_blocks=num_residual_blocks)
+        model = build_cyclegan(filters=filters, num_residual_blocks=num_residual_blocks, upsampling=upsampling)
         model.compile(jit_compile=jit_compile)
         shape = (batch, size, size, 3)
         data = tf.data.Dataset.from_tensors(
@@ -98,7 +99,8 @@ def train_step_benchmark(size=128, batch=1, filters=64, num_residual_blocks=9, s
     images_per_s = steps * batch / seconds
     return {
         "impl": "tf_cyclegan", "tensorflow": tf.__version__, "keras": keras.__version__,
-        "size": size, "batch": batch, "precision": precision, "jit_compile": bool(model.jit_compile),
+        "size": size, "batch": batch, "upsampling": upsampling, "precision": precision,
+        "jit_compile": bool(model.jit_compile),
         "cpu_allocator": cpu_allocator_in_use(), "onednn": onednn_enabled(),
         "images_per_s": round(images_per_s, 4),
         "first_step_s": round(clock.ends[0] - start_time, 2),
