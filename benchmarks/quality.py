@@ -1,7 +1,7 @@
 """Upsampling choices judged on real photographs with a known answer: error and checkerboard.
 
     python benchmarks/quality.py --out runs/quality                  # 3 options x 2 seeds, 5,000 steps
-    python benchmarks/quality.py --out runs/quality --options transpose,antialias --seeds 0,1 --parallel 2
+    python benchmarks/quality.py --out runs/quality --options transpose,antialias --seeds 0
 
 Domain A: random crops of the colour photographs that scikit-image, scikit-learn and
 matplotlib install with themselves (no download; `pip install scikit-image scikit-learn
@@ -15,8 +15,9 @@ CPU-sized settings (64 px crops, 32 filters, 6 residual blocks, the paper's loss
 steps: half constant learning rate, half decay), then translates testA and prints, per run:
 MAE, PSNR and SSIM against the truth (and the untranslated input's, the do-nothing
 baseline), the checkerboard score (`tf_cyclegan.evaluation.checkerboard`) of the output and of
-the truth, and the median step time. Runs of one seed go side by side (`--parallel`, each with
-2/parallel threads), so their step times share the machine's conditions. A finished run is not
+the truth, and the median step time. The runs of one seed (one per option) go side by side,
+each with max(1, 2 / options) threads, and the next seed starts when they have all ended, so
+that the options' step times share the machine's conditions. A finished run is not
 repeated (its result.json is read back); a killed one resumes from its backup. Writes one
 grid per option and seed, `grid_<option>_seed<seed>.png`: rows of input | output | truth, and
 one per seed over the options asked for, `grid_seed<seed>.png`: input | each option | truth
@@ -248,7 +249,6 @@ def main():
     parser.add_argument("--options", default="transpose,resize,antialias")
     parser.add_argument("--seeds", default="0,1")
     parser.add_argument("--steps", type=int, default=5000, help=f"training steps, a multiple of {EPOCHS}")
-    parser.add_argument("--parallel", type=int, default=2, help="runs at once (each with 2/parallel threads)")
     parser.add_argument("--one", nargs=2, metavar=("OPTION", "SEED"), help=argparse.SUPPRESS)
     parser.add_argument("--threads", type=int, default=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -264,26 +264,23 @@ def main():
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     make_data(data_root)
-    jobs = [(option, int(seed)) for seed in args.seeds.split(",") for option in args.options.split(",")]
-    threads = max(1, 2 // args.parallel)
-    results, running = {}, []
+    options, seeds = args.options.split(","), [int(seed) for seed in args.seeds.split(",")]
+    jobs = [(option, seed) for seed in seeds for option in options]
+    threads = max(1, 2 // len(options))
+    results = {}
     os.makedirs(os.path.join(args.out, "logs"), exist_ok=True)
-    for option, seed in jobs:
-        done = os.path.join(args.out, f"{option}_seed{seed}", "result.json")
-        if os.path.exists(done):
-            with open(done) as f:
-                results[option, seed] = json.load(f)
-            continue
-        while len(running) >= args.parallel:
-            running = [p for p in running if p.poll() is None]
-            time.sleep(5)
-        log = open(os.path.join(args.out, "logs", f"{option}_seed{seed}.log"), "w")
-        command = [sys.executable, __file__, "--out", args.out, "--steps", str(args.steps),
-                   "--threads", str(threads), "--one", option, str(seed)]
-        running.append(subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT))
-        print(f"started {option} seed {seed}", flush=True)
-    for process in running:
-        process.wait()
+    for seed in seeds:  # a seed's options side by side; the next seed after them
+        running = []
+        for option in options:
+            if os.path.exists(os.path.join(args.out, f"{option}_seed{seed}", "result.json")):
+                continue
+            log = open(os.path.join(args.out, "logs", f"{option}_seed{seed}.log"), "w")
+            command = [sys.executable, __file__, "--out", args.out, "--steps", str(args.steps),
+                       "--threads", str(threads), "--one", option, str(seed)]
+            running.append(subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT))
+            print(f"started {option} seed {seed}", flush=True)
+        for process in running:
+            process.wait()
     for option, seed in jobs:
         path = os.path.join(args.out, f"{option}_seed{seed}", "result.json")
         if not os.path.exists(path):
@@ -291,8 +288,8 @@ def main():
         with open(path) as f:
             results[option, seed] = json.load(f)
     ordered = [results[job] for job in jobs]
-    for seed in dict.fromkeys(seed for _, seed in jobs):
-        _write_seed_grid(args.out, data_root, args.options.split(","), seed)
+    for seed in seeds:
+        _write_seed_grid(args.out, data_root, options, seed)
     print(json.dumps(ordered))
     print(_table(ordered))
 

@@ -278,7 +278,7 @@ def test_ctrl_c_in_fit_stops_at_the_batch_end_a_second_one_or_one_outside_fit_at
         stop_on_ctrl_c.on_train_begin()
         stop_on_ctrl_c.on_train_batch_end(0)  # no Ctrl-C yet: nothing happens
         signal.raise_signal(signal.SIGINT)  # in fit: noted, nothing raised in the middle of the batch
-        assert "stopping at the end of this step" in capfd.readouterr().err
+        assert "stopping after the running step" in capfd.readouterr().err
         with pytest.raises(KeyboardInterrupt):
             stop_on_ctrl_c.on_train_batch_end(1)
         with pytest.raises(KeyboardInterrupt):  # fit has stopped: a Ctrl-C now raises at once

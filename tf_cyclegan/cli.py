@@ -19,7 +19,8 @@ import warnings
 @contextlib.contextmanager
 def _ctrl_c_at_the_next_batch():
     """Yields a Keras callback that makes Ctrl-C during `fit` stop at the end of the running
-    batch, after the batch's backup; a second Ctrl-C, or one outside `fit`, raises at once.
+    batch, after that batch's callbacks (a backup if one is due); a second Ctrl-C, or one
+    outside `fit`, raises at once.
 
     A KeyboardInterrupt raised at an arbitrary point inside `fit` is not reliable: TensorFlow's
     and NumPy's C code can swallow it, or turn it into another error (NumPy reads an object whose
@@ -30,25 +31,21 @@ def _ctrl_c_at_the_next_batch():
     """
     import keras
 
-    interrupted = threading.Event()
-    in_fit = threading.Event()
+    # Plain flags, not threading.Event: its set() takes a lock, which a second Ctrl-C arriving
+    # inside the first one's handler would wait on for ever.
+    state = {"in_fit": False, "interrupted": False}
 
     def on_sigint(signum, frame):
-        if in_fit.is_set() and not interrupted.is_set():
-            interrupted.set()
-            notice = "\ntf-cyclegan train: stopping at the end of this step; Ctrl-C again stops at once\n"
-            try:
-                sys.stderr.write(notice)
-                sys.stderr.flush()
-            except RuntimeError:  # "reentrant call": the handler came while the main thread was printing
-                os.write(2, notice.encode())
+        if state["in_fit"] and not state["interrupted"]:
+            state["interrupted"] = True
+            _notice("\ntf-cyclegan train: stopping after the running step; Ctrl-C again stops at once\n")
             return
-        interrupted.set()
+        state["interrupted"] = True
         raise KeyboardInterrupt
 
     class StopOnCtrlC(keras.callbacks.Callback):
         def on_train_begin(self, logs=None):
-            in_fit.set()
+            state["in_fit"] = True
 
         def on_train_batch_end(self, batch, logs=None):
             self._stop_if_interrupted()
@@ -57,12 +54,12 @@ def _ctrl_c_at_the_next_batch():
             self._stop_if_interrupted()
 
         def on_train_end(self, logs=None):
-            in_fit.clear()
+            state["in_fit"] = False
             self._stop_if_interrupted()
 
         def _stop_if_interrupted(self):
-            if interrupted.is_set():
-                in_fit.clear()
+            if state["interrupted"]:
+                state["in_fit"] = False
                 raise KeyboardInterrupt
 
     if threading.current_thread() is not threading.main_thread():  # only the main thread sets handlers
@@ -73,6 +70,19 @@ def _ctrl_c_at_the_next_batch():
         yield StopOnCtrlC()
     finally:
         signal.signal(signal.SIGINT, previous)
+
+
+def _notice(text):
+    """Writes `text` to stderr from a signal handler, never raising: an exception there would
+    surface at whatever line the main thread was running."""
+    try:
+        sys.stderr.write(text)
+        sys.stderr.flush()
+    except (RuntimeError, AttributeError, ValueError, OSError):  # "reentrant call", no or a closed stderr
+        try:
+            os.write(2, text.encode())
+        except OSError:
+            pass
 
 
 def _train(args):

@@ -74,6 +74,9 @@ def test_antialias_samples_as_cut_does():
     names = [layer.name for layer in generator.layers]
     assert names.index("down1_norm") < names.index("down1_blur") < names.index("down2_pad")
     assert names.index("up1_resize") < names.index("up1_conv") < names.index("up1_norm")
+    from tf_cyclegan.models.resnet_generator import generator_alignment
+
+    assert generator_alignment(generator) is None  # no stride-2 convolution to align
 
 
 def test_the_upsampling_is_read_back_from_a_built_or_reloaded_generator(tmp_path):

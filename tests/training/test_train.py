@@ -100,7 +100,7 @@ def test_an_image_deleted_mid_run_without_the_cache_is_an_error_naming_it(tmp_pa
 
 
 @pytest.mark.slow
-def test_ctrl_c_ends_with_one_line_naming_the_step_and_exit_130(demo_root, tmp_path):
+def test_ctrl_c_says_it_stops_after_the_step_then_names_the_step_and_exits_130(demo_root, tmp_path):
     import signal
     import subprocess
     import sys
@@ -124,7 +124,7 @@ def test_ctrl_c_ends_with_one_line_naming_the_step_and_exit_130(demo_root, tmp_p
     assert process.returncode == 130, err[-3000:]
     lines = [line for line in err.splitlines() if line.startswith("tf-cyclegan train:")]
     assert len(lines) == 2 and "Traceback" not in err, err[-3000:]
-    assert "stopping at the end of this step" in lines[0]
+    assert "stopping after the running step" in lines[0]
     assert "interrupted at step" in lines[1] and "run the same command to resume" in lines[1]
 
 

@@ -53,11 +53,11 @@ def train_step_benchmark(size=128, batch=1, filters=64, num_residual_blocks=9, s
         filters, num_residual_blocks: the generators' (64 and 9: the paper's ResNet-9); the
             discriminators are the paper's 70x70 PatchGANs.
         steps: timed steps, after `warmup` untimed ones and the first.
-        upsampling: the generators' ("transpose", the reference's; "resize"; "antialias").
         precision: "float32", "mixed_bfloat16" or "mixed_float16".
         jit_compile: "auto", True or False, as for `compile`.
         start_time: when the process started (`time.time()`), for `first_step_s`;
             default: from /proc.
+        upsampling: the generators' ("transpose", the reference's; "resize"; "antialias").
 
     Returns:
         dict: images_per_s (steady state), first_step_s (process start to the end of the

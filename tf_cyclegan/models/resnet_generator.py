@@ -19,7 +19,8 @@ from tf_cyclegan.models.initializers import paper_initializer
 # sampled one pixel off); kept so that their runs resume with the network they trained.
 ALIGNMENTS = ("reference", "keras_same")
 
-# How the two upsamplings double the height and width. "transpose": the reference's stride-2
+# How the generator doubles (and with "antialias" also halves) the height and width.
+# "transpose": the reference's stride-2
 # transposed convolutions (its checkpoints load only into these). "resize": nearest-neighbour
 # upsampling by 2, then a reflection-padded 3x3 convolution (Odena, Dumoulin and Olah,
 # "Deconvolution and Checkerboard Artifacts", 2016): every output pixel gets the same number of
@@ -28,8 +29,9 @@ ALIGNMENTS = ("reference", "keras_same")
 # both ways: each downsampling is a stride-1 convolution, its norm and ReLU, then a [1, 2, 1]
 # blur sampled at stride 2 (`BlurPool2D`); each upsampling CUT's [1, 3, 3, 1] blur of the
 # zero-filled doubled image (`BlurUpSampling2D`, a bilinear resize by 2) then a 3x3
-# convolution, zero-padded as in CUT. Same parameter count either way;
-# docs/checkerboard.md measures what they change.
+# convolution, zero-padded as in CUT; its stride-1 downsampling convolutions cost 4x their
+# stride-2 arithmetic. The same parameter count each way; docs/checkerboard.md measures them.
+# `alignment` has nothing to align in an "antialias" network (no stride-2 convolution).
 UPSAMPLINGS = ("transpose", "resize", "antialias")
 
 
@@ -158,10 +160,13 @@ def build_resnet_generator(filters=64, num_residual_blocks=9, channels=3, name="
 
 def generator_alignment(generator):
     """The `ALIGNMENTS` entry a built ResNet generator follows (read from its first
-    downsampling: "same" padding is "keras_same"), or None for another network."""
+    downsampling: "same" padding is "keras_same"), or None for another network or one with no
+    stride-2 convolution to align (`upsampling="antialias"`)."""
     try:
         conv = generator.get_layer("down1_conv")
     except ValueError:
+        return None
+    if conv.strides == (1, 1):
         return None
     return "keras_same" if conv.padding == "same" else "reference"
 
@@ -175,4 +180,8 @@ def generator_upsampling(generator):
         return None
     if isinstance(conv, keras.layers.Conv2DTranspose):
         return "transpose"
-    return "antialias" if isinstance(generator.get_layer("up1_resize"), BlurUpSampling2D) else "resize"
+    try:
+        resize = generator.get_layer("up1_resize")
+    except ValueError:
+        return None
+    return "antialias" if isinstance(resize, BlurUpSampling2D) else "resize"

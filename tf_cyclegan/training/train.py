@@ -294,14 +294,14 @@ def _init_from(model, path, alignment, upsampling):
     source = load_keras_file(path)
     if not all(hasattr(source, name) for name in ("gen_a2b", "gen_b2a", "disc_a", "disc_b")):
         raise ConfigError(f"train.init_from {path!r} holds a {type(source).__name__}, not a CycleGAN")
-    if generator_alignment(source.gen_a2b) != alignment:
-        raise ConfigError(f"train.init_from {path!r} has generators aligned {generator_alignment(source.gen_a2b)!r}, "
-                          f"the config builds {alignment!r}: add --set model.generator_alignment="
-                          f"{generator_alignment(source.gen_a2b)}")
     if generator_upsampling(source.gen_a2b) != upsampling:  # "resize" and "antialias" have the same shapes
         raise ConfigError(f"train.init_from {path!r} has generators with upsampling "
                           f"{generator_upsampling(source.gen_a2b)!r}, the config builds {upsampling!r}: add --set "
                           f"model.upsampling={generator_upsampling(source.gen_a2b)}")
+    if upsampling != "antialias" and generator_alignment(source.gen_a2b) != alignment:  # antialias: nothing to align
+        raise ConfigError(f"train.init_from {path!r} has generators aligned {generator_alignment(source.gen_a2b)!r}, "
+                          f"the config builds {alignment!r}: add --set model.generator_alignment="
+                          f"{generator_alignment(source.gen_a2b)}")
     for name in ("gen_a2b", "gen_b2a", "disc_a", "disc_b"):
         ours, theirs = getattr(model, name), getattr(source, name)
         shapes = [tuple(w.shape) for w in ours.weights], [tuple(w.shape) for w in theirs.weights]
@@ -385,21 +385,21 @@ def _train(config, run_dir, dataset, position, samples, policy, resume, extra_ca
         phases.append((steps, epoch + bool(batch), total_epochs))
     if not phases:
         logger.info("%s has already finished its %d epochs.", run_dir, total_epochs)
-    for batches, first_epoch, end_epoch in phases:
-        epoch_input = dataset.apply(tf.data.experimental.assert_cardinality(batches * local_replicas))
-        if replicas > 1:
-            # Each pipeline yields per-replica batches of its own pairs: no rebatching, no resharding.
-            epoch_input = strategy.distribute_datasets_from_function(lambda _, ds=epoch_input: ds)
-        try:
+    try:  # around every phase and what comes between them, so a Ctrl-C anywhere in training is reported
+        for batches, first_epoch, end_epoch in phases:
+            epoch_input = dataset.apply(tf.data.experimental.assert_cardinality(batches * local_replicas))
+            if replicas > 1:
+                # Each pipeline yields per-replica batches of its own pairs: no rebatching, no resharding.
+                epoch_input = strategy.distribute_datasets_from_function(lambda _, ds=epoch_input: ds)
             history = model.fit(epoch_input, initial_epoch=first_epoch, epochs=end_epoch, callbacks=callbacks,
                                 verbose=fit_verbosity(t.verbose) if is_chief else 0)
-        except KeyboardInterrupt:
-            backups = manager.backups()
-            kept = f"the newest backup, {os.path.basename(backups[0])}, is kept" if backups else "no backup yet"
-            raise KeyboardInterrupt(
-                f"interrupted at step {progress.global_step} (epoch {progress.epoch + 1}, batch {progress.batch}); "
-                f"{kept}: run the same command to resume.") from None
-        final_losses = {k: float(np.mean(v[-1])) for k, v in history.history.items()} or final_losses
+            final_losses = {k: float(np.mean(v[-1])) for k, v in history.history.items()} or final_losses
+    except KeyboardInterrupt:
+        backups = manager.backups()
+        kept = f"the newest backup, {os.path.basename(backups[0])}, is kept" if backups else "no backup yet"
+        raise KeyboardInterrupt(
+            f"interrupted at step {progress.global_step} (epoch {progress.epoch + 1}, batch {progress.batch}); "
+            f"{kept}: run the same command to resume.") from None
     result = {"run_dir": run_dir, "precision": policy, "final_losses": final_losses, "model": model}
     if not is_chief:
         return result
