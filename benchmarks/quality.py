@@ -1,7 +1,7 @@
 """Upsampling choices judged on real photographs with a known answer: error and checkerboard.
 
-    python benchmarks/quality.py --out runs/quality                  # 3 options x 2 seeds, 5,000 steps
-    python benchmarks/quality.py --out runs/quality --options transpose,antialias --seeds 0
+    python benchmarks/quality.py --out runs/quality                  # 2 options x 2 seeds, 5,000 steps
+    python benchmarks/quality.py --out runs/quality --options transpose,resize --seeds 0
 
 Domain A: random crops of the colour photographs that scikit-image, scikit-learn and
 matplotlib install with themselves (no download; `pip install scikit-image scikit-learn
@@ -246,7 +246,7 @@ def _table(results):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="runs/quality", help="work folder: data, runs, grids")
-    parser.add_argument("--options", default="transpose,resize,antialias")
+    parser.add_argument("--options", default="transpose,resize")
     parser.add_argument("--seeds", default="0,1")
     parser.add_argument("--steps", type=int, default=5000, help=f"training steps, a multiple of {EPOCHS}")
     parser.add_argument("--one", nargs=2, metavar=("OPTION", "SEED"), help=argparse.SUPPRESS)

@@ -47,8 +47,6 @@ def test_a_saved_model_loads_with_keras_alone_whichever_is_imported_first(import
     ("tf_cyclegan>FusedAdam", "tf_cyclegan.training.fused_adam"),
     ("tf_cyclegan>InstanceNormalization", "tf_cyclegan.layers.instance_normalization"),
     ("tf_cyclegan>ReflectionPadding2D", "tf_cyclegan.layers.reflection_padding"),
-    ("tf_cyclegan>BlurPool2D", "tf_cyclegan.layers.antialiased_sampling"),
-    ("tf_cyclegan>BlurUpSampling2D", "tf_cyclegan.layers.antialiased_sampling"),
     ("tf_cyclegan>LeanConv2D", "tf_cyclegan.layers.lean_conv"),
     ("tf_cyclegan>Conv2D", "tf_cyclegan.layers.legacy"),
 ])

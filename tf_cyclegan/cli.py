@@ -299,7 +299,7 @@ def build_parser():
     bench.add_argument("--filters", "--ngf", type=int, default=64, help="generator filters (--ngf: old name)")
     bench.add_argument("--num-residual-blocks", "--blocks", type=int, default=9,
                        help="generator residual blocks (--blocks: old name)")
-    bench.add_argument("--upsampling", default="transpose", choices=("transpose", "resize", "antialias"),
+    bench.add_argument("--upsampling", default="transpose", choices=("transpose", "resize"),
                        help="the generators' (docs/checkerboard.md)")
     bench.add_argument("--steps", type=int, default=10, help="timed steps")
     bench.add_argument("--warmup", type=int, default=2, help="untimed steps after the first")

@@ -220,11 +220,10 @@ def test_a_failed_conversion_writes_nothing(saved_cyclegan, tmp_path, monkeypatc
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("upsampling", ["resize", "antialias"])
-def test_every_upsampling_exports_to_every_format_with_parity(tmp_path, upsampling):
+def test_a_resize_upsampling_generator_exports_to_every_format_with_parity(tmp_path):
     import onnxruntime
 
-    generator = build_resnet_generator(filters=8, num_residual_blocks=1, upsampling=upsampling)
+    generator = build_resnet_generator(filters=8, num_residual_blocks=1, upsampling="resize")
     export_generator(generator, tmp_path, formats=("savedmodel", "tflite", "onnx"), tflite_size=32)
     odd = np.random.default_rng(4).uniform(-1, 1, (1, 37, 51, 3)).astype(np.float32)
     expected = translate(generator, odd).numpy()

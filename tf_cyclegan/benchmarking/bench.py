@@ -57,7 +57,7 @@ def train_step_benchmark(size=128, batch=1, filters=64, num_residual_blocks=9, s
         jit_compile: "auto", True or False, as for `compile`.
         start_time: when the process started (`time.time()`), for `first_step_s`;
             default: from /proc.
-        upsampling: the generators' ("transpose", the reference's; "resize"; "antialias").
+        upsampling: the generators' ("transpose", the reference's, or "resize").
 
     Returns:
         dict: images_per_s (steady state), first_step_s (process start to the end of the

@@ -344,7 +344,7 @@ def build_cyclegan(filters=64, num_residual_blocks=9, disc_filters=64, disc_laye
         filters, num_residual_blocks: of each generator (`build_resnet_generator`).
         generator_alignment: the generators' `alignment` ("reference": the PyTorch reference's).
         upsampling: the generators' `upsampling` ("transpose": the reference's; "resize":
-            nearest-neighbour resize and convolution; "antialias": CUT's blurred sampling).
+            nearest-neighbour resize and convolution, without a visible grid).
         norm_affine, use_bias: of all four networks (learned instance-norm scale and offset;
             biases on the convolutions a normalisation follows).
         disc_filters, disc_layers: of each discriminator (`build_patchgan_discriminator`).

@@ -6,7 +6,6 @@ u128, u64, c7s1-3.
 
 import keras
 
-from tf_cyclegan.layers.antialiased_sampling import BlurPool2D, BlurUpSampling2D
 from tf_cyclegan.layers.instance_normalization import InstanceNormalization
 from tf_cyclegan.layers.lean_conv import LeanConv2D
 from tf_cyclegan.layers.reflection_padding import ReflectionPadding2D
@@ -19,20 +18,13 @@ from tf_cyclegan.models.initializers import paper_initializer
 # sampled one pixel off); kept so that their runs resume with the network they trained.
 ALIGNMENTS = ("reference", "keras_same")
 
-# How the generator doubles (and with "antialias" also halves) the height and width.
-# "transpose": the reference's stride-2
+# How the two upsamplings double the height and width. "transpose": the reference's stride-2
 # transposed convolutions (its checkpoints load only into these). "resize": nearest-neighbour
 # upsampling by 2, then a reflection-padded 3x3 convolution (Odena, Dumoulin and Olah,
 # "Deconvolution and Checkerboard Artifacts", 2016): every output pixel gets the same number of
 # kernel taps, so there is no uneven overlap to imprint the period-2 grid of a transposed
-# convolution. "antialias": CUT's anti-aliased sampling (Park et al. 2020, after Zhang 2019),
-# both ways: each downsampling is a stride-1 convolution, its norm and ReLU, then a [1, 2, 1]
-# blur sampled at stride 2 (`BlurPool2D`); each upsampling CUT's [1, 3, 3, 1] blur of the
-# zero-filled doubled image (`BlurUpSampling2D`, a bilinear resize by 2) then a 3x3
-# convolution, zero-padded as in CUT; its stride-1 downsampling convolutions cost 4x their
-# stride-2 arithmetic. The same parameter count each way; docs/checkerboard.md measures them.
-# `alignment` has nothing to align in an "antialias" network (no stride-2 convolution).
-UPSAMPLINGS = ("transpose", "resize", "antialias")
+# convolution. Same parameter count; docs/checkerboard.md measures what it changes.
+UPSAMPLINGS = ("transpose", "resize")
 
 
 def _conv(filters, kernel_size, strides=1, use_bias=True, padding="valid", name=None):
@@ -54,12 +46,8 @@ def _residual_block(x, filters, norm, use_bias, name):
     return keras.layers.Add(name=f"{name}_add")([shortcut, x])
 
 
-def _downsample(x, filters, alignment, upsampling, use_bias, name):
-    """A stride-2 3x3 convolution: half the height and width (`upsampling="antialias"`: a
-    stride-1 one, the blur that halves the size comes after its norm)."""
-    if upsampling == "antialias":
-        x = keras.layers.ZeroPadding2D(1, name=f"{name}_pad")(x)
-        return _conv(filters, 3, use_bias=use_bias, name=f"{name}_conv")(x)
+def _downsample(x, filters, alignment, use_bias, name):
+    """A stride-2 3x3 convolution: half the height and width."""
     if alignment == "keras_same":
         return _conv(filters, 3, strides=2, use_bias=use_bias, padding="same", name=f"{name}_conv")(x)
     x = keras.layers.ZeroPadding2D(1, name=f"{name}_pad")(x)  # 1 on every side, as PyTorch's padding=1
@@ -68,12 +56,7 @@ def _downsample(x, filters, alignment, upsampling, use_bias, name):
 
 def _upsample(x, filters, alignment, upsampling, use_bias, name):
     """Twice the height and width: a stride-2 3x3 transposed convolution, or (`upsampling=
-    "resize"`) a nearest-neighbour resize followed by a reflection-padded 3x3 convolution, or
-    ("antialias") `BlurUpSampling2D` (a bilinear resize) followed by a zero-padded 3x3 convolution."""
-    if upsampling == "antialias":
-        x = BlurUpSampling2D(name=f"{name}_resize")(x)
-        x = keras.layers.ZeroPadding2D(1, name=f"{name}_pad")(x)
-        return _conv(filters, 3, use_bias=use_bias, name=f"{name}_conv")(x)
+    "resize"`) a nearest-neighbour resize followed by a reflection-padded 3x3 convolution."""
     if upsampling == "resize":
         x = keras.layers.UpSampling2D(2, interpolation="nearest", name=f"{name}_resize")(x)
         x = ReflectionPadding2D(1, name=f"{name}_pad")(x)
@@ -109,11 +92,10 @@ def build_resnet_generator(filters=64, num_residual_blocks=9, channels=3, name="
             scale and offset, as PyTorch's `InstanceNorm2d(affine=True)`.
         use_bias: bool, default True (the reference's with instance norm). Biases on the
             convolutions before a normalisation (the last convolution always has one).
-        upsampling: "transpose" (default, the reference's), "resize" or "antialias", see
-            `UPSAMPLINGS` ("antialias" changes the downsamplings too, as CUT does). As many
-            parameters each way, but only "transpose" has the reference's transposed kernels,
-            so reference checkpoints load only into it. `alignment` concerns the stride-2
-            convolutions only: the downsamplings with "resize", nothing with "antialias".
+        upsampling: "transpose" (default, the reference's) or "resize", see `UPSAMPLINGS`.
+            As many parameters either way, but a "resize" network's upsampling kernels are
+            ordinary convolutions', so reference checkpoints load only into "transpose".
+            `alignment` then concerns the downsamplings only.
 
     Example:
     >>> gen_a2b = build_resnet_generator(filters=8, num_residual_blocks=2)
@@ -139,10 +121,8 @@ def build_resnet_generator(filters=64, num_residual_blocks=9, channels=3, name="
     x = norm(activation="relu", name="stem_norm")(x)
 
     for i, mult in enumerate((2, 4)):
-        x = _downsample(x, filters * mult, alignment, upsampling, use_bias, name=f"down{i + 1}")
+        x = _downsample(x, filters * mult, alignment, use_bias, name=f"down{i + 1}")
         x = norm(activation="relu", name=f"down{i + 1}_norm")(x)
-        if upsampling == "antialias":
-            x = BlurPool2D(3, name=f"down{i + 1}_blur")(x)
 
     for i in range(num_residual_blocks):
         x = _residual_block(x, filters * 4, norm, use_bias, name=f"res{i + 1}")
@@ -160,13 +140,10 @@ def build_resnet_generator(filters=64, num_residual_blocks=9, channels=3, name="
 
 def generator_alignment(generator):
     """The `ALIGNMENTS` entry a built ResNet generator follows (read from its first
-    downsampling: "same" padding is "keras_same"), or None for another network or one with no
-    stride-2 convolution to align (`upsampling="antialias"`)."""
+    downsampling: "same" padding is "keras_same"), or None for another network."""
     try:
         conv = generator.get_layer("down1_conv")
     except ValueError:
-        return None
-    if conv.strides == (1, 1):
         return None
     return "keras_same" if conv.padding == "same" else "reference"
 
@@ -178,10 +155,4 @@ def generator_upsampling(generator):
         conv = generator.get_layer("up1_conv")
     except ValueError:
         return None
-    if isinstance(conv, keras.layers.Conv2DTranspose):
-        return "transpose"
-    try:
-        resize = generator.get_layer("up1_resize")
-    except ValueError:
-        return None
-    return "antialias" if isinstance(resize, BlurUpSampling2D) else "resize"
+    return "transpose" if isinstance(conv, keras.layers.Conv2DTranspose) else "resize"

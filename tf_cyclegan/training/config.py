@@ -53,9 +53,7 @@ class ModelConfig:
     generator_alignment: Literal["reference", "keras_same"] = "reference"
     norm_affine: bool = False  # instance norms with a learned scale and offset (PyTorch's affine=True)
     use_bias: bool = True  # biases on the convolutions before a normalisation
-    # "resize", "antialias": other upsamplings, without the transposed convolutions' visible grid
-    # but further from the truth on the benchmark (docs/checkerboard.md).
-    upsampling: Literal["transpose", "resize", "antialias"] = "transpose"
+    upsampling: Literal["transpose", "resize"] = "transpose"  # resize: no visible grid (docs/checkerboard.md)
 
 
 @dataclass(frozen=True)

@@ -294,11 +294,11 @@ def _init_from(model, path, alignment, upsampling):
     source = load_keras_file(path)
     if not all(hasattr(source, name) for name in ("gen_a2b", "gen_b2a", "disc_a", "disc_b")):
         raise ConfigError(f"train.init_from {path!r} holds a {type(source).__name__}, not a CycleGAN")
-    if generator_upsampling(source.gen_a2b) != upsampling:  # "resize" and "antialias" have the same shapes
+    if generator_upsampling(source.gen_a2b) != upsampling:  # said before the shapes differ
         raise ConfigError(f"train.init_from {path!r} has generators with upsampling "
                           f"{generator_upsampling(source.gen_a2b)!r}, the config builds {upsampling!r}: add --set "
                           f"model.upsampling={generator_upsampling(source.gen_a2b)}")
-    if upsampling != "antialias" and generator_alignment(source.gen_a2b) != alignment:  # antialias: nothing to align
+    if generator_alignment(source.gen_a2b) != alignment:
         raise ConfigError(f"train.init_from {path!r} has generators aligned {generator_alignment(source.gen_a2b)!r}, "
                           f"the config builds {alignment!r}: add --set model.generator_alignment="
                           f"{generator_alignment(source.gen_a2b)}")
