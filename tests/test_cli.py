@@ -296,3 +296,15 @@ def test_ctrl_c_in_fit_stops_at_the_batch_end_a_second_one_or_one_outside_fit_at
         with pytest.raises(KeyboardInterrupt):
             stop_on_ctrl_c.on_train_end()
     assert signal.getsignal(signal.SIGINT) is before
+
+
+def test_bench_takes_the_upsamplings_the_config_takes(capsys):
+    from tf_cyclegan.cli import _config_choices, build_parser
+    from tf_cyclegan.models.resnet_generator import UPSAMPLINGS
+
+    assert _config_choices("upsampling") == UPSAMPLINGS  # the config and the builder agree
+    for upsampling in UPSAMPLINGS:
+        assert build_parser().parse_args(["bench", "--upsampling", upsampling]).upsampling == upsampling
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["bench", "--upsampling", "bilinear"])
+    assert "invalid choice: 'bilinear'" in capsys.readouterr().err

@@ -72,6 +72,16 @@ def _ctrl_c_at_the_next_batch():
         signal.signal(signal.SIGINT, previous)
 
 
+def _config_choices(model_key):
+    """The values the config's `model.<model_key>` accepts (its Literal), so that a command's
+    choices and the config's cannot drift apart. The config module loads without TensorFlow."""
+    import typing
+
+    from tf_cyclegan.training.config import ModelConfig
+
+    return typing.get_args(typing.get_type_hints(ModelConfig)[model_key])
+
+
 def _notice(text):
     """Writes `text` to stderr from a signal handler, never raising: an exception there would
     surface at whatever line the main thread was running."""
@@ -299,7 +309,7 @@ def build_parser():
     bench.add_argument("--filters", "--ngf", type=int, default=64, help="generator filters (--ngf: old name)")
     bench.add_argument("--num-residual-blocks", "--blocks", type=int, default=9,
                        help="generator residual blocks (--blocks: old name)")
-    bench.add_argument("--upsampling", default="transpose", choices=("transpose", "resize"),
+    bench.add_argument("--upsampling", default="transpose", choices=_config_choices("upsampling"),
                        help="the generators' (docs/checkerboard.md)")
     bench.add_argument("--steps", type=int, default=10, help="timed steps")
     bench.add_argument("--warmup", type=int, default=2, help="untimed steps after the first")

@@ -294,7 +294,7 @@ def _init_from(model, path, alignment, upsampling):
     source = load_keras_file(path)
     if not all(hasattr(source, name) for name in ("gen_a2b", "gen_b2a", "disc_a", "disc_b")):
         raise ConfigError(f"train.init_from {path!r} holds a {type(source).__name__}, not a CycleGAN")
-    if generator_upsampling(source.gen_a2b) != upsampling:  # said before the shapes differ
+    if generator_upsampling(source.gen_a2b) != upsampling:  # the shape check below could only say "differ"
         raise ConfigError(f"train.init_from {path!r} has generators with upsampling "
                           f"{generator_upsampling(source.gen_a2b)!r}, the config builds {upsampling!r}: add --set "
                           f"model.upsampling={generator_upsampling(source.gen_a2b)}")
