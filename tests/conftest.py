@@ -34,9 +34,9 @@ def built_tiny_cyclegan():
     return model
 
 
-def saved_tiny_cyclegan(path):
-    """A compiled, built `tiny_cyclegan()` saved to `path` (.keras); returns the model."""
-    model = tiny_cyclegan()
+def saved_tiny_cyclegan(path, **kwargs):
+    """A compiled, built `tiny_cyclegan(**kwargs)` saved to `path` (.keras); returns the model."""
+    model = tiny_cyclegan(**kwargs)
     model.compile()
     model.build((None, TINY_SIZE, TINY_SIZE, 3))
     model.save(path)

@@ -189,14 +189,11 @@ def test_a_run_of_version_0_1_0_resumes_only_with_the_generators_it_trained(demo
 
 
 def test_init_from_a_cyclegan_with_other_upsampling_stops_naming_the_setting(tmp_path):
-    from conftest import TINY_SIZE, tiny_cyclegan
+    from conftest import saved_tiny_cyclegan, tiny_cyclegan
 
     from tf_cyclegan.training.train import _init_from
 
-    source = tiny_cyclegan(upsampling="resize")
-    source.compile()
-    source.build((None, TINY_SIZE, TINY_SIZE, 3))
-    source.save(tmp_path / "resize.keras")
+    source = saved_tiny_cyclegan(tmp_path / "resize.keras", upsampling="resize")
     with pytest.raises(ConfigError, match="upsampling 'resize', the config builds 'transpose': "
                                           "add --set model.upsampling=resize"):
         _init_from(tiny_cyclegan(), str(tmp_path / "resize.keras"), "reference", "transpose")
