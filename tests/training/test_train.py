@@ -213,3 +213,121 @@ def test_fit_verbosity_auto_is_a_line_per_epoch_off_a_terminal_and_the_live_bar_
     assert fit_verbosity("auto", object()) == 2  # a stream that cannot say
     for verbose in (0, 1, 2):
         assert fit_verbosity(verbose, _Terminal()) == verbose
+
+
+def _make_files(root, rels, text="x"):
+    for rel in rels:
+        os.makedirs(root / os.path.dirname(rel), exist_ok=True)
+        (root / rel).write_text(text)
+
+
+# The user's files in a run's folders, some named nearly like ours: --restart keeps every one.
+USERS_FILES = ["checkpoints/best_by_hand.keras", "samples/mine.png", "logs/myexp/events.out.tfevents.1.me.2.v2",
+               "logs/notes.txt", "backup/README", "notes.txt", "checkpoints/epoch_0001.keras.bak"]
+
+
+def test_restart_deletes_exactly_what_the_writers_name_and_nothing_of_the_users(demo_root, tmp_path):
+    from tf_cyclegan.files import remove_matching
+    from tf_cyclegan.training.callbacks.checkpoints import KerasCheckpoints
+    from tf_cyclegan.training.callbacks.samples import SampleGrid
+    from tf_cyclegan.training.train import RUN_FILES, RUN_FOLDERS, _check_restartable
+
+    dump_config(_config(demo_root), str(tmp_path / "config.yaml"))
+    ours = ["log.csv", "model.keras", "results.json", ".tmp-99999999-model.keras.keras",
+            f"checkpoints/{KerasCheckpoints.file_name('epoch', 3)}", f"checkpoints/{KerasCheckpoints.file_name('step', 40)}",
+            f"samples/{SampleGrid.file_name(3)}", "backup/step-0000000040/state.weights.h5",
+            "backup/step-0000000040/progress.json", "backup/.tmp-step-0000000042-77/state.weights.h5",
+            "logs/train/events.out.tfevents.1.host.3.v2", "logs/steps/events.out.tfevents.1.host.3.v2"]
+    _make_files(tmp_path, ours + USERS_FILES)
+    _check_restartable(str(tmp_path))  # a run of ours
+    remove_matching(tmp_path, RUN_FILES, RUN_FOLDERS)
+    assert _tree(tmp_path) == sorted(USERS_FILES + ["checkpoints", "samples", "logs", "logs/myexp", "backup"])
+
+
+def test_what_a_start_killed_before_its_first_step_leaves_does_not_bind_the_next_command(demo_root, tmp_path):
+    from tf_cyclegan.training.train import _resuming
+
+    _make_files(tmp_path, ["logs/train/events.out.tfevents.1.host.3.v2", "logs/steps/events.out.tfevents.1.h.3.v2"])
+    (tmp_path / "log.csv").write_text("")  # CSVLogger opens it at the start
+    (tmp_path / "samples").mkdir()
+    for restart in (False, True):
+        assert not _resuming(_config(demo_root), str(tmp_path), restart)  # a new run, whatever its config
+    _make_files(tmp_path, ["logs/notes.txt"])  # but a folder holding the user's files is not ours to train into
+    with pytest.raises(ConfigError, match="holds logs but no config.yaml"):
+        _resuming(_config(demo_root), str(tmp_path), False)
+
+
+def test_a_data_folder_written_differently_is_the_same_config(demo_root, tmp_path, monkeypatch):
+    from tf_cyclegan.training.train import _resuming
+
+    monkeypatch.chdir(demo_root.parent)
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    dump_config(_config(demo_root.name), str(run_dir / "config.yaml"))  # data.root=demo0 (relative)
+    before = (run_dir / "config.yaml").read_text()
+    for root in (f"./{demo_root.name}/", str(demo_root), f"{demo_root}/../{demo_root.name}"):
+        assert _resuming(_config(root), str(run_dir), restart=False), root
+    assert (run_dir / "config.yaml").read_text() == before  # what the user wrote stays
+    with pytest.raises(ConfigError, match="data.root: 'demo.*' in the run, 'elsewhere' now"):
+        _resuming(_config("elsewhere"), str(run_dir), restart=False)
+
+
+def _start_failure(kind, tmp_path, demo_root):
+    """A config whose start fails after the networks are built, and the error it raises."""
+    from conftest import saved_tiny_cyclegan
+
+    if kind == "init_from_shape":
+        saved_tiny_cyclegan(tmp_path / "other.keras", disc_layers=2)
+        return _config(demo_root, init_from=str(tmp_path / "other.keras")), "does not have the weights"
+    if kind == "init_from_generator":
+        saved_tiny_cyclegan(tmp_path / "cg.keras").gen_a2b.save(tmp_path / "gen.keras")
+        return _config(demo_root, init_from=str(tmp_path / "gen.keras")), "not a CycleGAN"
+    config = _config(demo_root)
+    return dataclasses.replace(config, eval=dataclasses.replace(
+        config.eval, every_n_epochs=1, inception_weights=str(tmp_path / "no-such-inception.h5"))), "Inception"
+
+
+@pytest.mark.parametrize("kind", ["init_from_shape", "init_from_generator", "inception_weights"])
+def test_a_start_that_fails_leaves_nothing_behind(demo_root, tmp_path, kind):
+    config, message = _start_failure(kind, tmp_path, demo_root)
+    with pytest.raises((ConfigError, FileNotFoundError), match=message):
+        train_and_evaluate(config, str(tmp_path / "new"))
+    assert not (tmp_path / "new").exists()  # made by the start, removed with what it held
+    _make_files(tmp_path / "mine", ["notes.txt"])
+    with pytest.raises((ConfigError, FileNotFoundError), match=message):
+        train_and_evaluate(config, str(tmp_path / "mine"))
+    assert _tree(tmp_path / "mine") == ["notes.txt"]
+
+
+def test_a_run_directory_in_use_is_refused_before_any_work_naming_the_owner(demo_root, tmp_path):
+    import socket
+
+    from tf_cyclegan.files import DirectoryLocked, lock_directory
+
+    with lock_directory(tmp_path):
+        with pytest.raises(DirectoryLocked, match=f"is in use: process {os.getpid()} on {socket.gethostname()}"):
+            train_and_evaluate(_config(tmp_path / "no-data"), str(tmp_path))  # refused before the data is read
+        assert len(os.listdir(tmp_path)) == 1  # the lock only
+
+
+def test_the_epochs_records_come_before_the_backup_that_marks_it_done(demo_root, tmp_path):
+    from conftest import built_tiny_cyclegan
+
+    from tf_cyclegan.training.callbacks.backup import BackupCallback, BackupManager, RunProgress
+    from tf_cyclegan.training.train import _chief_callbacks
+
+    config = dataclasses.replace(_config(demo_root), eval=dataclasses.replace(_config(demo_root).eval,
+                                                                              every_n_epochs=1))
+    progress = RunProgress(2, info={"global_batch_size": 1})
+    manager = BackupManager(tmp_path / "backup")
+    samples = [[np.zeros((32, 32, 3), "float32")]] * 2
+    callbacks = _chief_callbacks(config, str(tmp_path), manager, progress, samples, str(tmp_path / "logs"),
+                                 str(tmp_path / "log.csv"))
+    assert isinstance(callbacks[-1], BackupCallback) and len(callbacks) == 7  # eval and samples before it
+    # Nor does the step rule back up at an epoch's last batch: the epoch's end does, after its records.
+    backup = BackupCallback(manager, progress, every_n_steps=1)
+    backup.set_model(built_tiny_cyclegan())
+    for batch in range(2):
+        progress.on_train_batch_end(batch)
+        backup.on_train_batch_end(batch)
+    assert [os.path.basename(b) for b in manager.backups()] == ["step-0000000001"]
