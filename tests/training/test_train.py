@@ -146,6 +146,12 @@ def test_a_run_directory_holds_the_config_model_logs_checkpoints_samples_and_res
     assert sorted(os.listdir(run_dir / "checkpoints")) == ["epoch_0001.keras", "epoch_0002.keras"]
     assert sorted(os.listdir(run_dir / "samples")) == ["epoch_001.png", "epoch_002.png"]
     assert len((run_dir / "log.csv").read_text().splitlines()) == 1 + 2  # a header and a row per epoch
+    # Every file the run wrote is one --restart knows as the run's (by its writer's pattern).
+    from tf_cyclegan.files import find_matching
+    from tf_cyclegan.training.train import RUN_FILES, RUN_FOLDERS
+
+    written = [rel for rel in _tree(run_dir) if (run_dir / rel).is_file()]
+    assert find_matching(run_dir, RUN_FILES, RUN_FOLDERS) == written and len(written) > 12
     assert isinstance(result["model"], CycleGAN) and int(result["model"].gen_optimizer.iterations) == 4
     saved = json.loads((run_dir / "results.json").read_text())
     assert saved["run_dir"] == str(run_dir) and saved["precision"] == result["precision"]
@@ -331,3 +337,71 @@ def test_the_epochs_records_come_before_the_backup_that_marks_it_done(demo_root,
         progress.on_train_batch_end(batch)
         backup.on_train_batch_end(batch)
     assert [os.path.basename(b) for b in manager.backups()] == ["step-0000000001"]
+
+
+def _contents(folder):
+    return {rel: (folder / rel).read_bytes() for rel in _tree(folder) if (folder / rel).is_file()}
+
+
+@pytest.mark.slow
+def test_a_finished_run_is_read_not_rewritten_unless_more_epochs_are_asked(demo_root, tmp_path):
+    run_dir = tmp_path / "run"
+    first = train_and_evaluate(_config(demo_root, epochs=2), str(run_dir))
+    before = _contents(run_dir)
+    for epochs in (2, 1):  # the same command again, and one asking for fewer epochs than were trained
+        result = train_and_evaluate(_config(demo_root, epochs=epochs), str(run_dir))
+        assert result["final_losses"] == pytest.approx(first["final_losses"]) and result["final_losses"]
+        assert _contents(run_dir) == before  # config.yaml still says 2 epochs, results.json its losses
+    result = train_and_evaluate(_config(demo_root, epochs=3), str(run_dir))  # more: trains on, records follow
+    assert yaml.safe_load((run_dir / "config.yaml").read_text())["train"]["epochs"] == 3
+    assert [row.split(",")[0] for row in (run_dir / "log.csv").read_text().splitlines()[1:]] == ["0", "1", "2"]
+    saved = json.loads((run_dir / "results.json").read_text())
+    assert saved["final_losses"] == pytest.approx(result["final_losses"]) != first["final_losses"]
+    assert int(result["model"].gen_optimizer.iterations) == 6
+
+
+@pytest.mark.slow
+def test_a_kill_while_an_epochs_records_are_written_leaves_the_epoch_to_end_again(demo_root, tmp_path, monkeypatch):
+    from tf_cyclegan.training.callbacks.samples import SampleGrid
+
+    config = load_config(overrides={
+        "data": {"root": str(demo_root), "load_size": 36, "crop_size": 32, "num_samples": 1},
+        "model": {"filters": 4, "num_residual_blocks": 1, "disc_filters": 4, "pool_size": 2},
+        "train": {"epochs": 2, "epochs_decay": 0, "verbose": 0, "steps_per_epoch": 2},
+        "checkpoint": {"backup_every_n_steps": 1},  # due at every step, the epoch's last included
+    })
+    write_grid = SampleGrid.on_epoch_end
+
+    def killed_while_writing_the_first_grid(self, epoch, logs=None):
+        raise KeyboardInterrupt
+
+    run_dir = tmp_path / "run"
+    monkeypatch.setattr(SampleGrid, "on_epoch_end", killed_while_writing_the_first_grid)
+    with pytest.raises(KeyboardInterrupt):
+        train_and_evaluate(config, str(run_dir))
+    # The epoch is not marked done: its last backup is from before its end.
+    assert sorted(os.listdir(run_dir / "backup")) == ["step-0000000001"]
+    monkeypatch.setattr(SampleGrid, "on_epoch_end", write_grid)
+    train_and_evaluate(config, str(run_dir))
+    assert sorted(os.listdir(run_dir / "samples")) == ["epoch_001.png", "epoch_002.png"]
+    assert [row.split(",")[0] for row in (run_dir / "log.csv").read_text().splitlines()[1:]] == ["0", "1"]
+
+
+@pytest.mark.slow
+def test_a_first_step_that_fails_leaves_nothing_and_the_next_start_trains(demo_root, tmp_path):
+    import keras
+
+    class OutOfMemoryAtTheFirstStep(keras.callbacks.Callback):
+        def on_train_batch_begin(self, batch, logs=None):
+            raise RuntimeError("OOM when allocating tensor")
+
+    run_dir = tmp_path / "run"
+    with pytest.raises(RuntimeError, match="OOM"):
+        train_and_evaluate(_config(demo_root), str(run_dir), callbacks=[OutOfMemoryAtTheFirstStep()])
+    assert not run_dir.exists()
+    # Nor does a start whose init file does not fit: the corrected command, with another seed, starts there.
+    config, message = _start_failure("init_from_shape", tmp_path, demo_root)
+    with pytest.raises(ConfigError, match=message):
+        train_and_evaluate(config, str(run_dir))
+    result = train_and_evaluate(_config(demo_root, seed=3), str(run_dir))  # the corrected command
+    assert result["final_losses"] and load_config(run_dir / "config.yaml").train.seed == 3

@@ -258,19 +258,23 @@ def _resuming(config, run_dir, restart):
 
 
 class _RecordConfig(keras.callbacks.Callback):
-    """Writes the run's config.yaml at the end of the first step this process trains.
+    """Writes the run's config.yaml, and makes its backup folder, at the end of the first step
+    this process trains.
 
     A directory becomes a run only once a step ran: a start that fails before (an init file of
     the wrong shape, unreachable Inception weights, a first step that runs out of memory) leaves
     no config that would hold the next, corrected, command to its settings. A resumed run's
     config.yaml is rewritten only if this one differs (more epochs, other checkpoint settings).
+    The empty backup folder tells a run killed before its first backup (resumed from the
+    start) from one whose backups were deleted (refused).
     """
 
-    def __init__(self, config, path):
+    def __init__(self, config, run_dir):
         super().__init__()
         self.text = yaml.safe_dump(config.to_dict(), sort_keys=False)
         self.config = config
-        self.path = path
+        self.path = os.path.join(run_dir, CONFIG)
+        self.backup_dir = os.path.join(run_dir, BACKUP)
         self.written = False
 
     def on_train_batch_end(self, batch, logs=None):
@@ -283,6 +287,7 @@ class _RecordConfig(keras.callbacks.Callback):
             same = False
         if not same:
             dump_config(self.config, self.path)
+        os.makedirs(self.backup_dir, exist_ok=True)
         self.written = True
 
 
@@ -345,16 +350,16 @@ def _start(config, run_dir, restart, extra_callbacks, strategy, layout):
     num_workers, worker_index, is_chief = layout
     resume = _resuming(config, run_dir, restart)
     backup_dir = os.path.join(run_dir, BACKUP)
-    if resume and not BackupManager(backup_dir).backups() and _trained_outputs(run_dir):
+    if resume and not os.path.isdir(backup_dir) and _trained_outputs(run_dir):
         raise BackupError(
             f"{run_dir} holds a run ({', '.join(_trained_outputs(run_dir))}) but no backup to resume it from "
-            f"({backup_dir} is missing or empty). Nothing was changed; use --restart to start it over "
+            f"({backup_dir} is missing). Nothing was changed; use --restart to start it over "
             "(deletes the run's files), or another --run-dir.")
     # Everything that can fail on bad input happens before any network is built.
     if t.init_from and not os.path.isfile(t.init_from):
         raise ConfigError(f"train.init_from {t.init_from!r} is not a file (a CycleGAN .keras)")
     before = set(find_matching(run_dir, RUN_FILES, RUN_FOLDERS)) if is_chief else set()
-    record_config = _RecordConfig(config, os.path.join(run_dir, CONFIG))
+    record_config = _RecordConfig(config, run_dir)
     try:
         position = DataPosition()
         local_replicas = strategy.num_replicas_in_sync // num_workers
@@ -497,7 +502,7 @@ def _train(config, run_dir, dataset, position, samples, policy, resume, extra_ca
             remove_matching(run_dir, RUN_FILES, RUN_FOLDERS, only=restart_files)
         for folder in (run_dir, os.path.join(run_dir, CHECKPOINTS), os.path.join(run_dir, SAMPLES)):
             remove_stale_temporaries(folder)  # what killed writers left
-        if record:
+        if resume:  # from its backup, or from the start if it was killed before its first one
             _keep_csv_rows_before(csv_path, epoch)
     log_dir = os.path.join(run_dir, LOGS)
     progress = RunProgress(steps, epoch, batch, info={"pairs_per_epoch": position.pairs_per_epoch,
