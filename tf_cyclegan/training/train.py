@@ -7,7 +7,9 @@ has a paired test set, `results.json` with the translation error next to the do-
 baseline.
 
 Running again on a directory that holds a run resumes it from its newest backup, at the
-batch where it stopped; `restart=True` starts it over.
+batch where it stopped; `restart=True` starts it over, deleting exactly the files named by
+`RUN_FILES` (each built from its writer's own name pattern). A directory becomes a run at
+its first step, when `config.yaml` is written; it is locked while a process trains in it.
 """
 
 import contextlib
