@@ -405,3 +405,15 @@ def test_a_first_step_that_fails_leaves_nothing_and_the_next_start_trains(demo_r
         train_and_evaluate(config, str(run_dir))
     result = train_and_evaluate(_config(demo_root, seed=3), str(run_dir))  # the corrected command
     assert result["final_losses"] and load_config(run_dir / "config.yaml").train.seed == 3
+
+
+def test_restart_deletes_the_earlier_run_only_once_the_new_start_has_not_failed_on_its_input(demo_root, tmp_path):
+    config, message = _start_failure("init_from_shape", tmp_path, demo_root)
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    dump_config(_config(demo_root), str(run_dir / "config.yaml"))
+    _make_files(run_dir, ["checkpoints/epoch_0001.keras", "log.csv", "backup/step-0000000002/progress.json"])
+    before = _contents(run_dir)
+    with pytest.raises(ConfigError, match=message):
+        train_and_evaluate(config, str(run_dir), restart=True)
+    assert _contents(run_dir) == before  # the earlier run is still there to resume
