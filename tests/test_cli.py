@@ -308,3 +308,80 @@ def test_bench_takes_the_upsamplings_the_config_takes(capsys):
     with pytest.raises(SystemExit):
         build_parser().parse_args(["bench", "--upsampling", "bilinear"])
     assert "invalid choice: 'bilinear'" in capsys.readouterr().err
+
+
+_TINY_TRAIN = ["data.load_size=36", "data.crop_size=32", "model.filters=4", "model.num_residual_blocks=1",
+               "model.disc_filters=4", "train.epochs=1", "train.epochs_decay=0", "train.verbose=0",
+               "train.steps_per_epoch=2", "data.num_samples=1"]
+
+
+def test_a_duplicate_key_and_a_config_with_no_epoch_are_one_line_naming_them(tmp_path, capsys):
+    config = tmp_path / "mine.yaml"
+    config.write_text("train:\n  epochs: 5\n  seed: 1\n  epochs: 50\n")
+    assert main(["train", "--config", str(config), "--run-dir", str(tmp_path / "run")]) == 2
+    line = _error_line(capsys)
+    assert "mine.yaml" in line and "duplicate key 'epochs' (first at line 2) at line 4" in line
+    assert main(["train", "--set", "train.epochs=0", "train.epochs_decay=0", "--run-dir", str(tmp_path / "run")]) == 2
+    assert "Received: epochs=0, epochs_decay=0" in _error_line(capsys)
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.slow
+def test_train_restart_deletes_the_runs_files_and_keeps_the_users(demo_root, tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    argv = ["train", "--run-dir", str(run_dir), "--set", f"data.root={demo_root}", *_TINY_TRAIN]
+    assert main(argv) == 0
+    mine = ["checkpoints/best_by_hand.keras", "samples/mine.png", "logs/myexp/events.out.tfevents.1.me.1.v2",
+            "backup/notes.txt", "notes.txt"]
+    for rel in mine:
+        (run_dir / rel).parent.mkdir(parents=True, exist_ok=True)
+        (run_dir / rel).write_text("mine")
+    os.utime(run_dir / "model.keras", (0, 0))
+    assert main(argv + ["--restart"]) == 0
+    assert all((run_dir / rel).read_text() == "mine" for rel in mine)
+    assert os.path.getmtime(run_dir / "model.keras") > 0  # the run's own files were written anew
+    assert sorted(os.listdir(run_dir / "checkpoints")) == ["best_by_hand.keras", "epoch_0001.keras"]
+    assert len(os.listdir(run_dir / "logs" / "train")) == 1  # the first run's event file was deleted
+
+
+@pytest.mark.slow
+def test_a_second_train_on_a_run_directory_in_use_is_one_line_naming_the_owner(demo_root, tmp_path, capsys,
+                                                                                caplog):
+    import socket
+    import subprocess
+    import sys
+
+    from conftest import subprocess_env
+
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    holder = subprocess.Popen(  # a process that holds the run directory as a training one does
+        [sys.executable, "-c", "import time; from tf_cyclegan.files import lock_directory\n"
+         f"with lock_directory({str(run_dir)!r}):\n    print('held', flush=True); time.sleep(120)"],
+        stdout=subprocess.PIPE, text=True, env=subprocess_env())
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        assert main(["train", "--run-dir", str(run_dir), "--set", f"data.root={demo_root}", *_TINY_TRAIN]) == 2
+        line = _error_line(capsys)
+        assert f"is in use: process {holder.pid} on {socket.gethostname()}" in line
+        assert os.listdir(run_dir) == [".tf_cyclegan.lock"]  # no work done
+    finally:
+        holder.kill()
+        holder.wait()
+    # Killed without releasing it: the lock is stale and taken over; the run trains and lets it go.
+    assert main(["train", "--run-dir", str(run_dir), "--set", f"data.root={demo_root}", *_TINY_TRAIN]) == 0
+    assert f"Took over the stale lock of run directory {run_dir}: process {holder.pid}" in caplog.text
+    assert ".tf_cyclegan.lock" not in os.listdir(run_dir) and (run_dir / "model.keras").exists()
+
+
+@pytest.mark.slow
+def test_a_start_that_fails_does_not_bind_the_corrected_command(demo_root, tmp_path, capsys):
+    saved_tiny_cyclegan(tmp_path / "deeper.keras", disc_layers=2)
+    run_dir = tmp_path / "run"
+    argv = ["train", "--run-dir", str(run_dir), "--set", f"data.root={demo_root}", *_TINY_TRAIN]
+    assert main(argv + ["--init-from", str(tmp_path / "deeper.keras")]) == 2
+    assert "does not have the weights of the config's networks" in _error_line(capsys)
+    assert main(argv + ["--set", "eval.every_n_epochs=1", f"eval.inception_weights={tmp_path / 'none.h5'}"]) == 2
+    assert "Inception weights file not found" in _error_line(capsys)
+    assert not run_dir.exists()
+    assert main(argv + ["--set", "model.disc_layers=2", "--init-from", str(tmp_path / "deeper.keras")]) == 0

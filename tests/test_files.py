@@ -79,3 +79,99 @@ def test_a_save_replaces_the_earlier_file_whole(model, tmp_path):
     save_model_atomically(model, tmp_path / "model.keras")
     assert (tmp_path / "model.keras").read_bytes()[:2] == b"PK"  # a .keras archive now
     assert os.listdir(tmp_path) == ["model.keras"]
+
+
+def _write(root, rel, text="x"):
+    path = root / rel
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+
+
+def test_remove_matching_deletes_only_the_writers_files_and_the_folders_left_empty(tmp_path):
+    ours = ["log.csv", "out/epoch_001.png", "out/epoch_002.png", "deep/a/events.1"]
+    mine = ["notes.txt", "out/mine.png", "elsewhere/epoch_003.png", "deep/b/events.2"]
+    for rel in ours + mine:
+        _write(tmp_path, rel)
+    (tmp_path / "empty_of_mine").mkdir()
+    patterns = (r"log\.csv", r"out/epoch_\d+\.png", r"deep/a/events\.\d+")
+    folders = ("out", "deep", "deep/a", "empty_of_mine")
+    assert files.find_matching(tmp_path, patterns, folders) == sorted(ours)
+    assert files.remove_matching(tmp_path, patterns, folders, only={"log.csv", "out/epoch_001.png"}) == [
+        "log.csv", "out/epoch_001.png"]
+    assert (tmp_path / "out" / "epoch_002.png").exists()
+    assert files.remove_matching(tmp_path, patterns, folders) == ["deep/a/events.1", "out/epoch_002.png"]
+    for rel in mine:  # a file of the user's, even one named like ours outside our folders, stays
+        assert (tmp_path / rel).read_text() == "x"
+    assert not (tmp_path / "deep" / "a").exists()  # left empty: removed
+    assert (tmp_path / "out").is_dir() and (tmp_path / "deep").is_dir()  # still hold the user's files
+    assert not (tmp_path / "empty_of_mine").exists()  # a folder of ours by name, empty
+
+
+def test_temporaries_of_matches_what_replacing_names_while_writing(tmp_path):
+    import re
+
+    pattern = re.compile(files.temporaries_of(r"epoch_\d+\.keras"))
+    with files.replacing(tmp_path / "epoch_0001.keras", suffix=".keras") as tmp:
+        assert pattern.fullmatch(os.path.basename(tmp))
+        open(tmp, "w").close()
+    assert not pattern.fullmatch("epoch_0001.keras") and not pattern.fullmatch(".tmp-12-mine.keras")
+
+
+def test_a_directory_lock_records_its_owner_refuses_a_second_taker_and_is_released_on_an_error(tmp_path):
+    import json
+    import socket
+
+    with pytest.raises(RuntimeError, match="failed"), files.lock_directory(tmp_path) as lock:
+        assert json.loads(open(lock).read()) == {"pid": os.getpid(), "host": socket.gethostname()}
+        with pytest.raises(files.DirectoryLocked, match=rf"process {os.getpid()} on {socket.gethostname()} "
+                                                        rf"is working in it \(lock file .*{files.LOCK_NAME}\)"):
+            with files.lock_directory(tmp_path):
+                pass
+        raise RuntimeError("failed")
+    assert os.listdir(tmp_path) == []  # released
+    with files.lock_directory(tmp_path):  # and can be taken again
+        pass
+
+
+def test_a_stale_lock_is_taken_over_with_a_warning_and_another_hosts_is_not(tmp_path, caplog):
+    import json
+    import socket
+
+    lock = tmp_path / files.LOCK_NAME
+    gone = 2**22 + 12345  # above Linux's default pid_max: no such process
+    assert not files._running(gone)
+    lock.write_text(json.dumps({"pid": gone, "host": socket.gethostname()}))
+    with caplog.at_level("WARNING"), files.lock_directory(tmp_path, "run directory"):
+        assert json.loads(lock.read_text())["pid"] == os.getpid()
+    assert f"Took over the stale lock of run directory {tmp_path}: process {gone}" in caplog.text
+    assert not lock.exists()
+    # Whether a process on another host still runs cannot be known here: refused, naming it.
+    lock.write_text(json.dumps({"pid": gone, "host": "elsewhere.example"}))
+    with pytest.raises(files.DirectoryLocked, match=f"process {gone} on elsewhere.example"):
+        with files.lock_directory(tmp_path):
+            pass
+    assert json.loads(lock.read_text())["host"] == "elsewhere.example"  # not removed by the refused taker
+
+
+@pytest.mark.slow
+def test_a_lock_held_by_another_live_process_is_refused_naming_it(tmp_path):
+    import socket
+    import subprocess
+    import sys
+
+    from conftest import subprocess_env
+
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from tf_cyclegan.files import lock_directory\n"
+         f"with lock_directory({str(tmp_path)!r}):\n    print('held', flush=True); time.sleep(120)"],
+        stdout=subprocess.PIPE, text=True, env=subprocess_env())
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(files.DirectoryLocked, match=f"process {holder.pid} on {socket.gethostname()}"):
+            with files.lock_directory(tmp_path):
+                pass
+    finally:
+        holder.kill()
+        holder.wait()
+    with files.lock_directory(tmp_path):  # killed (SIGKILL, no clean-up): its lock is stale now
+        pass

@@ -5,17 +5,25 @@ run records) goes through `replacing`: it is written under a hidden temporary na
 its destination and renamed into place only once complete, so a kill, a full disk or a
 failed conversion leaves the earlier file as it was and no partial file that looks real.
 `refuse_existing` is the one check, made before any work, that a command would not replace
-what the user did not ask it to.
+what the user did not ask it to. `remove_matching` deletes exactly the files that named
+writers made (by their name patterns), and `lock_directory` keeps two processes from writing
+into one directory at once.
 """
 
 import contextlib
 import errno
 import json
+import logging
 import math
 import os
+import re
 import shutil
+import socket
+import time
 
 TMP_PREFIX = ".tmp-"
+
+logger = logging.getLogger(__name__)
 
 
 class OutputExists(ValueError):
@@ -138,3 +146,138 @@ def save_model_atomically(model, path):
     with replacing(path, suffix=".keras") as tmp:
         check_free_space(os.path.dirname(tmp), state_bytes(model), os.path.basename(os.fspath(path)))
         model.save(tmp)
+
+
+def temporaries_of(name_pattern):
+    """The regex of the temporary names that `replacing` gives while writing a file whose name
+    matches `name_pattern` (a regex), so that a cleaner can recognise them as the writer's too."""
+    return rf"{re.escape(TMP_PREFIX)}\d+-(?:old-)?(?:{name_pattern})(?:\.[A-Za-z0-9]+)?"
+
+
+def find_matching(root, files, folders):
+    """The files under `root` that a writer made, as sorted relative paths ("/"-separated).
+
+    Only folders whose relative path fully matches one of the regexes `folders` are entered
+    (a folder of the user's inside `root` is never looked into), and only files whose relative
+    path fully matches one of the regexes `files` are returned.
+    """
+    files, folders = [re.compile(p) for p in files], [re.compile(p) for p in folders]
+    found = []
+
+    def visit(folder, rel):
+        try:
+            names = os.listdir(folder)
+        except OSError:
+            return
+        for name in names:
+            path, child = os.path.join(folder, name), f"{rel}{name}"
+            if os.path.isdir(path) and any(p.fullmatch(child) for p in folders):
+                visit(path, child + "/")
+            elif not os.path.isdir(path) and any(p.fullmatch(child) for p in files):
+                found.append(child)
+
+    visit(os.fspath(root), "")
+    return sorted(found)
+
+
+def remove_matching(root, files, folders, only=None):
+    """Deletes what `find_matching(root, files, folders)` finds (restricted to the relative paths
+    in `only`, if given), then each folder matching `folders` that is left empty, deepest first.
+
+    Returns the relative paths of the files deleted. Nothing else under `root` is touched: a
+    file of the user's in one of these folders stays, and so does its folder.
+    """
+    removed = [rel for rel in find_matching(root, files, folders) if only is None or rel in only]
+    for rel in removed:
+        remove(os.path.join(root, rel))
+    patterns = [re.compile(p) for p in folders]
+    for folder, subfolders, _ in sorted(os.walk(root), key=lambda entry: -len(entry[0])):
+        for name in subfolders:
+            path = os.path.join(folder, name)
+            rel = os.path.relpath(path, root).replace(os.sep, "/")
+            if any(p.fullmatch(rel) for p in patterns) and not os.path.islink(path):
+                with contextlib.suppress(OSError):
+                    os.rmdir(path)  # only if empty
+    return removed
+
+
+LOCK_NAME = ".tf_cyclegan.lock"
+
+
+class DirectoryLocked(ValueError):
+    """Another process holds the lock of a directory (see `lock_directory`)."""
+
+
+def _lock_owner(path):
+    """The {"pid", "host"} a lock file records, or None if it holds none (yet)."""
+    try:
+        with open(path) as f:
+            owner = json.load(f)
+        return owner if isinstance(owner, dict) and isinstance(owner.get("pid"), int) else None
+    except (OSError, ValueError):
+        return None
+
+
+def _stale(path, owner):
+    """Whether the lock at `path` is left by a process that is gone: one of this host that no
+    longer runs, or a lock file without an owner (killed between creating and writing it)
+    that is older than a few seconds."""
+    if owner is None:
+        try:
+            return time.time() - os.path.getmtime(path) > 10
+        except OSError:
+            return False
+    return owner.get("host") == socket.gethostname() and not _running(owner["pid"])
+
+
+@contextlib.contextmanager
+def lock_directory(directory, what="directory"):
+    """Holds `directory/.tf_cyclegan.lock` while the block runs, so that two processes never
+    write into one directory at once.
+
+    The lock file is created atomically (O_CREAT | O_EXCL) and records the owner's pid and host.
+    A lock whose process is gone from this host is stale: it is taken over, with a warning.
+    The lock is removed when the block ends, however it ends (an error, a KeyboardInterrupt).
+
+    Raises:
+        DirectoryLocked: another live process (or one on another host) holds the lock; the
+            message names it and the lock file.
+    """
+    path = os.path.join(os.fspath(directory), LOCK_NAME)
+    me = {"pid": os.getpid(), "host": socket.gethostname()}
+    for _ in range(5):
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            owner = _lock_owner(path)
+            if not _stale(path, owner):
+                who = f"process {owner['pid']} on {owner.get('host')}" if owner else "another process"
+                raise DirectoryLocked(
+                    f"{os.fspath(directory)} is in use: {who} is working in it (lock file {path}). Wait for it to "
+                    f"end or stop it; if that process is gone, delete {path}.") from None
+            aside = f"{path}.stale-{os.getpid()}"
+            try:
+                os.rename(path, aside)  # one taker wins the rename; the others try again
+            except FileNotFoundError:
+                continue
+            if _lock_owner(aside) != owner:  # a live lock that replaced the stale one meanwhile: put it back
+                with contextlib.suppress(OSError):
+                    os.link(aside, path)
+                remove(aside)
+                continue
+            remove(aside)
+            gone = f"process {owner['pid']} on {owner.get('host')} is gone" if owner else "it names no process"
+            logger.warning("Took over the stale lock of %s %s: %s", what, os.fspath(directory), gone)
+            continue
+        with os.fdopen(fd, "w") as f:
+            json.dump(me, f)
+            f.flush()
+            os.fsync(f.fileno())
+        break
+    else:
+        raise DirectoryLocked(f"Could not take the lock {path}: other processes keep taking it")
+    try:
+        yield path
+    finally:
+        if _lock_owner(path) == me:
+            remove(path)

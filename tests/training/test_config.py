@@ -99,3 +99,32 @@ def test_yaml_errors_are_one_line_naming_the_file_or_the_assignment(tmp_path):
     with pytest.raises(ConfigError, match=r"--set 'data.root=\[1': the value is not valid YAML") as caught:
         load_config(sets=["data.root=[1"])
     assert "\n" not in str(caught.value)
+
+
+@pytest.mark.parametrize("text, key, line", [
+    ("train:\n  epochs: 5\n  epochs: 50\n", "epochs", 3),  # safe_load would keep 50, silently
+    ("train:\n  epochs: 5\nmodel:\n  filters: 8\ntrain:\n  seed: 1\n", "train", 5),  # a whole section
+    ("data:\n  root: a\n  extra: {x: 1, x: 2}\n", "x", 3),  # any level, flow style too
+])
+def test_a_key_given_twice_in_a_yaml_config_is_refused_naming_the_key_the_file_and_the_line(tmp_path, text, key,
+                                                                                               line):
+    path = tmp_path / "c.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=rf"Config file '.*c\.yaml' is not valid YAML: duplicate key '{key}' "
+                                          rf"\(first at line \d+\) at line {line}"):
+        load_config(path)
+
+
+def test_yaml_merge_keys_may_be_overridden_and_set_values_are_checked_too(tmp_path):
+    merged = tmp_path / "m.yaml"
+    merged.write_text("train:\n  <<: {epochs: 3, epochs_decay: 1}\n  epochs: 4\n")
+    assert (load_config(merged).train.epochs, load_config(merged).train.epochs_decay) == (4, 1)
+    with pytest.raises(ConfigError, match="--set .*duplicate key 'a'"):
+        parse_set(["data.root={a: 1, a: 2}"])
+
+
+def test_a_config_with_no_epoch_to_train_is_refused_with_the_values():
+    with pytest.raises(ConfigError, match=r"train.epochs \+ train.epochs_decay must be at least 1.*"
+                                          r"Received: epochs=0, epochs_decay=0"):
+        load_config(sets=["train.epochs=0", "train.epochs_decay=0"])
+    assert load_config(sets=["train.epochs=0", "train.epochs_decay=3"]).train.epochs == 0  # decay only: fine

@@ -40,3 +40,16 @@ def test_under_mixed_float16_both_learning_rates_move_through_the_loss_scale_wra
     assert all(isinstance(o, keras.optimizers.LossScaleOptimizer) for o in (model.gen_optimizer, model.disc_optimizer))
     np.testing.assert_allclose(seen, [[1e-3, 1e-3], [1e-3 * 2 / 3] * 2, [1e-3 / 3] * 2], rtol=1e-6)
     assert history.history["learning_rate"] == pytest.approx([1e-3, 1e-3 * 2 / 3, 1e-3 / 3])
+
+
+@pytest.mark.parametrize("kwargs, shown", [
+    ({"epochs": -1}, "epochs=-1"),
+    ({"epochs_decay": -2}, "epochs_decay=-2"),
+    ({"epochs": 1.5}, "epochs=1.5"),
+    ({"learning_rate": -1e-4}, "learning_rate=-0.0001"),
+    ({"learning_rate": float("nan")}, "learning_rate=nan"),
+])
+def test_bad_arguments_are_refused_at_construction_with_the_value(kwargs, shown):
+    with pytest.raises(ValueError, match=f"Received: {shown}$"):
+        LinearDecay(**kwargs)
+    assert LinearDecay(0.0, epochs=0, epochs_decay=0).rate(0) == 0.0  # zeros are allowed

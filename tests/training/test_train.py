@@ -146,6 +146,12 @@ def test_a_run_directory_holds_the_config_model_logs_checkpoints_samples_and_res
     assert sorted(os.listdir(run_dir / "checkpoints")) == ["epoch_0001.keras", "epoch_0002.keras"]
     assert sorted(os.listdir(run_dir / "samples")) == ["epoch_001.png", "epoch_002.png"]
     assert len((run_dir / "log.csv").read_text().splitlines()) == 1 + 2  # a header and a row per epoch
+    # Every file the run wrote is one --restart knows as the run's (by its writer's pattern).
+    from tf_cyclegan.files import find_matching
+    from tf_cyclegan.training.train import RUN_FILES, RUN_FOLDERS
+
+    written = [rel for rel in _tree(run_dir) if (run_dir / rel).is_file()]
+    assert find_matching(run_dir, RUN_FILES, RUN_FOLDERS) == written and len(written) > 12
     assert isinstance(result["model"], CycleGAN) and int(result["model"].gen_optimizer.iterations) == 4
     saved = json.loads((run_dir / "results.json").read_text())
     assert saved["run_dir"] == str(run_dir) and saved["precision"] == result["precision"]
@@ -213,3 +219,201 @@ def test_fit_verbosity_auto_is_a_line_per_epoch_off_a_terminal_and_the_live_bar_
     assert fit_verbosity("auto", object()) == 2  # a stream that cannot say
     for verbose in (0, 1, 2):
         assert fit_verbosity(verbose, _Terminal()) == verbose
+
+
+def _make_files(root, rels, text="x"):
+    for rel in rels:
+        os.makedirs(root / os.path.dirname(rel), exist_ok=True)
+        (root / rel).write_text(text)
+
+
+# The user's files in a run's folders, some named nearly like ours: --restart keeps every one.
+USERS_FILES = ["checkpoints/best_by_hand.keras", "samples/mine.png", "logs/myexp/events.out.tfevents.1.me.2.v2",
+               "logs/notes.txt", "backup/README", "notes.txt", "checkpoints/epoch_0001.keras.bak"]
+
+
+def test_restart_deletes_exactly_what_the_writers_name_and_nothing_of_the_users(demo_root, tmp_path):
+    from tf_cyclegan.files import remove_matching
+    from tf_cyclegan.training.callbacks.checkpoints import KerasCheckpoints
+    from tf_cyclegan.training.callbacks.samples import SampleGrid
+    from tf_cyclegan.training.train import RUN_FILES, RUN_FOLDERS, _check_restartable
+
+    dump_config(_config(demo_root), str(tmp_path / "config.yaml"))
+    ours = ["log.csv", "model.keras", "results.json", ".tmp-99999999-model.keras.keras",
+            f"checkpoints/{KerasCheckpoints.file_name('epoch', 3)}", f"checkpoints/{KerasCheckpoints.file_name('step', 40)}",
+            f"samples/{SampleGrid.file_name(3)}", "backup/step-0000000040/state.weights.h5",
+            "backup/step-0000000040/progress.json", "backup/.tmp-step-0000000042-77/state.weights.h5",
+            "logs/train/events.out.tfevents.1.host.3.v2", "logs/steps/events.out.tfevents.1.host.3.v2"]
+    _make_files(tmp_path, ours + USERS_FILES)
+    _check_restartable(str(tmp_path))  # a run of ours
+    remove_matching(tmp_path, RUN_FILES, RUN_FOLDERS)
+    assert _tree(tmp_path) == sorted(USERS_FILES + ["checkpoints", "samples", "logs", "logs/myexp", "backup"])
+
+
+def test_what_a_start_killed_before_its_first_step_leaves_does_not_bind_the_next_command(demo_root, tmp_path):
+    from tf_cyclegan.training.train import _resuming
+
+    _make_files(tmp_path, ["logs/train/events.out.tfevents.1.host.3.v2", "logs/steps/events.out.tfevents.1.h.3.v2"])
+    (tmp_path / "log.csv").write_text("")  # CSVLogger opens it at the start
+    (tmp_path / "samples").mkdir()
+    for restart in (False, True):
+        assert not _resuming(_config(demo_root), str(tmp_path), restart)  # a new run, whatever its config
+    _make_files(tmp_path, ["logs/notes.txt"])  # but a folder holding the user's files is not ours to train into
+    with pytest.raises(ConfigError, match="holds logs but no config.yaml"):
+        _resuming(_config(demo_root), str(tmp_path), False)
+
+
+def test_a_data_folder_written_differently_is_the_same_config(demo_root, tmp_path, monkeypatch):
+    from tf_cyclegan.training.train import _resuming
+
+    monkeypatch.chdir(demo_root.parent)
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    dump_config(_config(demo_root.name), str(run_dir / "config.yaml"))  # data.root=demo0 (relative)
+    before = (run_dir / "config.yaml").read_text()
+    for root in (f"./{demo_root.name}/", str(demo_root), f"{demo_root}/../{demo_root.name}"):
+        assert _resuming(_config(root), str(run_dir), restart=False), root
+    assert (run_dir / "config.yaml").read_text() == before  # what the user wrote stays
+    with pytest.raises(ConfigError, match="data.root: 'demo.*' in the run, 'elsewhere' now"):
+        _resuming(_config("elsewhere"), str(run_dir), restart=False)
+
+
+def _start_failure(kind, tmp_path, demo_root):
+    """A config whose start fails after the networks are built, and the error it raises."""
+    from conftest import saved_tiny_cyclegan
+
+    if kind == "init_from_shape":
+        saved_tiny_cyclegan(tmp_path / "other.keras", disc_layers=2)
+        return _config(demo_root, init_from=str(tmp_path / "other.keras")), "does not have the weights"
+    if kind == "init_from_generator":
+        saved_tiny_cyclegan(tmp_path / "cg.keras").gen_a2b.save(tmp_path / "gen.keras")
+        return _config(demo_root, init_from=str(tmp_path / "gen.keras")), "not a CycleGAN"
+    config = _config(demo_root)
+    return dataclasses.replace(config, eval=dataclasses.replace(
+        config.eval, every_n_epochs=1, inception_weights=str(tmp_path / "no-such-inception.h5"))), "Inception"
+
+
+@pytest.mark.parametrize("kind", ["init_from_shape", "init_from_generator", "inception_weights"])
+def test_a_start_that_fails_leaves_nothing_behind(demo_root, tmp_path, kind):
+    config, message = _start_failure(kind, tmp_path, demo_root)
+    with pytest.raises((ConfigError, FileNotFoundError), match=message):
+        train_and_evaluate(config, str(tmp_path / "new"))
+    assert not (tmp_path / "new").exists()  # made by the start, removed with what it held
+    _make_files(tmp_path / "mine", ["notes.txt"])
+    with pytest.raises((ConfigError, FileNotFoundError), match=message):
+        train_and_evaluate(config, str(tmp_path / "mine"))
+    assert _tree(tmp_path / "mine") == ["notes.txt"]
+
+
+def test_a_run_directory_in_use_is_refused_before_any_work_naming_the_owner(demo_root, tmp_path):
+    import socket
+
+    from tf_cyclegan.files import DirectoryLocked, lock_directory
+
+    with lock_directory(tmp_path):
+        with pytest.raises(DirectoryLocked, match=f"is in use: process {os.getpid()} on {socket.gethostname()}"):
+            train_and_evaluate(_config(tmp_path / "no-data"), str(tmp_path))  # refused before the data is read
+        assert len(os.listdir(tmp_path)) == 1  # the lock only
+
+
+def test_the_epochs_records_come_before_the_backup_that_marks_it_done(demo_root, tmp_path):
+    from conftest import built_tiny_cyclegan
+
+    from tf_cyclegan.training.callbacks.backup import BackupCallback, BackupManager, RunProgress
+    from tf_cyclegan.training.train import _chief_callbacks
+
+    config = dataclasses.replace(_config(demo_root), eval=dataclasses.replace(_config(demo_root).eval,
+                                                                              every_n_epochs=1))
+    progress = RunProgress(2, info={"global_batch_size": 1})
+    manager = BackupManager(tmp_path / "backup")
+    samples = [[np.zeros((32, 32, 3), "float32")]] * 2
+    callbacks = _chief_callbacks(config, str(tmp_path), manager, progress, samples, str(tmp_path / "logs"),
+                                 str(tmp_path / "log.csv"))
+    assert isinstance(callbacks[-1], BackupCallback) and len(callbacks) == 7  # eval and samples before it
+    # Nor does the step rule back up at an epoch's last batch: the epoch's end does, after its records.
+    backup = BackupCallback(manager, progress, every_n_steps=1)
+    backup.set_model(built_tiny_cyclegan())
+    for batch in range(2):
+        progress.on_train_batch_end(batch)
+        backup.on_train_batch_end(batch)
+    assert [os.path.basename(b) for b in manager.backups()] == ["step-0000000001"]
+
+
+def _contents(folder):
+    return {rel: (folder / rel).read_bytes() for rel in _tree(folder) if (folder / rel).is_file()}
+
+
+@pytest.mark.slow
+def test_a_finished_run_is_read_not_rewritten_unless_more_epochs_are_asked(demo_root, tmp_path):
+    run_dir = tmp_path / "run"
+    first = train_and_evaluate(_config(demo_root, epochs=2), str(run_dir))
+    before = _contents(run_dir)
+    for epochs in (2, 1):  # the same command again, and one asking for fewer epochs than were trained
+        result = train_and_evaluate(_config(demo_root, epochs=epochs), str(run_dir))
+        assert result["final_losses"] == pytest.approx(first["final_losses"]) and result["final_losses"]
+        assert _contents(run_dir) == before  # config.yaml still says 2 epochs, results.json its losses
+    result = train_and_evaluate(_config(demo_root, epochs=3), str(run_dir))  # more: trains on, records follow
+    assert yaml.safe_load((run_dir / "config.yaml").read_text())["train"]["epochs"] == 3
+    assert [row.split(",")[0] for row in (run_dir / "log.csv").read_text().splitlines()[1:]] == ["0", "1", "2"]
+    saved = json.loads((run_dir / "results.json").read_text())
+    assert saved["final_losses"] == pytest.approx(result["final_losses"]) != first["final_losses"]
+    assert int(result["model"].gen_optimizer.iterations) == 6
+
+
+@pytest.mark.slow
+def test_a_kill_while_an_epochs_records_are_written_leaves_the_epoch_to_end_again(demo_root, tmp_path, monkeypatch):
+    from tf_cyclegan.training.callbacks.samples import SampleGrid
+
+    config = load_config(overrides={
+        "data": {"root": str(demo_root), "load_size": 36, "crop_size": 32, "num_samples": 1},
+        "model": {"filters": 4, "num_residual_blocks": 1, "disc_filters": 4, "pool_size": 2},
+        "train": {"epochs": 2, "epochs_decay": 0, "verbose": 0, "steps_per_epoch": 2},
+        "checkpoint": {"backup_every_n_steps": 1},  # due at every step, the epoch's last included
+    })
+    write_grid = SampleGrid.on_epoch_end
+
+    def killed_while_writing_the_first_grid(self, epoch, logs=None):
+        raise KeyboardInterrupt
+
+    run_dir = tmp_path / "run"
+    monkeypatch.setattr(SampleGrid, "on_epoch_end", killed_while_writing_the_first_grid)
+    with pytest.raises(KeyboardInterrupt):
+        train_and_evaluate(config, str(run_dir))
+    # The epoch is not marked done: its last backup is from before its end.
+    assert sorted(os.listdir(run_dir / "backup")) == ["step-0000000001"]
+    monkeypatch.setattr(SampleGrid, "on_epoch_end", write_grid)
+    train_and_evaluate(config, str(run_dir))
+    assert sorted(os.listdir(run_dir / "samples")) == ["epoch_001.png", "epoch_002.png"]
+    assert [row.split(",")[0] for row in (run_dir / "log.csv").read_text().splitlines()[1:]] == ["0", "1"]
+
+
+@pytest.mark.slow
+def test_a_first_step_that_fails_leaves_nothing_and_the_next_start_trains(demo_root, tmp_path):
+    import keras
+
+    class OutOfMemoryAtTheFirstStep(keras.callbacks.Callback):
+        def on_train_batch_begin(self, batch, logs=None):
+            raise RuntimeError("OOM when allocating tensor")
+
+    run_dir = tmp_path / "run"
+    with pytest.raises(RuntimeError, match="OOM"):
+        train_and_evaluate(_config(demo_root), str(run_dir), callbacks=[OutOfMemoryAtTheFirstStep()])
+    assert not run_dir.exists()
+    # Nor does a start whose init file does not fit: the corrected command, with another seed, starts there.
+    config, message = _start_failure("init_from_shape", tmp_path, demo_root)
+    with pytest.raises(ConfigError, match=message):
+        train_and_evaluate(config, str(run_dir))
+    result = train_and_evaluate(_config(demo_root, seed=3), str(run_dir))  # the corrected command
+    assert result["final_losses"] and load_config(run_dir / "config.yaml").train.seed == 3
+
+
+def test_restart_deletes_the_earlier_run_only_once_the_new_start_has_not_failed_on_its_input(demo_root, tmp_path):
+    config, message = _start_failure("init_from_shape", tmp_path, demo_root)
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    dump_config(_config(demo_root), str(run_dir / "config.yaml"))
+    _make_files(run_dir, ["checkpoints/epoch_0001.keras", "log.csv", "backup/step-0000000002/progress.json"])
+    before = _contents(run_dir)
+    with pytest.raises(ConfigError, match=message):
+        train_and_evaluate(config, str(run_dir), restart=True)
+    assert _contents(run_dir) == before  # the earlier run is still there to resume

@@ -208,6 +208,33 @@ def _merge(node, overrides, prefix):
     return dataclasses.replace(node, **changes)
 
 
+class _StrictLoader(yaml.SafeLoader):
+    """`yaml.safe_load`'s loader, but a key given twice in one mapping, at any level, is an error
+    naming it: safe_load keeps the last one silently, so an edit near the top of a file would
+    be undone by a forgotten line further down."""
+
+    def construct_mapping(self, node, deep=False):
+        if isinstance(node, yaml.MappingNode):
+            seen = {}
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":  # "<<: *base" may be overridden, as YAML says
+                    continue
+                key = self.construct_object(key_node, deep=True)
+                try:
+                    first = seen.setdefault(key, key_node.start_mark)
+                except TypeError:  # an unhashable key: SafeLoader's own error follows
+                    continue
+                if first is not key_node.start_mark:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"duplicate key {key!r} (first at line {first.line + 1})", key_node.start_mark)
+        return super().construct_mapping(node, deep=deep)
+
+
+def _load_yaml(stream):
+    """YAML as `yaml.safe_load` reads it, refusing duplicate keys (`_StrictLoader`)."""
+    return yaml.load(stream, Loader=_StrictLoader)
+
+
 def _set_nested(tree, dotted_key, value):
     *parents, leaf = dotted_key.split(".")
     for part in parents:
@@ -232,7 +259,7 @@ def parse_set(assignments):
         if not sep or not key.strip():
             raise ConfigError(f"--set takes section.key=value. Received: {assignment!r}")
         try:
-            value = yaml.safe_load(raw) if raw.strip() else None
+            value = _load_yaml(raw) if raw.strip() else None
         except yaml.YAMLError as error:
             raise ConfigError(f"--set {assignment!r}: the value is not valid YAML ({_yaml_problem(error)})") from None
         _set_nested(tree, key.strip(), value)
@@ -264,6 +291,9 @@ def _check_consistency(config):
         raise ConfigError(f"Give one data source, not {' and '.join('data.' + s for s in sources)}")
     if bool(data.train_a) != bool(data.train_b):
         raise ConfigError("data.train_a and data.train_b go together")
+    if config.train.epochs + config.train.epochs_decay < 1:
+        raise ConfigError("train.epochs + train.epochs_decay must be at least 1: there would be no epoch to train. "
+                          f"Received: epochs={config.train.epochs}, epochs_decay={config.train.epochs_decay}")
     if config.train.deterministic and config.train.seed is None:
         raise ConfigError("train.deterministic needs a train.seed")
     if config.eval.every_n_epochs and not data.root:
@@ -277,7 +307,7 @@ def load_config(path=None, overrides=None, sets=None):
     if path is not None:
         try:
             with open(path) as f:
-                loaded = yaml.safe_load(f)
+                loaded = _load_yaml(f)
         except OSError as error:
             raise ConfigError(f"Cannot read config file {str(path)!r}: {error.strerror}") from None
         except UnicodeDecodeError:

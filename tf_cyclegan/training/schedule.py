@@ -24,6 +24,9 @@ class LinearDecay(keras.callbacks.Callback):
         epochs: int, default 100. Epochs at the base rate.
         epochs_decay: int, default 100. Epochs of linear decay after them.
 
+    Raises:
+        ValueError: a negative (or non-integer) count, or a negative rate, naming it.
+
     Example:
     >>> LinearDecay(2e-4, epochs=100, epochs_decay=100)  # doctest: +ELLIPSIS
     <...LinearDecay object at ...>
@@ -31,6 +34,14 @@ class LinearDecay(keras.callbacks.Callback):
 
     def __init__(self, learning_rate=2e-4, epochs=100, epochs_decay=100):
         super().__init__()
+        # Checked here: a negative count makes the factor exceed 1 or divide by zero epochs later.
+        for name, value in (("epochs", epochs), ("epochs_decay", epochs_decay)):
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+                raise ValueError(f"LinearDecay's {name} must be an int, 0 or more. Received: {name}={value!r}")
+        if isinstance(learning_rate, bool) or not isinstance(learning_rate, (int, float, np.number)) \
+                or not np.isfinite(learning_rate) or learning_rate < 0:
+            raise ValueError(f"LinearDecay's learning_rate must be a finite number, 0 or more. "
+                             f"Received: learning_rate={learning_rate!r}")
         self.learning_rate = learning_rate
         self.epochs = epochs
         self.epochs_decay = epochs_decay

@@ -7,13 +7,18 @@ has a paired test set, `results.json` with the translation error next to the do-
 baseline.
 
 Running again on a directory that holds a run resumes it from its newest backup, at the
-batch where it stopped; `restart=True` starts it over.
+batch where it stopped; `restart=True` starts it over, deleting exactly the files named by
+`RUN_FILES` (each built from its writer's own name pattern). A directory becomes a run at
+its first step, when `config.yaml` is written; it is locked while a process trains in it.
 """
 
+import contextlib
 import csv
 import dataclasses
+import json
 import logging
 import os
+import re
 import sys
 
 import keras
@@ -25,12 +30,26 @@ from tf_cyclegan.data.images import list_images, load_image
 from tf_cyclegan.data.unpaired import DataPosition, make_tfds_dataset, make_unpaired_dataset
 from tf_cyclegan.evaluation.fid import InceptionFeatures
 from tf_cyclegan.evaluation.paired import paired_translation_error
-from tf_cyclegan.files import remove, remove_stale_temporaries, replacing, save_model_atomically, write_json
+from tf_cyclegan.files import (
+    find_matching,
+    lock_directory,
+    remove_matching,
+    remove_stale_temporaries,
+    replacing,
+    save_model_atomically,
+    temporaries_of,
+    write_json,
+)
 from tf_cyclegan.models.cyclegan import build_cyclegan, default_optimizer
 from tf_cyclegan.training.callbacks.backup import BackupCallback, BackupError, BackupManager, RunProgress
 from tf_cyclegan.training.callbacks.checkpoints import KerasCheckpoints
 from tf_cyclegan.training.callbacks.evaluation import EvaluationCallback
-from tf_cyclegan.training.callbacks.monitor import StopOnNonFinite, TrainingMonitor, flatten_config
+from tf_cyclegan.training.callbacks.monitor import (
+    EVENT_FILE_PATTERN,
+    StopOnNonFinite,
+    TrainingMonitor,
+    flatten_config,
+)
 from tf_cyclegan.training.callbacks.samples import SampleGrid
 from tf_cyclegan.training.config import Config, ConfigError, dump_config, load_config
 from tf_cyclegan.training.distribute import make_strategy, worker_layout
@@ -91,18 +110,67 @@ def _check_writable(run_dir):
 # Settings that may differ when a run is resumed; anything else must match the saved config.
 _RESUMABLE = ("train.verbose", "train.cpu_allocator", "train.init_from", "train.epochs", "train.epochs_decay",
               "checkpoint.", "monitor.", "eval.", "distribute.strategy", "distribute.tpu", "distribute.timeout_s")
-_RUN_FILES = ("backup", "checkpoints", "logs", "samples", "log.csv", "model.keras", "results.json", "config.yaml")
+# Keys naming a folder: "./data/" and "data" are the same folder, not a change of config.
+_PATH_KEYS = ("data.root", "data.train_a", "data.train_b", "data.tfds_data_dir")
+
+CONFIG, LOG_CSV, MODEL, RESULTS = "config.yaml", "log.csv", "model.keras", "results.json"
+BACKUP, CHECKPOINTS, SAMPLES, LOGS = "backup", "checkpoints", "samples", "logs"
+_TOP_NAMES = (BACKUP, CHECKPOINTS, LOGS, SAMPLES, LOG_CSV, MODEL, RESULTS, CONFIG)
 
 
-def _run_records(run_dir):
-    """The files and folders in `run_dir` that a run of ours writes."""
-    return [name for name in _RUN_FILES if os.path.lexists(os.path.join(run_dir, name))]
+def _either(*patterns):
+    return "(?:" + "|".join(patterns) + ")"
+
+
+# What a run writes, as regexes of paths relative to the run directory, each built from the
+# pattern of the code that writes it, so that `--restart` deletes exactly these and nothing of
+# the user's beside them. "train" and "validation" are keras.callbacks.TensorBoard's folders.
+_LOG_FOLDERS = _either("train", "validation", TrainingMonitor.LOG_SUBDIR, SampleGrid.LOG_SUBDIR,
+                       EvaluationCallback.LOG_SUBDIR)
+_TOP_FILES = _either(*(re.escape(name) for name in (CONFIG, LOG_CSV, MODEL, RESULTS)))
+RUN_FILES = (
+    _TOP_FILES,
+    temporaries_of(_TOP_FILES),
+    f"{BACKUP}/{BackupManager.FILE_PATTERN}",
+    f"{CHECKPOINTS}/{_either(KerasCheckpoints.FILE_PATTERN, temporaries_of(KerasCheckpoints.FILE_PATTERN))}",
+    f"{SAMPLES}/{_either(SampleGrid.FILE_PATTERN, temporaries_of(SampleGrid.FILE_PATTERN))}",
+    f"{LOGS}/{_LOG_FOLDERS}/{EVENT_FILE_PATTERN}",
+)
+RUN_FOLDERS = (BACKUP, f"{BACKUP}/{BackupManager.FOLDER_PATTERN}", CHECKPOINTS, SAMPLES, LOGS, f"{LOGS}/{_LOG_FOLDERS}")
+
+
+def _csv_rows(path):
+    """The data rows of a CSV log (0 if it is empty or missing)."""
+    try:
+        with open(path, newline="") as f:
+            return max(0, sum(1 for _ in csv.reader(f)) - 1)
+    except OSError:
+        return 0
+
+
+def _binding_records(run_dir):
+    """The run names in `run_dir` (backup/, log.csv, ...) that hold more than a start that never
+    ran a step leaves behind after a kill (TensorBoard event files, a log.csv without rows,
+    empty folders): those bind the next command, these do not."""
+    leftovers = set(find_matching(run_dir, (f"{LOGS}/{_LOG_FOLDERS}/{EVENT_FILE_PATTERN}",), RUN_FOLDERS))
+    found = []
+    for name in _TOP_NAMES:
+        path = os.path.join(run_dir, name)
+        if not os.path.lexists(path) or (name == LOG_CSV and os.path.isfile(path) and not _csv_rows(path)):
+            continue
+        if os.path.isdir(path) and not os.path.islink(path):
+            inside = [os.path.relpath(os.path.join(folder, file), run_dir).replace(os.sep, "/")
+                      for folder, _, names in os.walk(path) for file in names]
+            if set(inside) <= leftovers:
+                continue
+        found.append(name)
+    return found
 
 
 def _saved_config(run_dir):
     """The config of the run in `run_dir` (None if it has no config.yaml); `ConfigError` naming
     the file if it is not a config this package wrote."""
-    path = os.path.join(run_dir, "config.yaml")
+    path = os.path.join(run_dir, CONFIG)
     if not os.path.exists(path):
         return None
     try:
@@ -121,23 +189,20 @@ def _saved_config(run_dir):
 def _trained_outputs(run_dir):
     """What in `run_dir` shows that training got somewhere: .keras checkpoints, model.keras, epochs in log.csv."""
     found = []
-    checkpoints = os.path.join(run_dir, "checkpoints")
+    checkpoints = os.path.join(run_dir, CHECKPOINTS)
     if os.path.isdir(checkpoints) and any(name.endswith(".keras") for name in os.listdir(checkpoints)):
         found.append("checkpoints/")
-    if os.path.exists(os.path.join(run_dir, "model.keras")):
-        found.append("model.keras")
-    log = os.path.join(run_dir, "log.csv")
-    if os.path.isfile(log) and os.path.getsize(log) > 0:
-        with open(log) as f:
-            if sum(1 for _ in f) > 1:
-                found.append("log.csv")
+    if os.path.exists(os.path.join(run_dir, MODEL)):
+        found.append(MODEL)
+    if _csv_rows(os.path.join(run_dir, LOG_CSV)):
+        found.append(LOG_CSV)
     return found
 
 
 def _ours(run_dir):
     """Whether `run_dir` holds a run of ours: a config.yaml that this package wrote, which is
     the whole resolved config (every section), not a file of overrides."""
-    path = os.path.join(run_dir, "config.yaml")
+    path = os.path.join(run_dir, CONFIG)
     try:
         with open(path) as f:
             raw = yaml.safe_load(f)
@@ -147,28 +212,33 @@ def _ours(run_dir):
     return isinstance(raw, dict) and set(raw) == set(Config().to_dict())
 
 
-def _clear_run(run_dir):
-    """Deletes an earlier run's files (only those a run writes) for a restart, after checking
-    that `run_dir` holds a run of ours: a config.yaml this package wrote."""
-    records = _run_records(run_dir)
+def _check_restartable(run_dir):
+    """Raises `ConfigError` (deleting nothing) unless `run_dir` holds a run of ours to start over
+    (a config.yaml this package wrote), nothing, or only what a start that never ran a step left."""
+    records = _binding_records(run_dir)
     if records and not _ours(run_dir):
         raise ConfigError(f"--restart deletes an earlier run's files, but {run_dir} does not hold a run of ours "
                           f"(no config.yaml written by tf_cyclegan beside {', '.join(records)}). Nothing was deleted; "
                           "use another --run-dir.")
-    for name in records:
-        remove(os.path.join(run_dir, name))  # a symbolic link (a folder on another disk) is unlinked
+
+
+def _same_setting(key, saved, wanted):
+    if key in _PATH_KEYS and isinstance(saved, str) and isinstance(wanted, str):
+        return os.path.realpath(os.path.expanduser(saved)) == os.path.realpath(os.path.expanduser(wanted))
+    return saved == wanted
 
 
 def _resuming(config, run_dir, restart):
     """Whether `run_dir` holds a run with this config to resume."""
     if restart:
+        _check_restartable(run_dir)
         return False
-    if os.path.exists(os.path.join(run_dir, "config.yaml")) and not _ours(run_dir):
-        raise ConfigError(f"{os.path.join(run_dir, 'config.yaml')} is not a config that tf_cyclegan wrote for a run "
+    if os.path.exists(os.path.join(run_dir, CONFIG)) and not _ours(run_dir):
+        raise ConfigError(f"{os.path.join(run_dir, CONFIG)} is not a config that tf_cyclegan wrote for a run "
                           "(a run's holds every section, resolved). Use another --run-dir; nothing there was changed.")
     saved_config = _saved_config(run_dir)
     if saved_config is None:
-        others = _run_records(run_dir)
+        others = _binding_records(run_dir)
         if others:
             raise ConfigError(f"{run_dir} holds {', '.join(others)} but no config.yaml: not a run this package can "
                               "resume. Use another --run-dir (nothing there was changed).")
@@ -176,7 +246,7 @@ def _resuming(config, run_dir, restart):
     saved = flatten_config(saved_config.to_dict())
     wanted = flatten_config(config.to_dict())
     changed = [f"{key}: {saved.get(key)!r} in the run, {wanted.get(key)!r} now" for key in sorted(wanted)
-               if saved.get(key) != wanted.get(key) and not key.startswith(_RESUMABLE)]
+               if not _same_setting(key, saved.get(key), wanted.get(key)) and not key.startswith(_RESUMABLE)]
     if changed:
         hint = ""
         if saved.get("model.generator_alignment") != wanted.get("model.generator_alignment"):
@@ -189,12 +259,50 @@ def _resuming(config, run_dir, restart):
     return True
 
 
+class _RecordConfig(keras.callbacks.Callback):
+    """Writes the run's config.yaml, and makes its backup folder, at the end of the first step
+    this process trains.
+
+    A directory becomes a run only once a step ran: a start that fails before (an init file of
+    the wrong shape, unreachable Inception weights, a first step that runs out of memory) leaves
+    no config that would hold the next, corrected, command to its settings. A resumed run's
+    config.yaml is rewritten only if this one differs (more epochs, other checkpoint settings).
+    The empty backup folder tells a run killed before its first backup (resumed from the
+    start) from one whose backups were deleted (refused).
+    """
+
+    def __init__(self, config, run_dir):
+        super().__init__()
+        self.text = yaml.safe_dump(config.to_dict(), sort_keys=False)
+        self.config = config
+        self.path = os.path.join(run_dir, CONFIG)
+        self.backup_dir = os.path.join(run_dir, BACKUP)
+        self.written = False
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.written:
+            return
+        try:
+            with open(self.path) as f:
+                same = f.read() == self.text
+        except OSError:
+            same = False
+        if not same:
+            dump_config(self.config, self.path)
+        os.makedirs(self.backup_dir, exist_ok=True)
+        self.written = True
+
+
 def train_and_evaluate(config, run_dir, restart=False, callbacks=()):
     """Trains a CycleGAN as `config` says, writing everything into `run_dir`.
 
     If `run_dir` already holds a run with the same config, training resumes from its
     newest loadable backup (weights, optimizers, pools, data position); `restart=True`
-    deletes the earlier run's files and starts over.
+    deletes the earlier run's files (only those a run writes) and starts over. A run that
+    has trained all its epochs is read, not rewritten, unless `config` asks for more epochs.
+    While it trains, the run directory is locked (`tf_cyclegan.files.lock_directory`): a
+    second process stops at once, naming the owner. A start that fails before its first step
+    leaves nothing that binds the next command.
 
     What it changes in the process, because the config asks for it: `train.seed` seeds Python's,
     NumPy's and TensorFlow's global random generators, and `train.deterministic` turns on
@@ -218,48 +326,65 @@ def train_and_evaluate(config, run_dir, restart=False, callbacks=()):
     # The strategy comes first: a multi-worker strategy must exist before other TensorFlow work.
     strategy = make_strategy(config.distribute.strategy, tpu=config.distribute.tpu,
                              timeout_s=config.distribute.timeout_s)
-    num_workers, worker_index, is_chief = worker_layout(strategy)
+    layout = worker_layout(strategy)
     if t.seed is not None:
         keras.utils.set_random_seed(t.seed)
     if t.deterministic:
         tf.config.experimental.enable_op_determinism()
-    if is_chief:
-        _check_writable(run_dir)
+    if not layout[2]:  # the chief alone writes the run directory, and holds its lock
+        return _start(config, run_dir, restart, list(callbacks), strategy, layout)
+    _check_writable(run_dir)
+    created = not os.path.isdir(run_dir)
+    os.makedirs(run_dir, exist_ok=True)
+    try:
+        with lock_directory(run_dir, "run directory"):
+            return _start(config, run_dir, restart, list(callbacks), strategy, layout)
+    finally:
+        if created:
+            with contextlib.suppress(OSError):
+                os.rmdir(run_dir)  # only if empty: what a start that failed made
+
+
+def _start(config, run_dir, restart, extra_callbacks, strategy, layout):
+    """Checks the run directory and the inputs, then trains; on the chief, a fresh start that
+    fails before its first step deletes the files it made (and only those)."""
+    t = config.train
+    num_workers, worker_index, is_chief = layout
     resume = _resuming(config, run_dir, restart)
-    backup_dir = os.path.join(run_dir, "backup")
-    if resume and not BackupManager(backup_dir).backups() and _trained_outputs(run_dir):
+    backup_dir = os.path.join(run_dir, BACKUP)
+    if resume and not os.path.isdir(backup_dir) and _trained_outputs(run_dir):
         raise BackupError(
             f"{run_dir} holds a run ({', '.join(_trained_outputs(run_dir))}) but no backup to resume it from "
-            f"({backup_dir} is missing or empty). Nothing was changed; use --restart to start it over "
+            f"({backup_dir} is missing). Nothing was changed; use --restart to start it over "
             "(deletes the run's files), or another --run-dir.")
     # Everything that can fail on bad input happens before any network is built.
     if t.init_from and not os.path.isfile(t.init_from):
         raise ConfigError(f"train.init_from {t.init_from!r} is not a file (a CycleGAN .keras)")
-    position = DataPosition()
-    local_replicas = strategy.num_replicas_in_sync // num_workers
-    dataset = build_dataset(config.data, seed=t.seed, max_steps=t.steps_per_epoch, position=position,
-                            batch_size=config.data.batch_size * local_replicas, num_shards=num_workers,
-                            shard_index=worker_index, replica_batch_size=config.data.batch_size)
-    samples = _sample_images(config.data, config.data.num_samples) if is_chief else None
-    if is_chief:  # the chief alone writes the run directory
-        if restart:
-            _clear_run(run_dir)
-        os.makedirs(run_dir, exist_ok=True)
-        for folder in (run_dir, os.path.join(run_dir, "checkpoints")):  # what killed writers left
-            remove_stale_temporaries(folder)
-        dump_config(config, os.path.join(run_dir, "config.yaml"))
-    if strategy.num_replicas_in_sync > 1:
-        logger.info("Training on %d replicas (%d machine(s)); global batch %d", strategy.num_replicas_in_sync,
-                    num_workers, position.global_batch_size)
-
-    users_policy = keras.mixed_precision.global_policy()
-    policy = set_precision(t.precision)
-    logger.info("Precision policy: %s", policy)
+    before = set(find_matching(run_dir, RUN_FILES, RUN_FOLDERS)) if is_chief else set()
+    record_config = _RecordConfig(config, run_dir)
     try:
-        return _train(config, run_dir, dataset, position, samples, policy, resume, list(callbacks),
-                      strategy, local_replicas, is_chief)
-    finally:
-        keras.mixed_precision.set_global_policy(users_policy)
+        position = DataPosition()
+        local_replicas = strategy.num_replicas_in_sync // num_workers
+        dataset = build_dataset(config.data, seed=t.seed, max_steps=t.steps_per_epoch, position=position,
+                                batch_size=config.data.batch_size * local_replicas, num_shards=num_workers,
+                                shard_index=worker_index, replica_batch_size=config.data.batch_size)
+        samples = _sample_images(config.data, config.data.num_samples) if is_chief else None
+        if strategy.num_replicas_in_sync > 1:
+            logger.info("Training on %d replicas (%d machine(s)); global batch %d", strategy.num_replicas_in_sync,
+                        num_workers, position.global_batch_size)
+        users_policy = keras.mixed_precision.global_policy()
+        policy = set_precision(t.precision)
+        logger.info("Precision policy: %s", policy)
+        try:
+            return _train(config, run_dir, dataset, position, samples, policy, resume, extra_callbacks,
+                          strategy, local_replicas, is_chief, record_config, before if restart else None)
+        finally:
+            keras.mixed_precision.set_global_policy(users_policy)
+    except BaseException:
+        if is_chief and not resume and not record_config.written:
+            made = set(find_matching(run_dir, RUN_FILES, RUN_FOLDERS)) - before
+            remove_matching(run_dir, RUN_FILES, RUN_FOLDERS, only=made)
+        raise
 
 
 def fit_verbosity(verbose, stream=None):
@@ -281,6 +406,8 @@ def _keep_csv_rows_before(path, epoch):
         return
     column = rows[0].index("epoch")
     kept = [rows[0]] + [row for row in rows[1:] if len(row) > column and int(row[column]) < epoch]
+    if len(kept) == len(rows):
+        return  # nothing to drop: the log is left as it is
     with replacing(path) as tmp, open(tmp, "w", newline="") as f:
         csv.writer(f).writerows(kept)
 
@@ -333,11 +460,16 @@ def _resume_position(record, position, run_dir):
 
 
 def _train(config, run_dir, dataset, position, samples, policy, resume, extra_callbacks, strategy, local_replicas,
-           is_chief):
+           is_chief, record_config, restart_files):
+    """Builds the model, restores or initialises it, and fits it; `restart_files`: the earlier
+    run's files to delete (for `--restart`) once everything that can fail before training has."""
     t, c = config.train, config.checkpoint
     replicas = strategy.num_replicas_in_sync
     learning_rate = t.learning_rate * (replicas if config.distribute.scale_learning_rate else 1)
-    manager = BackupManager(os.path.join(run_dir, "backup"), keep=c.keep_backups)
+    manager = BackupManager(os.path.join(run_dir, BACKUP), keep=c.keep_backups)
+    # Loaded first: unreachable or damaged Inception weights are bad input, reported before any network.
+    features = (InceptionFeatures(config.eval.inception_weights)
+                if is_chief and config.eval.every_n_epochs and config.eval.inception_weights else None)
     with strategy.scope():
         model = build_cyclegan(**dataclasses.asdict(config.model), pool_seed=t.seed)
         model.compile(
@@ -351,15 +483,30 @@ def _train(config, run_dir, dataset, position, samples, policy, resume, extra_ca
             _init_from(model, t.init_from, config.model.generator_alignment, config.model.upsampling)
     steps = position.steps_per_epoch
     total_epochs = t.epochs + t.epochs_decay
-    csv_path = os.path.join(run_dir, "log.csv")
+    csv_path = os.path.join(run_dir, LOG_CSV)
     epoch, batch = 0, 0
     if record:
         epoch, batch = _resume_position(record, position, run_dir)
-        if is_chief:
-            _keep_csv_rows_before(csv_path, epoch)
+    # fit counts the batches of an epoch from its first pass; a resumed epoch that starts
+    # part-way gets its own fit call so the full epochs after it are counted right.
+    phases = []
+    if batch and epoch < total_epochs:
+        phases.append((steps - batch, epoch, epoch + 1))
+    if epoch + bool(batch) < total_epochs:
+        phases.append((steps, epoch + bool(batch), total_epochs))
+    if not phases:
+        return _finished(config, run_dir, model, epoch, total_epochs, policy, is_chief)
+    if record:
         logger.info("Resuming %s at epoch %d, batch %d (step %d)", run_dir, epoch + 1, batch + 1, record["global_step"])
 
-    log_dir = os.path.join(run_dir, "logs")
+    if is_chief:
+        if restart_files:
+            remove_matching(run_dir, RUN_FILES, RUN_FOLDERS, only=restart_files)
+        for folder in (run_dir, os.path.join(run_dir, CHECKPOINTS), os.path.join(run_dir, SAMPLES)):
+            remove_stale_temporaries(folder)  # what killed writers left
+        if resume:  # from its backup, or from the start if it was killed before its first one
+            _keep_csv_rows_before(csv_path, epoch)
+    log_dir = os.path.join(run_dir, LOGS)
     progress = RunProgress(steps, epoch, batch, info={"pairs_per_epoch": position.pairs_per_epoch,
                                                       "global_batch_size": position.global_batch_size},
                            trackers=record.get("trackers") if record and record["batch"] == batch else None)
@@ -371,20 +518,12 @@ def _train(config, run_dir, dataset, position, samples, policy, resume, extra_ca
         StopOnNonFinite(progress),
     ]
     if is_chief:
-        callbacks += _chief_callbacks(config, run_dir, manager, progress, samples, log_dir, csv_path)
+        callbacks += [record_config] + _chief_callbacks(config, run_dir, manager, progress, samples, log_dir,
+                                                        csv_path, features)
     callbacks += extra_callbacks
 
     final_losses = {}
     position.seek(epoch, batch)
-    # fit counts the batches of an epoch from its first pass; a resumed epoch that starts
-    # part-way gets its own fit call so the full epochs after it are counted right.
-    phases = []
-    if batch and epoch < total_epochs:
-        phases.append((steps - batch, epoch, epoch + 1))
-    if epoch + bool(batch) < total_epochs:
-        phases.append((steps, epoch + bool(batch), total_epochs))
-    if not phases:
-        logger.info("%s has already finished its %d epochs.", run_dir, total_epochs)
     try:  # around every phase and what comes between them, so a Ctrl-C anywhere in training is reported
         for batches, first_epoch, end_epoch in phases:
             epoch_input = dataset.apply(tf.data.experimental.assert_cardinality(batches * local_replicas))
@@ -401,37 +540,81 @@ def _train(config, run_dir, dataset, position, samples, policy, resume, extra_ca
             f"interrupted at step {progress.global_step} (epoch {progress.epoch + 1}, batch {progress.batch}); "
             f"{kept}: run the same command to resume.") from None
     result = {"run_dir": run_dir, "precision": policy, "final_losses": final_losses, "model": model}
-    if not is_chief:
-        return result
-    save_model_atomically(model, os.path.join(run_dir, "model.keras"))
+    if is_chief:
+        _write_results(config, run_dir, result)
+    return result
 
+
+def _write_results(config, run_dir, result, only_missing=False):
+    """Writes model.keras and results.json (`only_missing`: those that are not there) from
+    `result`, adding the paired test error where the data has one."""
+    model = result["model"]
+    if not (only_missing and os.path.exists(os.path.join(run_dir, MODEL))):
+        save_model_atomically(model, os.path.join(run_dir, MODEL))
+    if only_missing and os.path.exists(os.path.join(run_dir, RESULTS)):
+        return
     if config.data.root and os.path.isdir(os.path.join(config.data.root, "testB_paired")):
         result["paired_test"] = paired_translation_error(
             model.gen_a2b, os.path.join(config.data.root, "testA"),
             os.path.join(config.data.root, "testB_paired"),
         )
-    write_json(os.path.join(run_dir, "results.json"), {k: v for k, v in result.items() if k != "model"})
+    write_json(os.path.join(run_dir, RESULTS), {k: v for k, v in result.items() if k != "model"})
+
+
+def _last_csv_row(path):
+    """The last epoch's losses in a CSV log, as floats (without the epoch), or {}."""
+    try:
+        with open(path, newline="") as f:
+            rows = list(csv.DictReader(f))
+    except OSError:
+        return {}
+    last = rows[-1] if rows else {}
+    try:
+        return {key: float(value) for key, value in last.items() if key != "epoch" and key}
+    except (TypeError, ValueError):
+        return {}
+
+
+def _finished(config, run_dir, model, trained_epochs, total_epochs, policy, is_chief):
+    """The result of a run that has trained all the epochs `config` asks for, read from its
+    records, which are kept as they are: its config.yaml still says how many epochs it trained.
+    Only records a kill after the last backup left unwritten (model.keras, results.json) are written."""
+    logger.info("%s has already trained %d epochs (train.epochs + train.epochs_decay = %d now): its records are "
+                "read, not rewritten. Ask for more epochs to train it further.", run_dir, trained_epochs, total_epochs)
+    result = {"run_dir": run_dir, "precision": policy, "final_losses": {}, "model": model}
+    try:
+        with open(os.path.join(run_dir, RESULTS)) as f:
+            saved = json.load(f)
+        result.update({k: v for k, v in saved.items() if k not in ("model", "run_dir")})
+    except (OSError, ValueError):
+        result["final_losses"] = _last_csv_row(os.path.join(run_dir, LOG_CSV))
+        if is_chief:
+            _write_results(config, run_dir, result, only_missing=True)
     return result
 
 
-def _chief_callbacks(config, run_dir, manager, progress, samples, log_dir, csv_path):
-    """The callbacks that write the run directory: backups, logs, checkpoints, samples."""
+def _chief_callbacks(config, run_dir, manager, progress, samples, log_dir, csv_path, features=None):
+    """The callbacks that write the run directory: logs, checkpoints, samples, then backups.
+
+    The backup comes last: the epoch-end backup marks an epoch done, so the epoch's log row,
+    checkpoint and sample grid are written before it (a kill between them trains the epoch's
+    end again, and writes them then).
+    """
     c = config.checkpoint
     callbacks = [
-        BackupCallback(manager, progress, every_n_steps=c.backup_every_n_steps),
         keras.callbacks.TensorBoard(log_dir, write_graph=False),
         keras.callbacks.CSVLogger(csv_path, append=True),
-        KerasCheckpoints(os.path.join(run_dir, "checkpoints"), progress, every_n_epochs=c.keras_every_n_epochs,
+        KerasCheckpoints(os.path.join(run_dir, CHECKPOINTS), progress, every_n_epochs=c.keras_every_n_epochs,
                          every_n_steps=c.keras_every_n_steps, keep=c.keep_keras),
         TrainingMonitor(log_dir, progress, batch_size=progress.info["global_batch_size"],
                         every_n_steps=config.monitor.scalars_every_n_steps,
                         hparams=flatten_config(config.to_dict()), run_name=os.path.basename(os.path.abspath(run_dir))),
     ]
     if config.eval.every_n_epochs:
-        features = InceptionFeatures(config.eval.inception_weights) if config.eval.inception_weights else None
         callbacks.append(EvaluationCallback(config.data.root, config.eval.every_n_epochs, log_dir,
                                             max_images=config.eval.max_images, features=features))
     if samples:
-        callbacks.append(SampleGrid(*samples, out_dir=os.path.join(run_dir, "samples"), log_dir=log_dir,
+        callbacks.append(SampleGrid(*samples, out_dir=os.path.join(run_dir, SAMPLES), log_dir=log_dir,
                                     progress=progress, every_n_steps=config.monitor.images_every_n_steps))
+    callbacks.append(BackupCallback(manager, progress, every_n_steps=c.backup_every_n_steps))
     return callbacks

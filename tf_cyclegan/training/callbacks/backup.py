@@ -12,6 +12,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import shutil
 import time
 
@@ -58,6 +59,11 @@ class BackupManager:
         keep: int, default 2. Complete backups kept; older ones are deleted only after a
             newer one is complete.
     """
+
+    # What it writes in its folder, one definition for the writer and for `--restart`'s cleaner:
+    # step-NNNNNNNNNN/ (and, while writing, .tmp-step-NNNNNNNNNN-PID/ and .tmp-damaged-...).
+    FOLDER_PATTERN = r"(\.tmp-(damaged-)?)?step-\d+(-\d+)?"
+    FILE_PATTERN = FOLDER_PATTERN + "/(" + re.escape(WEIGHTS) + "|" + re.escape(PROGRESS) + ")"
 
     def __init__(self, directory, keep=2):
         if keep < 1:
@@ -165,6 +171,9 @@ class BackupManager:
 class BackupCallback(keras.callbacks.Callback):
     """Backs up the training state every `every_n_steps` batches and at every epoch's end.
 
+    Place it after the callbacks that write an epoch's records: the epoch-end backup is what
+    marks the epoch done, so it comes last, and a kill before it trains the epoch's end again.
+
     Args:
         manager: `BackupManager`.
         progress: `RunProgress` that knows the epoch, batch and global step.
@@ -182,7 +191,11 @@ class BackupCallback(keras.callbacks.Callback):
         self.manager.save(self.model, self.progress.record(self.model))
 
     def on_train_batch_end(self, batch, logs=None):
-        if is_due(self.progress.global_step, self.every_n_steps):
+        # Not at an epoch's last batch: the epoch's end backs up, after the epoch's records (log
+        # row, checkpoint, sample grid). A backup there would mark the epoch done before them, and
+        # a kill in between would lose them for good: the resumed run starts the next epoch.
+        if is_due(self.progress.global_step, self.every_n_steps) and \
+                self.progress.batch < self.progress.steps_per_epoch:
             self._save()
 
     def on_epoch_end(self, epoch, logs=None):

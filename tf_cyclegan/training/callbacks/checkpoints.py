@@ -22,7 +22,9 @@ class KerasCheckpoints(keras.callbacks.Callback):
         keep: int, default 3. Checkpoints kept, newest first.
     """
 
-    _NAME = re.compile(r"^(epoch|step)_(\d+)\.keras$")
+    # The names it writes, one definition for the writer and for `--restart`'s cleaner.
+    FILE_PATTERN = r"(epoch|step)_\d+\.keras"
+    _NAME = re.compile(FILE_PATTERN)
 
     def __init__(self, directory, progress, every_n_epochs=1, every_n_steps=0, keep=3):
         super().__init__()
@@ -31,6 +33,11 @@ class KerasCheckpoints(keras.callbacks.Callback):
         self.every_n_epochs = every_n_epochs
         self.every_n_steps = every_n_steps
         self.keep = keep
+
+    @staticmethod
+    def file_name(kind, number):
+        """`epoch_NNNN.keras` or `step_NNNNNNNNNN.keras` (`kind` "epoch" or "step"), as `FILE_PATTERN` matches."""
+        return f"epoch_{number:04d}.keras" if kind == "epoch" else f"step_{number:010d}.keras"
 
     def _save(self, name):
         os.makedirs(self.directory, exist_ok=True)
@@ -41,7 +48,7 @@ class KerasCheckpoints(keras.callbacks.Callback):
         """Checkpoint files, newest first (by the global step when each was written)."""
         if not os.path.isdir(self.directory):
             return []
-        paths = [os.path.join(self.directory, n) for n in os.listdir(self.directory) if self._NAME.match(n)]
+        paths = [os.path.join(self.directory, n) for n in os.listdir(self.directory) if self._NAME.fullmatch(n)]
         return sorted(paths, key=os.path.getmtime, reverse=True)
 
     def _prune(self):
@@ -50,8 +57,8 @@ class KerasCheckpoints(keras.callbacks.Callback):
 
     def on_train_batch_end(self, batch, logs=None):
         if is_due(self.progress.global_step, self.every_n_steps):
-            self._save(f"step_{self.progress.global_step:010d}.keras")
+            self._save(self.file_name("step", self.progress.global_step))
 
     def on_epoch_end(self, epoch, logs=None):
         if is_due(epoch + 1, self.every_n_epochs):
-            self._save(f"epoch_{epoch + 1:04d}.keras")
+            self._save(self.file_name("epoch", epoch + 1))

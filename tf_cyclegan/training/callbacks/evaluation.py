@@ -21,13 +21,15 @@ class EvaluationCallback(keras.callbacks.Callback):
         features: feature extractor for FID/KID, or None to skip them.
     """
 
+    LOG_SUBDIR = "eval"  # under log_dir
+
     def __init__(self, root, every_n_epochs, log_dir=None, max_images=50, features=None):
         super().__init__()
         self.root = root
         self.every_n_epochs = every_n_epochs
         self.max_images = max_images
         self.features = features
-        self.writer = tf.summary.create_file_writer(os.path.join(log_dir, "eval")) if log_dir else None
+        self.writer = tf.summary.create_file_writer(os.path.join(log_dir, self.LOG_SUBDIR)) if log_dir else None
 
     def on_epoch_end(self, epoch, logs=None):
         if not is_due(epoch + 1, self.every_n_epochs):

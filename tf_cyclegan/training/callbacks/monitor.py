@@ -80,6 +80,10 @@ def _loss_scale(optimizer):
     return None
 
 
+# The files TensorBoard's summary writers make in a log folder (events.out.tfevents.<time>.<host>.<pid>...).
+EVENT_FILE_PATTERN = r"events\.out\.tfevents\.[^/]+"
+
+
 class TrainingMonitor(keras.callbacks.Callback):
     """Writes step-level scalars and the config hparams to TensorBoard.
 
@@ -92,9 +96,11 @@ class TrainingMonitor(keras.callbacks.Callback):
         run_name: the hparams trial name (the run directory's name).
     """
 
+    LOG_SUBDIR = "steps"  # under log_dir
+
     def __init__(self, log_dir, progress, batch_size, every_n_steps=10, hparams=None, run_name="run"):
         super().__init__()
-        self.writer = tf.summary.create_file_writer(os.path.join(log_dir, "steps"))
+        self.writer = tf.summary.create_file_writer(os.path.join(log_dir, self.LOG_SUBDIR))
         self.progress = progress
         self.batch_size = batch_size
         self.every_n_steps = max(1, every_n_steps)

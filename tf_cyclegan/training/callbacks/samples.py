@@ -6,6 +6,7 @@ import keras
 import tensorflow as tf
 
 from tf_cyclegan.data.images import to_uint8
+from tf_cyclegan.files import write_bytes
 from tf_cyclegan.inference.translate import translate
 from tf_cyclegan.training.callbacks.periodic import is_due
 
@@ -26,6 +27,14 @@ class SampleGrid(keras.callbacks.Callback):
     """
 
     TAG = "samples/realA_fakeB_cycledA_realB_fakeA_cycledB"
+    LOG_SUBDIR = "samples"  # under log_dir
+    # The grids' names, one definition for the writer and for `--restart`'s cleaner.
+    FILE_PATTERN = r"epoch_\d{3,}\.png"
+
+    @staticmethod
+    def file_name(epoch):
+        """`epoch_NNN.png` for the 1-based `epoch`, as `FILE_PATTERN` matches."""
+        return f"epoch_{epoch:03d}.png"
 
     def __init__(self, images_a, images_b, out_dir, log_dir=None, progress=None, every_n_steps=0):
         super().__init__()
@@ -35,8 +44,7 @@ class SampleGrid(keras.callbacks.Callback):
         self.images_a = tf.stack([tf.image.resize(image, size) for image in images_a])
         self.images_b = tf.stack([tf.image.resize(image, size) for image in images_b])
         self.out_dir = out_dir
-        self.writer = tf.summary.create_file_writer(os.path.join(log_dir, "samples")) if log_dir else None
-        os.makedirs(out_dir, exist_ok=True)
+        self.writer = tf.summary.create_file_writer(os.path.join(log_dir, self.LOG_SUBDIR)) if log_dir else None
 
     def grid(self):
         model = self.model
@@ -62,8 +70,8 @@ class SampleGrid(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         grid = self.grid()
-        path = os.path.join(self.out_dir, f"epoch_{epoch + 1:03d}.png")
-        tf.io.write_file(path, tf.io.encode_png(grid))
+        # Whole or not at all: a kill while writing leaves no half PNG under the grid's name.
+        write_bytes(os.path.join(self.out_dir, self.file_name(epoch + 1)), tf.io.encode_png(grid).numpy())
         step = self.progress.global_step if self.progress else epoch + 1
         if not is_due(step, self.every_n_steps):
             self._log(grid, step)
