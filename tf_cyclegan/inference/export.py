@@ -170,8 +170,10 @@ def check_export_arguments(formats, tflite_size=None, directions=None, calibrati
         raise ValueError(f"Unknown export format(s) {unknown}: choose from {', '.join(FORMATS)}")
     if "onnx" in formats and importlib.util.find_spec("tf2onnx") is None:
         raise ValueError("The onnx format needs tf2onnx: pip install 'tf_cyclegan[onnx]'")
-    if "tflite" in formats and tflite_size is not None and (tflite_size < 4 or tflite_size % 4):
-        raise ValueError(f"The TFLite input size must be a positive multiple of 4. Received: {tflite_size}")
+    if "tflite" in formats and tflite_size is not None:
+        from tf_cyclegan.training.config import check_image_size
+
+        check_image_size("The TFLite input size (--tflite-size)", tflite_size)
     if directions is not None:
         directions = tuple(directions)
         bad = [d for d in directions if d not in ("a2b", "b2a")]
