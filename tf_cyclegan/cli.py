@@ -203,6 +203,8 @@ def _translate(args):
     translator = load_translator(args.model, args.direction, precision=args.precision, tile=args.tile)
     written, skipped = translate_paths(translator, args.inputs, args.out, overwrite=args.overwrite,
                                        progress=sys.stdout.isatty())
+    if not written:
+        raise ValueError(f"Translated nothing: all {len(skipped)} input(s) were skipped (the warnings above say why)")
     where = os.path.join(args.out, "")  # one trailing separator, whether or not --out had one
     print(f"Translated {len(written)} image(s) into {where}" + (f"; skipped {len(skipped)}" if skipped else ""))
 
