@@ -219,6 +219,7 @@ def _evaluate(args):
         raise OutputExists(f"--out {args.out!r} is a folder: give the report's file name")
     if args.out and not args.overwrite:
         refuse_existing([args.out])
+    features = None if args.no_fid else InceptionFeatures(args.inception_weights)  # offline: one line, first
     directions = (args.direction,)
     if args.direction == "both":
         directions = model_directions(args.model)
@@ -226,7 +227,6 @@ def _evaluate(args):
             print(f"tf-cyclegan evaluate: {args.model} has only the {directions[0]} generator: evaluating "
                   f"{directions[0]} alone, without a cycle error", file=sys.stderr)
     translators = load_translators(args.model, directions)
-    features = None if args.no_fid else InceptionFeatures(args.inception_weights)
     report = evaluate(translators, args.data, directions, features=features, progress=sys.stdout.isatty())
     print(format_report(report))
     if args.out:

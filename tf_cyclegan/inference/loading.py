@@ -250,9 +250,10 @@ def resolve_model_path(path, direction=None):
 
 
 def _recorded_direction(model):
-    """The direction a one-generator model (SavedModel, .tflite, .onnx) was exported as, from
-    the `metadata.json` that `export` writes beside it; "a2b" where there is none, the name
-    `export` and `import-torch` give a lone generator."""
+    """The direction a one-generator model (SavedModel, .tflite, .onnx) was exported as: the
+    one the `metadata.json` that `export` writes beside it names, else the name of its
+    export's `a2b/` or `b2a/` folder, else "a2b", the name `export` and `import-torch` give a
+    lone generator."""
     folder = model.path if os.path.isdir(model.path) else os.path.dirname(os.path.abspath(model.path))
     for candidate in (folder, os.path.dirname(os.path.abspath(folder))):
         meta = os.path.join(candidate, "metadata.json")
@@ -266,6 +267,9 @@ def _recorded_direction(model):
                              f"{_first_line(error)}") from None
         if direction in DIRECTIONS:
             return direction
+    for candidate in (folder, os.path.dirname(os.path.abspath(folder))):
+        if os.path.basename(candidate) in DIRECTIONS:  # an export's OUT/<direction>/ folder
+            return os.path.basename(candidate)
     return "a2b"
 
 
