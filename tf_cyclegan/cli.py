@@ -389,7 +389,10 @@ def main(argv=None):
     Exit codes: 0 done, 2 an error (bad input, a file that cannot be read or written, a run
     that cannot go on), 130 interrupted (Ctrl-C).
     """
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as stop:  # a bad command line, said in one line (`_Parser.error`), or --help
+        return stop.code
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
