@@ -333,7 +333,7 @@ def test_a_bad_number_is_one_line_naming_the_option_and_value_before_any_work(tm
     assert main([*command, f"{option}={value}"]) == 2
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and "usage" not in err, err
-    assert err.startswith(f"tf-cyclegan {command[0]}: error: argument {option}: "), err
+    assert err.startswith(f"tf-cyclegan {command[0]}: error: argument ") and option in err.split(":")[2], err
     assert f"Received: {value}" in err or f"Received: {value!r}" in err, err
     assert os.listdir(tmp_path) == []  # nothing written
 
