@@ -4,8 +4,9 @@ Every output path is worked out before any image is translated (`plan_outputs`):
 given by itself goes to `out_dir/<stem>.png`; the images in a folder go to the same path
 relative to that folder, under `out_dir/`, or, when several arguments are given, under
 `out_dir/<the folder's name>/`. Nothing is translated if two inputs would be written to one
-file, if an output would replace one of the inputs, or if an output file exists already
-(unless `overwrite=True`).
+file, if an output would replace one of the inputs, if an output file exists already
+(unless `overwrite=True`), or if no image is left to translate. Every file passed over (not
+an image, or inside `out_dir`) is said, with why.
 """
 
 import logging
