@@ -465,3 +465,22 @@ def test_export_overwrite_keeps_the_users_files_and_the_formats_not_exported_aga
     meta = json.loads((out / "a2b" / "metadata.json").read_text())
     assert meta["files"] == {"savedmodel": "savedmodel", "onnx": "generator.onnx"}
     assert meta["kept_from_an_earlier_export"] == ["generator.onnx"]
+
+
+@pytest.mark.slow
+def test_train_with_imagenet_inception_weights_offline_is_one_line_before_any_step(demo_root, tmp_path, monkeypatch,
+                                                                                  capsys):
+    import keras
+
+    def no_network(fname, origin, **kwargs):
+        raise Exception(f"URL fetch failure on {origin}: None -- [Errno -3] Temporary failure in name resolution")
+
+    monkeypatch.setattr(keras.utils, "get_file", no_network)
+    run_dir = tmp_path / "run"
+    code = main(["train", "--run-dir", str(run_dir), "--set", f"data.root={demo_root}", "data.load_size=36",
+                 "data.crop_size=32", "model.filters=4", "model.num_residual_blocks=1", "model.disc_filters=4",
+                 "train.epochs=1", "train.epochs_decay=0", "train.verbose=0", "eval.every_n_epochs=1",
+                 "eval.inception_weights=imagenet"])
+    line = _error_line(capsys)
+    assert code == 2 and "Cannot download the InceptionV3 weights" in line and "eval.inception_weights" in line
+    assert not (run_dir / "model.keras").exists() and not (run_dir / "log.csv").exists()  # no step was trained
