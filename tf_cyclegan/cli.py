@@ -219,14 +219,14 @@ def _evaluate(args):
         raise OutputExists(f"--out {args.out!r} is a folder: give the report's file name")
     if args.out and not args.overwrite:
         refuse_existing([args.out])
-    features = None if args.no_fid else InceptionFeatures(args.inception_weights)  # offline: one line, first
     directions = (args.direction,)
     if args.direction == "both":
         directions = model_directions(args.model)
         if len(directions) == 1:  # a lone generator: nothing to cycle back through
             print(f"tf-cyclegan evaluate: {args.model} has only the {directions[0]} generator: evaluating "
                   f"{directions[0]} alone, without a cycle error", file=sys.stderr)
-    translators = load_translators(args.model, directions)
+    translators = load_translators(args.model, directions)  # a direction the model lacks: one line
+    features = None if args.no_fid else InceptionFeatures(args.inception_weights)  # offline: one line
     report = evaluate(translators, args.data, directions, features=features, progress=sys.stdout.isatty())
     print(format_report(report))
     if args.out:
