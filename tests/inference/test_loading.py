@@ -210,7 +210,7 @@ def test_an_export_folder_with_only_tflite_or_only_onnx_translates(trained_files
         shutil.copy(root / "export" / "b2a" / "metadata.json", folder / "metadata.json")
         with caplog.at_level(logging.INFO, logger="tf_cyclegan.inference.loading"):
             translator = load_translator(tmp_path / name, "b2a")
-        assert isinstance(translator, kind) and f"using {name}" in caplog.text
+        assert isinstance(translator, kind) and f"{name} (an export folder's best format" in caplog.text
         np.testing.assert_allclose(translator.translate(image), expected, atol=1e-3)
 
 

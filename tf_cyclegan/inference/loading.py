@@ -28,7 +28,7 @@ from tf_cyclegan.inference.translate import translate as translate_full
 logger = logging.getLogger(__name__)
 
 DIRECTIONS = ("a2b", "b2a")
-EXPECTED = ("a .keras file, a run directory holding model.keras, a SavedModel directory, "
+EXPECTED = ("a .keras file, a run directory holding model.keras, a SavedModel directory, an export folder, "
             "a .tflite file or an .onnx file")
 
 
@@ -219,7 +219,7 @@ def resolve_model_path(path, direction=None):
     """Finds the model at `path`: a `.keras` file, a run directory holding `model.keras`, a
     SavedModel directory, an export folder (`a2b/`, `b2a/`: `direction` picks one, else the
     first), an export direction's folder (its SavedModel, else TFLite float32, else ONNX: see
-    `EXPORT_CHOICES`; logged), a `.tflite` or an `.onnx` file.
+    `EXPORT_CHOICES`), a `.tflite` or an `.onnx` file.
 
     The one place that reads a user's model path: `translate`, `evaluate` and `export` all
     accept what this accepts. Which directions the model has is `model_directions`'s answer.
@@ -240,9 +240,6 @@ def resolve_model_path(path, direction=None):
             return ModelPath("savedmodel", path, None)
         found = _in_export_folder(path)
         if found is not None:
-            if found.kind != "savedmodel":
-                logger.info("%s: using %s (the best format there: SavedModel, TFLite float32, ONNX, in that order)",
-                            path, os.path.basename(found.path))
             return found
     if not os.path.exists(path):
         raise FileNotFoundError(f"Model not found: {path!r}; expected {EXPECTED}")
@@ -322,6 +319,9 @@ def load_translator(path, direction=None, precision="float32", **kwargs):
     direction = direction or available[0]
     _check_direction(path, direction, available)
     model = resolve_model_path(path, direction)
+    if os.path.isdir(path) and model.kind in ("tflite", "onnx"):
+        logger.info("%s: using %s (an export folder's best format there: SavedModel, TFLite float32, ONNX, "
+                    "in that order)", os.fspath(path), model.path)
     if model.kind == "keras":
         return KerasTranslator(_generator_from_keras(model.path, direction), precision=precision, **kwargs)
     if model.kind == "savedmodel":
