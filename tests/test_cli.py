@@ -385,3 +385,179 @@ def test_a_start_that_fails_does_not_bind_the_corrected_command(demo_root, tmp_p
     assert "Inception weights file not found" in _error_line(capsys)
     assert not run_dir.exists()
     assert main(argv + ["--set", "model.disc_layers=2", "--init-from", str(tmp_path / "deeper.keras")]) == 0
+
+
+# Every numeric option of translate, export and bench, with bad values: checked by the option's
+# type, with the config's own checks, before anything is read, loaded or built.
+BAD_NUMBERS = [
+    (["bench"], "--size", ["30", "0", "-4", "20", "x"]),
+    (["bench"], "--batch", ["0", "-1", "1.5"]),
+    (["bench"], "--filters", ["0"]),
+    (["bench"], "--ngf", ["-2"]),
+    (["bench"], "--num-residual-blocks", ["-1"]),
+    (["bench"], "--steps", ["0", "-1"]),
+    (["bench"], "--warmup", ["-1", "-3"]),
+    (["translate", "--model", "nowhere.keras", "--out", "out", "in.png"], "--tile", ["0", "-5", "30", "4", "big"]),
+    (["export", "nowhere.keras", "--out", "out"], "--tflite-size", ["0", "30", "-8"]),
+]
+
+
+@pytest.mark.parametrize("command, option, value", [
+    (command, option, value) for command, option, values in BAD_NUMBERS for value in values])
+def test_a_bad_number_is_one_line_naming_the_option_and_value_before_any_work(tmp_path, capsys, monkeypatch,
+                                                                              command, option, value):
+    monkeypatch.chdir(tmp_path)
+    assert main([*command, f"{option}={value}"]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "usage" not in err, err
+    assert err.startswith(f"tf-cyclegan {command[0]}: error: argument ") and option in err.split(":")[2], err
+    assert f"Received: {value}" in err or f"Received: {value!r}" in err, err
+    assert os.listdir(tmp_path) == []  # nothing written
+
+
+def test_the_commands_share_the_config_and_library_checks_of_a_number(tmp_path):
+    from tf_cyclegan.benchmarking.bench import train_step_benchmark
+    from tf_cyclegan.inference.loading import Translator
+    from tf_cyclegan.training.config import ConfigError, load_config
+
+    with pytest.raises(ConfigError, match="data.crop_size must be a multiple of 4 .* at least 24. Received: 20"):
+        load_config(sets=["data.crop_size=20"])  # the default PatchGAN's 3 stride-2 layers need 24
+    assert load_config(sets=["data.crop_size=16", "model.disc_layers=2"]).data.crop_size == 16
+    for kwargs, message in [({"steps": 0}, "steps must be positive. Received: 0"),
+                            ({"warmup": -3}, "warmup must not be negative. Received: -3"),
+                            ({"size": 30}, "size must be a multiple of 4 .* at least 24. Received: 30"),
+                            ({"batch": 0}, "batch must be positive. Received: 0")]:
+        with pytest.raises(ValueError, match=message):
+            train_step_benchmark(**kwargs)
+    with pytest.raises(ValueError, match="tile must be a multiple of 4 .* at least 8. Received: -5"):
+        Translator(tile=-5)
+
+
+@pytest.mark.slow
+def test_a_bad_number_stops_before_tensorflow_loads(tmp_path):
+    import subprocess
+    import sys
+
+    from conftest import subprocess_env
+
+    script = ("import sys\nfrom tf_cyclegan.cli import main\n"
+              "codes = [main(argv) for argv in (['bench', '--warmup', '-3'], ['bench', '--size', '30'], "
+              "['translate', '--model', 'm.keras', '--tile', '0', '--out', 'o', 'x.png'], "
+              "['export', 'm.keras', '--out', 'o', '--tflite-size', '30'])]\n"
+              "print(codes, 'tensorflow' in sys.modules)\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path,
+                          env=subprocess_env(), timeout=300)
+    assert done.stdout.strip() == "[2, 2, 2, 2] False", done.stdout + done.stderr[-2000:]
+    assert len([line for line in done.stderr.splitlines() if line.startswith("tf-cyclegan ")]) == 4
+
+
+@pytest.fixture(scope="module")
+def one_generator(tmp_path_factory):
+    """A tiny CycleGAN's a2b generator alone in a .keras file (what import-torch makes of one .pth)."""
+    root = tmp_path_factory.mktemp("one")
+    saved_tiny_cyclegan(root / "cyclegan.keras").gen_a2b.save(root / "gen.keras")
+    return root / "gen.keras"
+
+
+def _one_png(folder, name="x.png", size=(12, 12)):
+    os.makedirs(folder, exist_ok=True)
+    tf.io.write_file(os.path.join(folder, name), tf.io.encode_png(tf.zeros((*size, 3), tf.uint8)))
+
+
+def test_a_one_generator_model_refuses_the_direction_it_lacks(one_generator, tmp_path, capsys):
+    _one_png(tmp_path / "in")
+    code = main(["translate", "--model", str(one_generator), "--direction", "b2a", "--out", str(tmp_path / "out"),
+                 str(tmp_path / "in")])
+    line = _error_line(capsys)
+    assert code == 2 and "gen.keras' has no b2a generator: it translates a2b only" in line
+    assert not (tmp_path / "out").exists()
+    assert main(["translate", "--model", str(one_generator), "--out", str(tmp_path / "out"), str(tmp_path / "in")]) == 0
+    assert os.listdir(tmp_path / "out") == ["x.png"]  # no --direction: the one it has
+    capsys.readouterr()
+    code = main(["evaluate", "--model", str(one_generator), "--direction", "b2a", "--data", str(tmp_path), "--no-fid"])
+    assert code == 2 and "has no b2a generator" in _error_line(capsys)
+
+
+def test_evaluate_both_on_a_one_generator_model_evaluates_its_direction_and_says_so(one_generator, demo_root,
+                                                                                      tmp_path, capsys):
+    out = tmp_path / "report.json"
+    assert main(["evaluate", "--model", str(one_generator), "--data", str(demo_root), "--no-fid",
+                 "--out", str(out)]) == 0
+    captured = capsys.readouterr()
+    assert "has only the a2b generator: evaluating a2b alone, without a cycle error" in captured.err
+    report = json.loads(out.read_text())
+    assert set(report) == {"a2b"} and "cycle_l1" not in report["a2b"] and "paired" in report["a2b"]
+    assert "b2a" not in captured.out
+
+
+def test_an_input_inside_out_is_skipped_with_a_warning_and_nothing_to_translate_is_an_error(saved_models, tmp_path,
+                                                                                             capsys, caplog):
+    import logging
+
+    model = str(saved_models / "cyclegan.keras")
+    _one_png(tmp_path / "out", "old.png")
+    _one_png(tmp_path, "new.png")
+    with caplog.at_level(logging.WARNING):
+        code = main(["translate", "--model", model, "--out", str(tmp_path / "out"), str(tmp_path / "out" / "old.png"),
+                     str(tmp_path / "new.png")])
+    assert code == 0 and "Translated 1 image(s)" in capsys.readouterr().out
+    [warning] = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert "old.png: it is inside --out" in warning
+    code = main(["translate", "--model", model, "--out", str(tmp_path / "out"), str(tmp_path / "out" / "old.png")])
+    line = _error_line(capsys)
+    assert code == 2 and "No image to translate in" in line and "old.png' skipped, it is inside --out" in line
+    assert sorted(os.listdir(tmp_path / "out")) == ["new.png", "old.png"]
+
+
+def test_evaluate_offline_is_one_line_saying_what_to_do(saved_models, demo_root, monkeypatch, capsys):
+    import keras
+
+    def no_network(fname, origin, **kwargs):
+        raise Exception(f"URL fetch failure on {origin}: None -- [Errno -3] Temporary failure in name resolution")
+
+    monkeypatch.setattr(keras.utils, "get_file", no_network)
+    code = main(["evaluate", "--model", str(saved_models / "cyclegan.keras"), "--data", str(demo_root)])
+    line = _error_line(capsys)
+    assert code == 2 and "Cannot download the InceptionV3 weights" in line
+    assert "--no-fid" in line and "--inception-weights FILE" in line
+
+
+@pytest.mark.slow
+def test_export_overwrite_keeps_the_users_files_and_the_formats_not_exported_again(saved_models, tmp_path):
+    out = tmp_path / "out"
+    argv = ["export", str(saved_models / "cyclegan.keras"), "--out", str(out), "--formats", "savedmodel",
+            "--directions", "a2b"]
+    assert main(argv) == 0
+    (out / "a2b" / "notes.txt").write_text("mine")
+    (out / "a2b" / "generator.onnx").write_bytes(b"an earlier onnx export")
+    meta = json.loads((out / "a2b" / "metadata.json").read_text())
+    (out / "a2b" / "metadata.json").write_text(json.dumps({**meta, "files": {**meta["files"],
+                                                                             "onnx": "generator.onnx"}}))
+    first = (out / "a2b" / "savedmodel" / "saved_model.pb").stat().st_mtime_ns
+    assert main(argv + ["--overwrite"]) == 0
+    assert sorted(os.listdir(out / "a2b")) == ["generator.onnx", "metadata.json", "notes.txt", "savedmodel"]
+    assert (out / "a2b" / "savedmodel" / "saved_model.pb").stat().st_mtime_ns != first  # written again
+    assert (out / "a2b" / "notes.txt").read_text() == "mine"
+    assert (out / "a2b" / "generator.onnx").read_bytes() == b"an earlier onnx export"
+    meta = json.loads((out / "a2b" / "metadata.json").read_text())
+    assert meta["files"] == {"savedmodel": "savedmodel", "onnx": "generator.onnx"}
+    assert meta["kept_from_an_earlier_export"] == ["generator.onnx"]
+
+
+@pytest.mark.slow
+def test_train_with_imagenet_inception_weights_offline_is_one_line_before_any_step(demo_root, tmp_path, monkeypatch,
+                                                                                  capsys):
+    import keras
+
+    def no_network(fname, origin, **kwargs):
+        raise Exception(f"URL fetch failure on {origin}: None -- [Errno -3] Temporary failure in name resolution")
+
+    monkeypatch.setattr(keras.utils, "get_file", no_network)
+    run_dir = tmp_path / "run"
+    code = main(["train", "--run-dir", str(run_dir), "--set", f"data.root={demo_root}", "data.load_size=36",
+                 "data.crop_size=32", "model.filters=4", "model.num_residual_blocks=1", "model.disc_filters=4",
+                 "train.epochs=1", "train.epochs_decay=0", "train.verbose=0", "eval.every_n_epochs=1",
+                 "eval.inception_weights=imagenet"])
+    line = _error_line(capsys)
+    assert code == 2 and "Cannot download the InceptionV3 weights" in line and "eval.inception_weights" in line
+    assert not (run_dir / "model.keras").exists() and not (run_dir / "log.csv").exists()  # no step was trained

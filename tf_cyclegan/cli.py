@@ -82,6 +82,33 @@ def _config_choices(model_key):
     return typing.get_args(typing.get_type_hints(ModelConfig)[model_key])
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with a bad command line reported as one line (no usage block above it), as
+    every other error of the command is; `--help` shows the usage."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _number(check, **limits):
+    """An argparse `type`: an int, checked by `check` (the config's `check_int` or
+    `check_image_size`, or a `BENCH_CHECKS` entry: one definition for the config, the command
+    line and the library), so a bad value is one line naming the option before any work."""
+
+    def parse(text):
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be an integer. Received: {text!r}") from None
+        try:
+            # argparse names the option ("argument --size: ..."); the check's own key is left empty.
+            return check("", value, **limits)
+        except ValueError as error:
+            raise argparse.ArgumentTypeError(str(error).strip()) from None
+
+    return parse
+
+
 def _notice(text):
     """Writes `text` to stderr from a signal handler, never raising: an exception there would
     surface at whatever line the main thread was running."""
@@ -176,6 +203,8 @@ def _translate(args):
     translator = load_translator(args.model, args.direction, precision=args.precision, tile=args.tile)
     written, skipped = translate_paths(translator, args.inputs, args.out, overwrite=args.overwrite,
                                        progress=sys.stdout.isatty())
+    if not written:
+        raise ValueError(f"Translated nothing: all {len(skipped)} input(s) were skipped (the warnings above say why)")
     where = os.path.join(args.out, "")  # one trailing separator, whether or not --out had one
     print(f"Translated {len(written)} image(s) into {where}" + (f"; skipped {len(skipped)}" if skipped else ""))
 
@@ -184,15 +213,20 @@ def _evaluate(args):
     from tf_cyclegan.evaluation.evaluate import evaluate, format_report
     from tf_cyclegan.evaluation.fid import InceptionFeatures
     from tf_cyclegan.files import OutputExists, refuse_existing, write_json
-    from tf_cyclegan.inference.loading import load_translators
+    from tf_cyclegan.inference.loading import load_translators, model_directions
 
     if args.out and os.path.isdir(args.out):
         raise OutputExists(f"--out {args.out!r} is a folder: give the report's file name")
     if args.out and not args.overwrite:
         refuse_existing([args.out])
-    directions = ("a2b", "b2a") if args.direction == "both" else (args.direction,)
-    translators = load_translators(args.model, directions)
-    features = None if args.no_fid else InceptionFeatures(args.inception_weights)
+    directions = (args.direction,)
+    if args.direction == "both":
+        directions = model_directions(args.model)
+        if len(directions) == 1:  # a lone generator: nothing to cycle back through
+            print(f"tf-cyclegan evaluate: {args.model} has only the {directions[0]} generator: evaluating "
+                  f"{directions[0]} alone, without a cycle error", file=sys.stderr)
+    translators = load_translators(args.model, directions)  # a direction the model lacks: one line
+    features = None if args.no_fid else InceptionFeatures(args.inception_weights)  # offline: one line
     report = evaluate(translators, args.data, directions, features=features, progress=sys.stdout.isatty())
     print(format_report(report))
     if args.out:
@@ -249,7 +283,10 @@ def _user_error_message(error):
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(prog="tf-cyclegan", description=__doc__)
+    from tf_cyclegan.benchmarking.arguments import BENCH_CHECKS
+    from tf_cyclegan.training.config import check_image_size
+
+    parser = _Parser(prog="tf-cyclegan", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
 
     train = commands.add_parser("train", help="train a CycleGAN from a config")
@@ -271,7 +308,8 @@ def build_parser():
                         help="comma-separated: savedmodel, tflite, onnx (onnx needs the [onnx] extra)")
     export.add_argument("--directions", default="a2b,b2a")
     export.add_argument("--out", required=True, help="output folder, e.g. saved_models/NAME")
-    export.add_argument("--tflite-size", type=int, help="TFLite input size (default: training crop)")
+    export.add_argument("--tflite-size", type=_number(check_image_size),
+                        help="TFLite input size, a multiple of 4 (default: training crop)")
     export.add_argument("--overwrite", action="store_true", help="replace an earlier export in --out")
     export.add_argument("--calibration", metavar="DIR",
                         help="your images, to also write full-integer int8 TFLite calibrated on them: a folder of "
@@ -281,9 +319,11 @@ def build_parser():
     translate = commands.add_parser("translate", help="translate image files or folders")
     translate.add_argument("--model", required=True,
                            help="a .keras file, run directory, SavedModel directory, .tflite or .onnx file")
-    translate.add_argument("--direction", default="a2b", choices=("a2b", "b2a"))
+    translate.add_argument("--direction", choices=("a2b", "b2a"),
+                           help="default: the model's only direction, or a2b; one it lacks is an error")
     translate.add_argument("--out", required=True, help="output folder")
-    translate.add_argument("--tile", type=int, default=512, help="tile size for large images")
+    translate.add_argument("--tile", type=_number(check_image_size), default=512,
+                           help="tile size for large images, a multiple of 4 of at least 8 (default: 512)")
     translate.add_argument("--precision", default="float32", choices=("auto", "float32", "bfloat16", "float16"),
                            help="arithmetic of .keras and SavedModel models: auto picks bfloat16 on a CPU with "
                                 "bfloat16 instructions, float16 on a GPU, else float32 (default: float32, exact)")
@@ -294,7 +334,8 @@ def build_parser():
     evaluate = commands.add_parser("evaluate", help="FID, KID, cycle consistency and paired error")
     evaluate.add_argument("--model", required=True, help="any model path `translate` accepts")
     evaluate.add_argument("--data", required=True, help="folder with testA/ and testB/ (and testB_paired/)")
-    evaluate.add_argument("--direction", default="both", choices=("a2b", "b2a", "both"))
+    evaluate.add_argument("--direction", default="both", choices=("a2b", "b2a", "both"),
+                          help="both (default): every direction the model has; a lone generator has one")
     evaluate.add_argument("--out", help="write the report as JSON here")
     evaluate.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     evaluate.add_argument("--inception-weights", default="imagenet",
@@ -304,15 +345,19 @@ def build_parser():
     evaluate.set_defaults(func=_evaluate)
 
     bench = commands.add_parser("bench", help="time the training step (JSON keys of the PyTorch reference's)")
-    bench.add_argument("--size", type=int, default=128)
-    bench.add_argument("--batch", type=int, default=1)
-    bench.add_argument("--filters", "--ngf", type=int, default=64, help="generator filters (--ngf: old name)")
-    bench.add_argument("--num-residual-blocks", "--blocks", type=int, default=9,
+    bench.add_argument("--size", type=_number(BENCH_CHECKS["size"]), default=128,
+                       help="image size, a multiple of 4 of at least 24")
+    bench.add_argument("--batch", type=_number(BENCH_CHECKS["batch"]), default=1)
+    bench.add_argument("--filters", "--ngf", type=_number(BENCH_CHECKS["filters"]), default=64,
+                       help="generator filters (--ngf: old name)")
+    bench.add_argument("--num-residual-blocks", "--blocks", type=_number(BENCH_CHECKS["num_residual_blocks"]),
+                       default=9,
                        help="generator residual blocks (--blocks: old name)")
     bench.add_argument("--upsampling", default="transpose", choices=_config_choices("upsampling"),
                        help="the generators' (docs/checkerboard.md)")
-    bench.add_argument("--steps", type=int, default=10, help="timed steps")
-    bench.add_argument("--warmup", type=int, default=2, help="untimed steps after the first")
+    bench.add_argument("--steps", type=_number(BENCH_CHECKS["steps"]), default=10, help="timed steps (1 or more)")
+    bench.add_argument("--warmup", type=_number(BENCH_CHECKS["warmup"]), default=2,
+                       help="untimed steps after the first (0 or more)")
     bench.add_argument("--precision", default="float32", choices=("float32", "mixed_bfloat16", "mixed_float16"))
     bench.add_argument("--jit-compile", default="auto", choices=("auto", "true", "false"))
     bench.add_argument("--cpu-allocator", default="auto", choices=("auto", "bfc", "malloc"),
@@ -344,7 +389,10 @@ def main(argv=None):
     Exit codes: 0 done, 2 an error (bad input, a file that cannot be read or written, a run
     that cannot go on), 130 interrupted (Ctrl-C).
     """
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as stop:  # a bad command line, said in one line (`_Parser.error`), or --help
+        return stop.code
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 

@@ -58,3 +58,26 @@ def test_the_benchmark_times_each_upsampling_and_counts_its_arithmetic():
     assert results["resize"]["upsampling"] == "resize"
     assert results["resize"]["params_generator"] == results["transpose"]["params_generator"]
     assert results["resize"]["step_gflop"] > results["transpose"]["step_gflop"]
+
+
+@pytest.mark.parametrize("arguments, message", [
+    ({"steps": 0}, "steps must be positive. Received: 0"),  # was a ZeroDivisionError
+    ({"warmup": -1}, "warmup must not be negative. Received: -1"),  # was a ZeroDivisionError
+    ({"warmup": -3}, "warmup must not be negative. Received: -3"),  # was twice the real rate
+    ({"size": 30}, "size must be a multiple of 4 .* of at least 24. Received: 30"),
+    ({"size": 20}, "size must be a multiple of 4 .* of at least 24. Received: 20"),  # the PatchGAN's minimum
+    ({"size": 0}, "size must be a multiple of 4"),
+    ({"batch": 0}, "batch must be positive. Received: 0"),
+    ({"filters": 0}, "filters must be positive. Received: 0"),
+    ({"num_residual_blocks": -1}, "num_residual_blocks must not be negative. Received: -1"),
+    ({"steps": 2.5}, "steps must be an integer. Received: 2.5"),
+])
+def test_a_bad_number_is_refused_before_anything_is_built(monkeypatch, arguments, message):
+    from tf_cyclegan.models import cyclegan
+
+    def not_built(**kwargs):
+        raise AssertionError("built a model for a benchmark that cannot run")
+
+    monkeypatch.setattr(cyclegan, "build_cyclegan", not_built)
+    with pytest.raises(ValueError, match=message):
+        train_step_benchmark(**arguments)

@@ -58,3 +58,13 @@ def test_format_report_shows_a_dash_for_what_was_not_measured():
     assert header.split() == ["images", "FID", "KID", "x1e3", "cycle", "L1"]
     assert a2b.split() == ["a2b", "3", "-", "-", "0.2500"]
     assert b2a.split() == ["b2a", "2", "12.50", "2.00", "±", "0.10", "-"]
+
+
+def test_a_lone_generator_is_evaluated_one_way_without_a_cycle_error(demo_root):
+    translators = {"a2b": KerasTranslator(_identity())}
+    report = evaluate(translators, demo_root, directions=("a2b",), progress=False)
+    assert set(report) == {"a2b"} and "cycle_l1" not in report["a2b"]  # no inverse to cycle back through
+    assert report["a2b"]["paired"] == pytest.approx(report["a2b"]["baseline"])
+    assert "b2a" not in format_report(report)
+    with pytest.raises(ValueError, match="No b2a generator in the model given: it has a2b"):
+        evaluate(translators, demo_root, directions=("a2b", "b2a"), progress=False)

@@ -3,9 +3,11 @@ import pytest
 import scipy.linalg
 
 from tf_cyclegan.evaluation.fid import (
+    IMAGENET_WEIGHTS,
     InceptionFeatures,
     fid_from_features,
     frechet_distance,
+    imagenet_weights_file,
     kid_from_features,
     polynomial_mmd2,
 )
@@ -76,3 +78,37 @@ def test_inception_features_from_a_local_weights_file(tmp_path):
     np.testing.assert_allclose(features[2], single[0], rtol=1e-4, atol=1e-5)
     with pytest.raises(FileNotFoundError, match="missing.h5"):
         InceptionFeatures(weights=str(tmp_path / "missing.h5"))
+
+
+def test_offline_the_imagenet_weights_are_one_line_saying_what_to_do(monkeypatch):
+    import keras
+
+    calls = []
+
+    def no_network(fname, origin, **kwargs):  # what keras.utils.get_file raises for a URLError
+        calls.append(origin)
+        raise Exception(f"URL fetch failure on {origin}: None -- [Errno -3] Temporary failure in name resolution")
+
+    monkeypatch.setattr(keras.utils, "get_file", no_network)
+    with pytest.raises(ValueError) as error:
+        InceptionFeatures("imagenet")
+    message = str(error.value)
+    assert "\n" not in message and calls == [IMAGENET_WEIGHTS[1]]
+    assert message.startswith("Cannot download the InceptionV3 weights that FID and KID need (URL fetch failure")
+    for hint in ("--no-fid", "--inception-weights FILE", "eval.inception_weights"):
+        assert hint in message, hint
+
+
+def test_the_imagenet_weights_are_fetched_with_keras_own_address_and_checksum(monkeypatch):
+    import keras
+
+    seen = {}
+
+    def cached(fname, origin, **kwargs):
+        seen.update(kwargs, fname=fname, origin=origin)
+        return "/cache/models/" + fname
+
+    monkeypatch.setattr(keras.utils, "get_file", cached)
+    assert imagenet_weights_file() == "/cache/models/inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5"
+    assert seen["origin"].endswith(seen["fname"]) and seen["file_hash"] == "bcbd6486424b2319ff4ef7d526e38f63"
+    assert seen["cache_subdir"] == "models"  # the file Keras' own InceptionV3(weights="imagenet") would use

@@ -6,6 +6,7 @@ import pytest
 import tensorflow as tf
 from conftest import saved_tiny_cyclegan
 
+from tf_cyclegan.data.images import IMAGE_EXTENSIONS
 from tf_cyclegan.files import OutputExists
 from tf_cyclegan.inference.batch import collect_inputs, plan_outputs, translate_paths
 from tf_cyclegan.inference.loading import load_translator
@@ -86,13 +87,42 @@ def test_an_input_is_never_overwritten_and_an_output_only_with_overwrite(tmp_pat
     assert sorted(os.listdir(tmp_path / "out")) == ["x.png"]  # no temporary left
 
 
-def test_an_out_folder_inside_the_input_folder_is_not_read_as_input_on_a_rerun(tmp_path):
+def test_an_out_folder_inside_the_input_folder_is_not_read_as_input_on_a_rerun(tmp_path, caplog):
     _png(tmp_path / "pics" / "a.png")
     out = tmp_path / "pics" / "out"
     for overwrite in (False, True):  # the first run, then the same command again
-        written, _ = translate_paths(_Identity(), [tmp_path / "pics"], out, progress=False, overwrite=overwrite)
+        with caplog.at_level(logging.WARNING):
+            written, skipped = translate_paths(_Identity(), [tmp_path / "pics"], out, progress=False,
+                                               overwrite=overwrite)
         assert written == [str(out / "a.png")]
     assert sorted(os.listdir(out)) == ["a.png"]
+    assert skipped == [str(out)]  # said once, for the folder, on the rerun
+    assert "its 1 file(s) are taken for earlier results" in caplog.text
+
+
+def test_an_input_file_inside_out_is_skipped_with_a_warning_naming_it(tmp_path, caplog):
+    _png(tmp_path / "out" / "old.png")
+    _png(tmp_path / "new.png")
+    with caplog.at_level(logging.WARNING):
+        written, skipped = translate_paths(_Identity(), [tmp_path / "out" / "old.png", tmp_path / "new.png"],
+                                           tmp_path / "out", progress=False)
+    assert written == [str(tmp_path / "out" / "new.png")] and skipped == [str(tmp_path / "out" / "old.png")]
+    [warning] = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert "old.png: it is inside --out" in warning and "where the outputs go" in warning
+
+
+@pytest.mark.parametrize("layout, inputs, why", [
+    (["out/old.png"], ["out/old.png"], "old.png' skipped, it is inside --out"),
+    (["in/notes.txt", "in/more.txt"], ["in"], r"more.txt' skipped, not a .jpg.* \(and 1 more skipped\)"),
+    ([], ["in"], r"/in'$"),  # an empty folder: nothing else to say
+])
+def test_nothing_to_translate_is_one_error_before_any_work(tmp_path, layout, inputs, why):
+    (tmp_path / "in").mkdir()
+    for rel in layout:
+        os.makedirs(os.path.dirname(tmp_path / rel), exist_ok=True)
+        (tmp_path / rel).write_bytes(b"x")
+    with pytest.raises(ValueError, match=f"No image to translate in .*{why}"):
+        plan_outputs([tmp_path / rel for rel in inputs], tmp_path / "out")
 
 
 def test_the_plan_is_made_before_anything_is_written(tmp_path):
@@ -103,7 +133,7 @@ def test_the_plan_is_made_before_anything_is_written(tmp_path):
     plan, others = plan_outputs([tmp_path / "in"], tmp_path / "out")
     assert plan == [(str(tmp_path / "in" / "b.png"), str(tmp_path / "out" / "b.png")),
                     (str(tmp_path / "in" / "sub" / "a.jpg"), str(tmp_path / "out" / "sub" / "a.png"))]
-    assert others == [str(tmp_path / "in" / "notes.txt")]
+    assert others == [(str(tmp_path / "in" / "notes.txt"), f"not a {', '.join(IMAGE_EXTENSIONS)} file")]
     assert not (tmp_path / "out").exists()
     assert collect_inputs([tmp_path / "in" / "b.png"]) == [(str(tmp_path / "in" / "b.png"), "b")]
 

@@ -304,3 +304,69 @@ def test_calibration_arguments_are_checked_before_any_work(tmp_path):
         export_generator(build_resnet_generator(filters=4, num_residual_blocks=1), tmp_path / "out",
                          formats=("tflite",), tflite_size=16, calibration=empty_photos)
     assert not (tmp_path / "out").exists()
+
+
+@pytest.fixture
+def fake_writers(monkeypatch):
+    """Makes the format writers write small marker files saying which export made them: the
+    tests of what --overwrite keeps are about files, not conversions."""
+    from tf_cyclegan.inference import export
+
+    state = {"round": "first"}
+
+    def savedmodel(generator, path):
+        os.makedirs(path)
+        with open(os.path.join(path, "saved_model.pb"), "w") as f:
+            f.write(state["round"])
+
+    def onnx(generator, path):
+        with open(path, "w") as f:
+            f.write(state["round"])
+
+    monkeypatch.setattr(export, "export_savedmodel", savedmodel)
+    monkeypatch.setattr(export, "export_onnx", onnx)
+    monkeypatch.setattr(export, "tflite_bytes", lambda *args, **kwargs: state["round"].encode())
+    monkeypatch.setattr(export, "computing_in_float32", lambda generator: generator)
+    return state
+
+
+def test_overwrite_replaces_only_what_this_export_writes(fake_writers, tmp_path):
+    out = tmp_path / "a2b"
+    export_generator(None, out, formats=("savedmodel", "onnx"), metadata={"direction": "a2b"})
+    (out / "notes.txt").write_text("mine")
+    (out / "mine").mkdir()
+    fake_writers["round"] = "second"
+    written = export_generator(None, out, formats=("savedmodel", "tflite"), tflite_size=32,
+                               metadata={"direction": "a2b"}, overwrite=True)
+    assert sorted(os.listdir(out)) == ["generator.onnx", "generator_float16.tflite", "generator_float32.tflite",
+                                       "generator_int8.tflite", "metadata.json", "mine", "notes.txt", "savedmodel"]
+    assert (out / "savedmodel" / "saved_model.pb").read_text() == "second"  # replaced, as a whole folder
+    assert (out / "generator_float32.tflite").read_text() == "second"
+    assert (out / "generator.onnx").read_text() == "first"  # not exported this time: kept
+    assert (out / "notes.txt").read_text() == "mine" and (out / "mine").is_dir()  # the user's: untouched
+    meta = json.loads((out / "metadata.json").read_text())
+    assert meta["files"] == {"savedmodel": "savedmodel", "tflite_float32": "generator_float32.tflite",
+                             "tflite_float16": "generator_float16.tflite", "tflite_int8": "generator_int8.tflite",
+                             "onnx": "generator.onnx"}
+    assert meta["kept_from_an_earlier_export"] == ["generator.onnx"]
+    assert set(written) == {"savedmodel", "tflite_float32", "tflite_float16", "tflite_int8", "metadata"}
+    assert not [name for name in os.listdir(tmp_path) if name.startswith(".tmp")]  # no temporary left
+
+
+def test_a_failed_overwrite_leaves_the_earlier_export_as_it_was(fake_writers, monkeypatch, tmp_path):
+    from tf_cyclegan.inference import export
+
+    out = tmp_path / "a2b"
+    export_generator(None, out, formats=("savedmodel",), metadata={"direction": "a2b"})
+    before = {name: (out / name).stat().st_mtime_ns for name in os.listdir(out)}
+
+    def fails(*args, **kwargs):
+        raise RuntimeError("conversion failed")
+
+    monkeypatch.setattr(export, "tflite_bytes", fails)
+    fake_writers["round"] = "second"
+    with pytest.raises(RuntimeError, match="conversion failed"):
+        export_generator(None, out, formats=("savedmodel", "tflite"), tflite_size=32, overwrite=True)
+    assert {name: (out / name).stat().st_mtime_ns for name in os.listdir(out)} == before
+    assert (out / "savedmodel" / "saved_model.pb").read_text() == "first"
+    assert not [name for name in os.listdir(tmp_path) if name.startswith(".tmp")]

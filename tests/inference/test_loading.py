@@ -1,3 +1,7 @@
+import json
+import logging
+import os
+import shutil
 
 import numpy as np
 import pytest
@@ -10,9 +14,10 @@ from tf_cyclegan.inference.loading import (
     OnnxTranslator,
     SavedModelTranslator,
     TFLiteTranslator,
-    is_single_direction,
+    Translator,
     load_translator,
     load_translators,
+    model_directions,
     resolve_model_path,
 )
 from tf_cyclegan.inference.translate import translate
@@ -101,13 +106,14 @@ def test_model_paths_resolve_to_their_kind_and_direction(keras_run, tmp_path):
     for direction in ("a2b", "b2a"):
         (tmp_path / "export" / direction / "savedmodel").mkdir(parents=True)
         (tmp_path / "export" / direction / "savedmodel" / "saved_model.pb").write_bytes(b"")
+        (tmp_path / "export" / direction / "metadata.json").write_text(json.dumps({"direction": direction}))
     (tmp_path / "export" / "b2a" / "generator.onnx").write_bytes(b"")
     found = resolve_model_path(tmp_path / "export", "b2a")
     assert found == ModelPath("savedmodel", str(tmp_path / "export" / "b2a" / "savedmodel"), None)
     assert resolve_model_path(tmp_path / "export" / "b2a" / "generator.onnx").kind == "onnx"
-    assert not is_single_direction(root) and not is_single_direction(tmp_path / "export")
-    assert is_single_direction(tmp_path / "export" / "b2a")
-    assert is_single_direction(tmp_path / "export" / "b2a" / "generator.onnx")
+    assert model_directions(root) == model_directions(tmp_path / "export") == ("a2b", "b2a")
+    for one in ("b2a", "b2a/savedmodel", "b2a/generator.onnx"):  # their metadata.json says which way
+        assert model_directions(tmp_path / "export" / one) == ("b2a",), one
 
 
 def test_a_keras_translator_tiles_images_above_max_pixels_and_refuses_empty_ones(keras_run):
@@ -172,3 +178,75 @@ def test_precision_reaches_keras_and_savedmodel_translators_and_is_refused_for_f
     with pytest.raises(ValueError,
                        match=r"no 'translate_float_bfloat16' signature.*it has serving_default, translate_float\)"):
         load_translator(tmp_path / "old", precision="bfloat16")
+
+
+@pytest.mark.slow
+def test_a_one_generator_model_of_any_kind_refuses_the_direction_it_lacks(trained_files, tmp_path):
+    model, root = trained_files
+    model.gen_a2b.save(tmp_path / "gen.keras")  # what import-torch writes of one .pth: the a2b direction
+    export = root / "export"  # holds b2a only
+    for path, has in [(tmp_path / "gen.keras", "a2b"), (export, "b2a"), (export / "b2a", "b2a"),
+                      (export / "b2a" / "savedmodel", "b2a"), (export / "b2a" / "generator_float32.tflite", "b2a"),
+                      (export / "b2a" / "generator.onnx", "b2a")]:
+        lacks = "b2a" if has == "a2b" else "a2b"
+        assert model_directions(path) == (has,), path
+        with pytest.raises(ValueError, match=rf"{path.name}' has no {lacks} generator: it translates {has} only"):
+            load_translator(path, lacks)
+        with pytest.raises(ValueError, match=f"has no {lacks} generator"):
+            load_translators(path, ("a2b", "b2a"))
+        assert set(load_translators(path, (has,))) == {has}  # nothing to cycle back through
+        assert load_translator(path) is not None  # no direction given: the one it has
+
+
+@pytest.mark.slow
+def test_an_export_folder_with_only_tflite_or_only_onnx_translates(trained_files, tmp_path, caplog):
+    model, root = trained_files
+    image = np.random.default_rng(3).uniform(-1, 1, (32, 32, 3)).astype(np.float32)
+    expected = translate(model.gen_b2a, image).numpy()
+    for name, kind in (("generator_float32.tflite", TFLiteTranslator), ("generator.onnx", OnnxTranslator)):
+        folder = tmp_path / name / "b2a"
+        folder.mkdir(parents=True)
+        shutil.copy(root / "export" / "b2a" / name, folder / name)
+        shutil.copy(root / "export" / "b2a" / "metadata.json", folder / "metadata.json")
+        with caplog.at_level(logging.INFO, logger="tf_cyclegan.inference.loading"):
+            translator = load_translator(tmp_path / name, "b2a")
+        assert isinstance(translator, kind) and f"{name} (an export folder's best format" in caplog.text
+        np.testing.assert_allclose(translator.translate(image), expected, atol=1e-3)
+
+
+def test_an_export_direction_folder_picks_savedmodel_then_tflite_float32_then_onnx(tmp_path):
+    folder = tmp_path / "a2b"
+    folder.mkdir()
+    with pytest.raises(ValueError, match="Cannot load a model from .*a2b'"):
+        resolve_model_path(folder)
+    for name in ("generator_int8.tflite", "generator.onnx", "generator_float32.tflite", "savedmodel"):
+        if name == "savedmodel":
+            (folder / name).mkdir()
+            (folder / name / "saved_model.pb").write_bytes(b"")
+        else:
+            (folder / name).write_bytes(b"")
+        found = resolve_model_path(folder)
+        assert os.path.basename(found.path) == name, name  # each newcomer is better than what was there
+        assert resolve_model_path(tmp_path, "a2b") == found  # the export folder above it
+    with pytest.raises(ValueError, match="export folder .* hold no savedmodel"):
+        (tmp_path / "empty" / "b2a").mkdir(parents=True)
+        model_directions(tmp_path / "empty")
+
+
+@pytest.mark.parametrize("tile", [0, -5, 30, 6, 512.0])
+def test_a_translator_refuses_a_bad_tile_before_any_work(tile):
+    with pytest.raises(ValueError, match=rf"tile must be .*Received: {tile!r}"):
+        Translator(tile=tile)
+    assert Translator(tile=8).tile == 8
+
+
+def test_a_keras_generator_translates_a2b_only(keras_run, tmp_path):
+    model, _ = keras_run
+    model.gen_b2a.save(tmp_path / "gen.keras")
+    assert model_directions(tmp_path / "gen.keras") == ("a2b",)
+    with pytest.raises(ValueError, match=r"gen.keras' has no b2a generator: it translates a2b only"):
+        load_translator(tmp_path / "gen.keras", "b2a", tile=32)
+    image = np.random.default_rng(4).uniform(-1, 1, (16, 24, 3)).astype(np.float32)
+    [(direction, translator)] = load_translators(tmp_path / "gen.keras", ("a2b",)).items()
+    assert direction == "a2b"
+    np.testing.assert_allclose(translator.translate(image), translate(model.gen_b2a, image).numpy(), atol=1e-5)

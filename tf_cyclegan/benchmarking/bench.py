@@ -13,6 +13,7 @@ import keras
 import tensorflow as tf
 
 from tf_cyclegan.benchmarking.flops import training_step_flops
+from tf_cyclegan.benchmarking.arguments import check_bench_arguments
 
 
 def process_start_time():
@@ -52,7 +53,9 @@ def train_step_benchmark(size=128, batch=1, filters=64, num_residual_blocks=9, s
         size, batch: image size and batch of the random training data.
         filters, num_residual_blocks: the generators' (64 and 9: the paper's ResNet-9); the
             discriminators are the paper's 70x70 PatchGANs.
-        steps: timed steps, after `warmup` untimed ones and the first.
+        steps: timed steps (at least 1), after `warmup` untimed ones (0 or more) and the first.
+            Every number is checked before any work (`check_bench_arguments`): size a
+            multiple of 4 of at least 24 (what the PatchGAN takes), batch and filters positive.
         precision: "float32", "mixed_bfloat16" or "mixed_float16".
         jit_compile: "auto", True or False, as for `compile`.
         start_time: when the process started (`time.time()`), for `first_step_s`;
@@ -72,6 +75,8 @@ def train_step_benchmark(size=128, batch=1, filters=64, num_residual_blocks=9, s
     from tf_cyclegan.runtime import cpu_allocator_in_use, has_gpu, onednn_enabled
     from tf_cyclegan.training.precision import set_precision
 
+    check_bench_arguments(size=size, batch=batch, filters=filters, num_residual_blocks=num_residual_blocks,
+                          steps=steps, warmup=warmup)
     start_time = start_time or process_start_time() or time.time()
     keras.utils.set_random_seed(0)
     users_policy = keras.mixed_precision.global_policy()

@@ -44,7 +44,8 @@ def evaluate(translators, root, directions=("a2b", "b2a"), features=None, kid_su
     """Evaluates translators {"a2b": Translator, "b2a": Translator} on ROOT's test folders.
 
     Args:
-        translators: a Translator per available direction (see `load_translator`).
+        translators: a Translator per direction the model has (`load_translators`); a
+            direction's cycle error needs the reverse one, so a lone generator has none.
         root: folder with testA/ and testB/ (and optionally testB_paired/).
         directions: which directions to report.
         features: an `InceptionFeatures` (or any images -> (N, D) callable); None skips FID/KID.
@@ -54,7 +55,7 @@ def evaluate(translators, root, directions=("a2b", "b2a"), features=None, kid_su
     real_features = {}
     for direction in directions:
         if direction not in translators:
-            raise ValueError(f"No {direction} generator in the model given")
+            raise ValueError(f"No {direction} generator in the model given: it has {', '.join(translators) or 'none'}")
         source_split, target_split = SPLITS[direction]
         source_paths = list_images(os.path.join(root, source_split))[:max_images]
         sources = _load(source_paths)

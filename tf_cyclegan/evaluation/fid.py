@@ -68,12 +68,38 @@ def kid_from_features(features1, features2, num_subsets=100, subset_size=1000, s
     return float(np.mean(values)), float(np.std(values))
 
 
+# Keras' own address and checksum for InceptionV3(include_top=False, weights="imagenet")
+# (keras/src/applications/inception_v3.py): fetched here, so that a failed download is ours to report.
+IMAGENET_WEIGHTS = ("inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5",
+                    "https://storage.googleapis.com/tensorflow/keras-applications/inception_v3/"
+                    "inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5",
+                    "bcbd6486424b2319ff4ef7d526e38f63")
+OFFLINE_HINT = ("run without FID and KID (evaluate --no-fid; eval.inception_weights=null in training), or give a "
+                "local InceptionV3 weights file (--inception-weights FILE; eval.inception_weights=FILE)")
+
+
+def imagenet_weights_file():
+    """The local path of the ImageNet InceptionV3 weights, downloaded into the Keras cache on
+    first use. Without internet (or with the download failing) raises `ValueError` in one line
+    saying what to do, instead of the download's traceback."""
+    import keras
+
+    name, url, file_hash = IMAGENET_WEIGHTS
+    try:
+        return keras.utils.get_file(name, url, cache_subdir="models", file_hash=file_hash)
+    except Exception as error:  # noqa: BLE001 - get_file raises a bare Exception for URLError and HTTPError
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ValueError(f"Cannot download the InceptionV3 weights that FID and KID need ({reason}): "
+                         f"{OFFLINE_HINT}") from None
+
+
 class InceptionFeatures:
     """InceptionV3 2048-d pool features of [-1, 1] images, resized to 299x299 (antialiased bilinear).
 
     Args:
-        weights: "imagenet" (downloaded once into the Keras cache, needs internet) or the
-            path of a local weights file for `InceptionV3(include_top=False, pooling="avg")`.
+        weights: "imagenet" (downloaded once into the Keras cache, needs internet: offline,
+            a `ValueError` saying what to do, see `imagenet_weights_file`) or the path of a
+            local weights file for `InceptionV3(include_top=False, pooling="avg")`.
         batch_size: images per forward pass.
     """
 
@@ -82,6 +108,8 @@ class InceptionFeatures:
 
         if weights != "imagenet" and not __import__("os").path.isfile(weights):
             raise FileNotFoundError(f"Inception weights file not found: {weights!r}")
+        if weights == "imagenet":
+            weights = imagenet_weights_file()
         try:
             self.model = keras.applications.InceptionV3(
                 weights=weights, include_top=False, pooling="avg", input_shape=(299, 299, 3))

@@ -4,8 +4,9 @@ Every output path is worked out before any image is translated (`plan_outputs`):
 given by itself goes to `out_dir/<stem>.png`; the images in a folder go to the same path
 relative to that folder, under `out_dir/`, or, when several arguments are given, under
 `out_dir/<the folder's name>/`. Nothing is translated if two inputs would be written to one
-file, if an output would replace one of the inputs, or if an output file exists already
-(unless `overwrite=True`).
+file, if an output would replace one of the inputs, if an output file exists already
+(unless `overwrite=True`), or if no image is left to translate. Every file passed over (not
+an image, or inside `out_dir`) is said, with why.
 """
 
 import logging
@@ -51,12 +52,14 @@ def collect_inputs(inputs):
 
 
 def plan_outputs(inputs, out_dir, overwrite=False):
-    """([(input image, output PNG path)], [other files]) for the files among `inputs` (see the
-    module docstring); files without an image extension get no output.
+    """([(input image, output PNG path)], [(skipped file, why)]) for the files among `inputs`
+    (see the module docstring). Skipped, and said so: files without an image extension, a
+    file given by name that lies inside `out_dir` (where outputs go), and, as one entry naming
+    `out_dir`, the earlier results there when `out_dir` is inside an input folder.
 
     Raises:
         FileNotFoundError: an input does not exist.
-        ValueError: two inputs map to one output, or an output would be an input.
+        ValueError: nothing to translate; two inputs map to one output; an output would be an input.
         OutputExists: an output file exists (without `overwrite`).
     """
     if os.path.lexists(out_dir) and not os.path.isdir(out_dir):
@@ -65,11 +68,28 @@ def plan_outputs(inputs, out_dir, overwrite=False):
     # to an input folder is refused below: its outputs would sit among, or replace, the inputs.)
     out_real = os.path.join(os.path.realpath(out_dir), "")
     folders = {os.path.join(os.path.realpath(item), "") for item in inputs if os.path.isdir(item)}
-    files = [(path, rel) for path, rel in collect_inputs(inputs)
-             if out_real in folders or not os.path.realpath(path).startswith(out_real)]
-    others = [path for path, _ in files if not path.lower().endswith(IMAGE_EXTENSIONS)]
+    named = {os.path.realpath(item) for item in inputs if os.path.isfile(item)}
+    files, skipped, earlier_results = [], [], 0
+    for path, rel in collect_inputs(inputs):
+        if out_real in folders or not os.path.realpath(path).startswith(out_real):
+            files.append((path, rel))
+        elif os.path.realpath(path) in named:
+            skipped.append((path, f"it is inside --out {os.fspath(out_dir)!r}, where the outputs go: move it "
+                                  "out, or translate into another --out folder"))
+        else:
+            earlier_results += 1
+    if earlier_results:
+        skipped.append((os.fspath(out_dir), f"--out is inside an input folder: its {earlier_results} file(s) "
+                                            "are taken for earlier results, not inputs"))
+    skipped += [(path, f"not a {', '.join(IMAGE_EXTENSIONS)} file") for path, _ in files
+                if not path.lower().endswith(IMAGE_EXTENSIONS)]
     plan = [(path, os.path.join(os.fspath(out_dir), f"{rel}.png")) for path, rel in files
             if path.lower().endswith(IMAGE_EXTENSIONS)]
+    if not plan:
+        given = ", ".join(repr(os.fspath(item)) for item in inputs[:3]) + (" ..." if len(inputs) > 3 else "")
+        why = (f": {skipped[0][0]!r} skipped, {skipped[0][1]}"
+               + (f" (and {len(skipped) - 1} more skipped)" if len(skipped) > 1 else "")) if skipped else ""
+        raise ValueError(f"No image to translate in {given}{why}")
     by_output = {}
     for path, out_path in plan:
         by_output.setdefault(os.path.realpath(out_path), []).append(path)
@@ -90,22 +110,23 @@ def plan_outputs(inputs, out_dir, overwrite=False):
         raise OutputExists(f"The output {folders[0]!r} is a folder: translate into another --out folder")
     if not overwrite:
         refuse_existing([out_path for _, out_path in plan], "use --overwrite to replace, or another --out folder")
-    return plan, others
+    return plan, skipped
 
 
 def translate_paths(translator, inputs, out_dir, progress=False, overwrite=False):
     """Translates every image among `inputs` into `out_dir` as PNG (see the module docstring).
 
-    The plan is checked before any work (`plan_outputs`). A file that is not a readable image
-    is reported by name and skipped; each output is written under a temporary name and
+    The plan is checked before any work (`plan_outputs`). A file that is not a readable image,
+    or that lies inside `out_dir`, is reported by name and skipped; each output is written under a temporary name and
     renamed when complete, so a stopped run leaves no partial PNG.
 
     Returns:
         (written paths, skipped paths)
     """
-    plan, skipped = plan_outputs(inputs, out_dir, overwrite=overwrite)
-    for path in skipped:
-        logger.warning("Skipping %s: not a %s file", path, ", ".join(IMAGE_EXTENSIONS))
+    plan, passed_over = plan_outputs(inputs, out_dir, overwrite=overwrite)
+    for path, why in passed_over:
+        logger.warning("Skipping %s: %s", path, why)
+    skipped = [path for path, _ in passed_over]
     written = []
     bar = keras.utils.Progbar(len(plan), unit_name="image") if progress and len(plan) > 1 else None
     for i, (path, out_path) in enumerate(plan):

@@ -15,7 +15,7 @@ import keras
 import tensorflow as tf
 
 from tf_cyclegan.data.images import to_minus_one_one, to_uint8
-from tf_cyclegan.files import OutputExists, refuse_existing, remove_stale_temporaries, replacing
+from tf_cyclegan.files import TMP_PREFIX, OutputExists, refuse_existing, remove, remove_stale_temporaries, replacing
 from tf_cyclegan.inference.precision import computing_in, with_precision
 from tf_cyclegan.inference.translate import translate
 
@@ -170,8 +170,10 @@ def check_export_arguments(formats, tflite_size=None, directions=None, calibrati
         raise ValueError(f"Unknown export format(s) {unknown}: choose from {', '.join(FORMATS)}")
     if "onnx" in formats and importlib.util.find_spec("tf2onnx") is None:
         raise ValueError("The onnx format needs tf2onnx: pip install 'tf_cyclegan[onnx]'")
-    if "tflite" in formats and tflite_size is not None and (tflite_size < 4 or tflite_size % 4):
-        raise ValueError(f"The TFLite input size must be a positive multiple of 4. Received: {tflite_size}")
+    if "tflite" in formats and tflite_size is not None:
+        from tf_cyclegan.training.config import check_image_size
+
+        check_image_size("The TFLite input size (--tflite-size)", tflite_size)
     if directions is not None:
         directions = tuple(directions)
         bad = [d for d in directions if d not in ("a2b", "b2a")]
@@ -200,9 +202,11 @@ def export_generator(generator, out_dir, formats=DEFAULT_FORMATS, tflite_size=25
     `generator_int8_full.tflite`: full-integer int8 calibrated on those images.
 
     The exports compute in float32, whatever precision the generator was trained in
-    (`computing_in_float32`). The folder is written complete under a temporary name and then
-    renamed into place, so a failed conversion or a kill leaves no partial export; an
-    existing non-empty `out_dir` is replaced only with `overwrite=True`.
+    (`computing_in_float32`). A new folder is written complete under a temporary name and then
+    renamed into place, so a failed conversion or a kill leaves no partial export. An earlier
+    export in `out_dir` is touched only with `overwrite=True`, and then only what this export
+    writes is replaced, each file or folder in one rename once all are written; the user's own
+    files and the formats not written this time stay, and metadata.json lists what is there.
 
     Returns:
         dict of written file or folder paths by name.
@@ -216,33 +220,75 @@ def export_generator(generator, out_dir, formats=DEFAULT_FORMATS, tflite_size=25
     variants = TFLITE_VARIANTS + ((CALIBRATED_VARIANT,) if batches else ())
     names = {"savedmodel": "savedmodel", "onnx": "generator.onnx",
              **{f"tflite_{v}": f"generator_{v}.tflite" for v in variants}}
-    with replacing(out_dir) as tmp:
-        os.makedirs(tmp)
-        written = []
-        if "savedmodel" in formats:
-            export_savedmodel(generator, os.path.join(tmp, names["savedmodel"]))
-            written.append("savedmodel")
-        if "onnx" in formats:
-            export_onnx(generator, os.path.join(tmp, names["onnx"]))
-            written.append("onnx")
-        if "tflite" in formats:
-            for variant in variants:
-                with open(os.path.join(tmp, names[f"tflite_{variant}"]), "wb") as f:
-                    f.write(tflite_bytes(generator, tflite_size, variant,
-                                         calibration=batches if variant == CALIBRATED_VARIANT else None))
-                written.append(f"tflite_{variant}")
-        meta = {
-            **(metadata or {}),
-            "normalisation": "images in [-1, 1] = uint8 / 127.5 - 1; SavedModel serving_default takes uint8",
-            "onnx_input": "float32 [N, H, W, 3] in [-1, 1], H and W multiples of 4" if "onnx" in formats else None,
-            "tflite_input_shape": [1, tflite_size, tflite_size, 3] if "tflite" in formats else None,
-            "files": {name: names[name] for name in written},
-        }
-        with open(os.path.join(tmp, "metadata.json"), "w") as f:
-            json.dump(meta, f, indent=2)
+    if os.path.isdir(out_dir):  # an empty folder, or an earlier export (with overwrite)
+        tmp = os.path.join(os.path.dirname(os.path.abspath(out_dir)),
+                           f"{TMP_PREFIX}{os.getpid()}-new-{os.path.basename(os.path.abspath(out_dir))}")
+        remove(tmp)
+        try:
+            os.makedirs(tmp)
+            written, meta = _write_formats(generator, tmp, names, formats, variants, tflite_size, batches, metadata)
+            _merge_into(tmp, out_dir, meta)
+        finally:
+            remove(tmp)
+    else:
+        with replacing(out_dir) as tmp:
+            os.makedirs(tmp)
+            written, meta = _write_formats(generator, tmp, names, formats, variants, tflite_size, batches, metadata)
+            with open(os.path.join(tmp, "metadata.json"), "w") as f:
+                json.dump(meta, f, indent=2)
     paths = {name: os.path.join(out_dir, names[name]) for name in written}
     paths["metadata"] = os.path.join(out_dir, "metadata.json")
     return paths
+
+
+def _write_formats(generator, folder, names, formats, variants, tflite_size, batches, metadata):
+    """Writes each of `formats` into `folder`; returns (the names written, the metadata)."""
+    written = []
+    if "savedmodel" in formats:
+        export_savedmodel(generator, os.path.join(folder, names["savedmodel"]))
+        written.append("savedmodel")
+    if "onnx" in formats:
+        export_onnx(generator, os.path.join(folder, names["onnx"]))
+        written.append("onnx")
+    if "tflite" in formats:
+        for variant in variants:
+            with open(os.path.join(folder, names[f"tflite_{variant}"]), "wb") as f:
+                f.write(tflite_bytes(generator, tflite_size, variant,
+                                     calibration=batches if variant == CALIBRATED_VARIANT else None))
+            written.append(f"tflite_{variant}")
+    meta = {
+        **(metadata or {}),
+        "normalisation": "images in [-1, 1] = uint8 / 127.5 - 1; SavedModel serving_default takes uint8",
+        "onnx_input": "float32 [N, H, W, 3] in [-1, 1], H and W multiples of 4" if "onnx" in formats else None,
+        "tflite_input_shape": [1, tflite_size, tflite_size, 3] if "tflite" in formats else None,
+        "files": {name: names[name] for name in written},
+    }
+    return written, meta
+
+
+def _merge_into(new_dir, out_dir, meta):
+    """Moves each file and folder of the export in `new_dir` into the earlier export `out_dir`,
+    each replacing its namesake in one rename (`replacing`), and leaves the rest of `out_dir`
+    alone: the user's own files, and the formats this export did not write. `meta` (this
+    export's metadata) gains the earlier formats still there under "files", and their names
+    under "kept_from_an_earlier_export"; it is written last, so until then the old metadata.json
+    describes the folder."""
+    try:
+        with open(os.path.join(out_dir, "metadata.json")) as f:
+            earlier = json.load(f).get("files") or {}
+    except (OSError, ValueError, AttributeError):
+        earlier = {}
+    for name in sorted(os.listdir(new_dir)):
+        with replacing(os.path.join(out_dir, name)) as tmp:
+            os.rename(os.path.join(new_dir, name), tmp)
+    kept = {key: name for key, name in earlier.items()
+            if key not in meta["files"] and isinstance(name, str) and os.path.exists(os.path.join(out_dir, name))}
+    if kept:
+        logger.warning("%s: kept %s from an earlier export (not written this time)", out_dir, ", ".join(kept.values()))
+        meta["files"] = {**meta["files"], **kept}
+        meta["kept_from_an_earlier_export"] = sorted(kept.values())
+    with replacing(os.path.join(out_dir, "metadata.json")) as tmp, open(tmp, "w") as f:
+        json.dump(meta, f, indent=2)
 
 
 def _run_config(run_dir):

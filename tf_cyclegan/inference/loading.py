@@ -5,9 +5,15 @@ Accepted: a `.keras` file (a CycleGAN or a single generator), a run directory ho
 `.tflite` file (run with LiteRT) and an `.onnx` file (run with onnxruntime). Full images
 go through in one pass up to `max_pixels`; larger images, and every image for the fixed-size
 TFLite model, are tiled.
+
+Each model knows the directions it has (`model_directions`): a lone generator translates
+one way only, and asking it for the other is an error, never its one translation passed off
+as the other.
 """
 
 import functools
+import json
+import logging
 import os
 import typing
 import zipfile
@@ -19,8 +25,10 @@ import tensorflow as tf
 from tf_cyclegan.inference.translate import MIN_SIZE, grow_to, pad_to_multiple, translate_tiled
 from tf_cyclegan.inference.translate import translate as translate_full
 
+logger = logging.getLogger(__name__)
+
 DIRECTIONS = ("a2b", "b2a")
-EXPECTED = ("a .keras file, a run directory holding model.keras, a SavedModel directory, "
+EXPECTED = ("a .keras file, a run directory holding model.keras, a SavedModel directory, an export folder, "
             "a .tflite file or an .onnx file")
 
 
@@ -30,6 +38,12 @@ class Translator:
     fixed_size = None
 
     def __init__(self, max_pixels=2048 * 2048, tile=512, overlap=64):
+        from tf_cyclegan.training.config import check_image_size, check_int
+
+        # Checked here, not at the first large image: `translate --tile` shares the rule.
+        check_image_size("tile", tile)
+        check_int("overlap", overlap, minimum=0)
+        check_int("max_pixels", max_pixels, minimum=1)
         self.max_pixels = max_pixels
         self.tile = tile
         self.overlap = overlap
@@ -177,17 +191,44 @@ class ModelPath(typing.NamedTuple):
     run_dir: typing.Optional[str]  # the run directory a .keras model is in (its config.yaml beside it)
 
 
+# What an export direction's folder (`OUT/a2b/`) may hold that translates, best first: the
+# SavedModel (any size in one pass, every precision), then TFLite float32 (exact, but tiled at
+# its fixed size), ONNX, and the reduced TFLite files last (they lose accuracy).
+EXPORT_CHOICES = (("savedmodel", "savedmodel"), ("tflite", "generator_float32.tflite"), ("onnx", "generator.onnx"),
+                  ("tflite", "generator_float16.tflite"), ("tflite", "generator_int8.tflite"),
+                  ("tflite", "generator_int8_full.tflite"))
+
+
+def _in_export_folder(folder):
+    """The best runnable model in an export direction's `folder` (`EXPORT_CHOICES`), or None."""
+    for kind, name in EXPORT_CHOICES:
+        candidate = os.path.join(folder, name)
+        if os.path.isfile(os.path.join(candidate, "saved_model.pb") if kind == "savedmodel" else candidate):
+            return ModelPath(kind, candidate, None)
+    return None
+
+
+def _export_directions(path):
+    """The direction folders (`a2b/`, `b2a/`) of an export folder at `path`, if it is one."""
+    if not os.path.isdir(path) or os.path.isfile(os.path.join(path, "model.keras")):
+        return ()
+    return tuple(d for d in DIRECTIONS if os.path.isdir(os.path.join(path, d)))
+
+
 def resolve_model_path(path, direction=None):
     """Finds the model at `path`: a `.keras` file, a run directory holding `model.keras`, a
-    SavedModel directory, an export folder (`a2b/`, `b2a/`; `direction` picks one, which may
-    hold a SavedModel in `savedmodel/`), a `.tflite` or an `.onnx` file.
+    SavedModel directory, an export folder (`a2b/`, `b2a/`: `direction` picks one, else the
+    first), an export direction's folder (its SavedModel, else TFLite float32, else ONNX: see
+    `EXPORT_CHOICES`), a `.tflite` or an `.onnx` file.
 
     The one place that reads a user's model path: `translate`, `evaluate` and `export` all
-    accept what this accepts. Raises `FileNotFoundError` or `ValueError` naming the path.
+    accept what this accepts. Which directions the model has is `model_directions`'s answer.
+    Raises `FileNotFoundError` or `ValueError` naming the path.
     """
     path = os.fspath(path)
-    if direction is not None and os.path.isdir(os.path.join(path, direction)):
-        path = os.path.join(path, direction)
+    in_export = _export_directions(path)
+    if in_export:
+        path = os.path.join(path, direction if direction in in_export else in_export[0])
     suffix = os.path.splitext(path)[1]
     if os.path.isfile(path) and suffix in (".keras", ".tflite", ".onnx"):
         run_dir = os.path.dirname(os.path.abspath(path)) if suffix == ".keras" else None
@@ -195,42 +236,92 @@ def resolve_model_path(path, direction=None):
     if os.path.isdir(path):
         if os.path.isfile(os.path.join(path, "model.keras")):
             return ModelPath("keras", os.path.join(path, "model.keras"), path)
-        for folder in (path, os.path.join(path, "savedmodel")):
-            if os.path.isfile(os.path.join(folder, "saved_model.pb")):
-                return ModelPath("savedmodel", folder, None)
+        if os.path.isfile(os.path.join(path, "saved_model.pb")):
+            return ModelPath("savedmodel", path, None)
+        found = _in_export_folder(path)
+        if found is not None:
+            return found
     if not os.path.exists(path):
         raise FileNotFoundError(f"Model not found: {path!r}; expected {EXPECTED}")
     raise ValueError(f"Cannot load a model from {path!r}: expected {EXPECTED}")
 
 
-def is_single_direction(path):
-    """Whether the model at `path` translates one way only (one generator's `.tflite`, `.onnx`
-    or SavedModel, or an export folder with one direction), so that it cannot cycle back."""
-    generators = set()
-    for direction in DIRECTIONS:
-        try:
-            model = resolve_model_path(path, direction)
-        except (FileNotFoundError, ValueError):
+def _recorded_direction(model):
+    """The direction a one-generator model (SavedModel, .tflite, .onnx) was exported as: the
+    one the `metadata.json` that `export` writes beside it names, else the name of its
+    export's `a2b/` or `b2a/` folder, else "a2b", the name `export` and `import-torch` give a
+    lone generator."""
+    folder = model.path if os.path.isdir(model.path) else os.path.dirname(os.path.abspath(model.path))
+    for candidate in (folder, os.path.dirname(os.path.abspath(folder))):
+        meta = os.path.join(candidate, "metadata.json")
+        if not os.path.isfile(meta):
             continue
-        if model.kind == "keras":
-            return False
-        generators.add(model.path)
-    return len(generators) < 2
+        try:
+            with open(meta) as f:
+                direction = json.load(f).get("direction")
+        except (OSError, ValueError, AttributeError) as error:
+            raise ValueError(f"Cannot read {meta!r}, which says which way {model.path!r} translates: "
+                             f"{_first_line(error)}") from None
+        if direction in DIRECTIONS:
+            return direction
+    for candidate in (folder, os.path.dirname(os.path.abspath(folder))):
+        if os.path.basename(candidate) in DIRECTIONS:  # an export's OUT/<direction>/ folder
+            return os.path.basename(candidate)
+    return "a2b"
 
 
-def load_translator(path, direction="a2b", precision="float32", **kwargs):
+def model_directions(path):
+    """The directions the model at `path` translates, as a tuple: both for a CycleGAN (a
+    `.keras` file or a run directory) and for an export folder holding both; one for a single
+    generator: "a2b" for a `.keras` generator (as `import-torch` names it), the exported
+    direction (its `metadata.json`) for a SavedModel, `.tflite` or `.onnx`.
+
+    A model cannot translate, nor cycle back through, a direction it does not have.
+    """
+    path = os.fspath(path)
+    in_export = _export_directions(path)
+    if in_export:
+        found = tuple(d for d in in_export if _in_export_folder(os.path.join(path, d)) is not None)
+        if not found:
+            raise ValueError(f"Cannot load a model from the export folder {path!r}: its "
+                             f"{' and '.join(d + '/' for d in in_export)} hold no savedmodel/, .tflite or .onnx")
+        return found
+    model = resolve_model_path(path)
+    if model.kind == "keras":
+        keras_path = os.path.abspath(model.path)
+        return DIRECTIONS if hasattr(_load_keras(keras_path, os.stat(keras_path).st_mtime_ns), "gen_a2b") else ("a2b",)
+    return (_recorded_direction(model),)
+
+
+def _check_direction(path, direction, available):
+    if direction not in available:
+        other = " and ".join(available)
+        raise ValueError(f"{os.fspath(path)!r} has no {direction} generator: it translates {other} only "
+                         f"(use --direction {available[0]})")
+
+
+def load_translator(path, direction=None, precision="float32", **kwargs):
     """Opens `path` (see `resolve_model_path`) as a `Translator` for `direction`.
 
+    `direction`: "a2b" or "b2a"; None takes the model's only direction, or a2b. A direction the
+    model does not have (`model_directions`) is refused, naming the model and what it has.
     `precision` ("float32", "bfloat16", "float16" or "auto", see
     `tf_cyclegan.inference.precision`) applies to `.keras` models and SavedModels; a TFLite or
     ONNX file computes in the precision it was exported with, so it takes "float32" or "auto".
     """
     from tf_cyclegan.inference.precision import check_precision
 
-    if direction not in DIRECTIONS:
+    if direction is not None and direction not in DIRECTIONS:
         raise ValueError(f"direction must be one of {DIRECTIONS}. Received: direction={direction!r}")
     check_precision(precision)
+    Translator(**{k: v for k, v in kwargs.items() if k in ("max_pixels", "tile", "overlap")})  # checks, no work
+    available = model_directions(path)
+    direction = direction or available[0]
+    _check_direction(path, direction, available)
     model = resolve_model_path(path, direction)
+    if os.path.isdir(path) and model.kind in ("tflite", "onnx"):
+        logger.info("%s: using %s (an export folder's best format there: SavedModel, TFLite float32, ONNX, "
+                    "in that order)", os.fspath(path), model.path)
     if model.kind == "keras":
         return KerasTranslator(_generator_from_keras(model.path, direction), precision=precision, **kwargs)
     if model.kind == "savedmodel":
@@ -242,18 +333,12 @@ def load_translator(path, direction="a2b", precision="float32", **kwargs):
 
 
 def load_translators(path, directions=DIRECTIONS, **kwargs):
-    """A `Translator` for each of `directions` of the model at `path`, and for the reverse ones
-    too where the model has them (evaluation cycles back through them).
+    """A `Translator` for every direction the model at `path` has (`model_directions`): those
+    of `directions`, and the reverse ones, which evaluation cycles back through.
 
-    A single-direction model (`is_single_direction`) serves the first of `directions`, whichever
-    it is: the file does not say which way it was exported.
+    Raises `ValueError` naming the model and what it has when it lacks one of `directions`.
     """
-    single = is_single_direction(path)
-    translators = {}
-    for direction in directions[:1] if single else DIRECTIONS:
-        try:
-            translators[direction] = load_translator(path, direction, **kwargs)
-        except (ValueError, FileNotFoundError, KeyError):
-            if direction in directions:
-                raise
-    return translators
+    available = model_directions(path)
+    for direction in directions:
+        _check_direction(path, direction, available)
+    return {direction: load_translator(path, direction, **kwargs) for direction in available}
