@@ -4,8 +4,8 @@ EXIF orientation), listing a folder's readable images, and the [-1, 1] <-> uint8
 Every format decodes to what Pillow shows for the file: `Image.convert("RGB")` of its first
 frame (grey expanded, alpha dropped, a palette looked up), 16-bit channels scaled to 8 bits,
 turned as its EXIF orientation says. TensorFlow's decoders run inside `tf.data` without
-Python, so they read the formats they read exactly as Pillow does: JPEG (grey and CMYK too),
-PNG (palette, transparency, 16-bit) and simple WebP. Pillow reads the rest, chosen by the
+Python, so they read the formats they read exactly as Pillow does: JPEG (grey and CMYK too,
+with the accurate IDCT), PNG (palette, transparency, 16-bit) and simple WebP. Pillow reads the rest, chosen by the
 file's first bytes (`decoded_by_pillow`): BMP (TensorFlow reads an 8-bit palette BMP as its
 grey indices and refuses 1-bit ones), GIF (it gives a transparent pixel another colour than
 its palette entry) and extended WebP, with alpha, metadata or animation (its WebP decoder
@@ -181,8 +181,14 @@ def decode_image(contents):
 def _decode_with_tensorflow(contents):
     """JPEG/PNG/simple WebP bytes to uint8 RGB by TensorFlow's decoders."""
     head = tf.strings.join([tf.strings.substr(contents, 0, 12), "\0" * 12])  # 12 bytes at least
+    is_jpeg = tf.equal(tf.strings.substr(head, 0, 3), b"\xff\xd8\xff")
     is_webp = tf.logical_and(tf.equal(tf.strings.substr(head, 0, 4), "RIFF"),
                              tf.equal(tf.strings.substr(head, 8, 4), "WEBP"))
+
+    def jpeg():
+        # The accurate integer IDCT, as Pillow (and every viewer) decodes; TensorFlow's default, the
+        # fast one, is off by up to 75 levels on fine detail. CMYK comes out as RGB too.
+        return tf.io.decode_jpeg(contents, channels=3, dct_method="INTEGER_ACCURATE")
 
     def sixteen_bit_or_eight():
         # dtype=uint16 maps 8-bit data onto the full 16-bit range too, so one conversion fits both.
@@ -192,7 +198,7 @@ def _decode_with_tensorflow(contents):
     def webp():  # 8-bit only, which TensorFlow's WebP decoder refuses to widen
         return tf.io.decode_image(contents, channels=0, dtype=tf.uint8, expand_animations=False)
 
-    image = tf.cond(is_webp, webp, sixteen_bit_or_eight)
+    image = tf.cond(is_jpeg, jpeg, lambda: tf.cond(is_webp, webp, sixteen_bit_or_eight))
     channels = tf.shape(image)[-1]
     image = tf.cond(channels < 3, lambda: tf.image.grayscale_to_rgb(image[..., :1]), lambda: image[..., :3])
     image.set_shape([None, None, 3])
