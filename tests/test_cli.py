@@ -308,3 +308,67 @@ def test_bench_takes_the_upsamplings_the_config_takes(capsys):
     with pytest.raises(SystemExit):
         build_parser().parse_args(["bench", "--upsampling", "bilinear"])
     assert "invalid choice: 'bilinear'" in capsys.readouterr().err
+
+
+def _files_that_crashed_corrupted_or_blocked(folder):
+    """Writes into `folder` an animated WebP (crashed TensorFlow's decoder), an 8-bit palette BMP
+    (decoded as grey indices) and a FIFO named like an image (blocked for ever); returns
+    {name: the pixels Pillow shows} of the two images."""
+    import numpy as np
+    from PIL import Image
+
+    folder.mkdir(exist_ok=True)
+    rng = np.random.default_rng(0)
+    frames = [Image.fromarray(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)) for _ in range(3)]
+    frames[0].save(folder / "animated.webp", save_all=True, append_images=frames[1:], lossless=True)
+    red_and_blue = np.zeros((16, 16, 3), np.uint8)
+    red_and_blue[:, :8, 0] = 255
+    red_and_blue[:, 8:, 2] = 255
+    Image.fromarray(red_and_blue).quantize(4).save(folder / "palette.bmp")
+    os.mkfifo(folder / "pipe.png")
+    return {"animated": np.asarray(frames[0]), "palette": red_and_blue}
+
+
+def _cli(argv, timeout):
+    """Runs `tf-cyclegan argv` in a child process; a hang fails the test after `timeout` seconds."""
+    import subprocess
+    import sys
+
+    from conftest import subprocess_env
+
+    return subprocess.run([sys.executable, "-m", "tf_cyclegan.cli", *argv], capture_output=True, text=True,
+                          timeout=timeout, env=subprocess_env())
+
+
+@pytest.mark.slow
+def test_translate_reads_an_animated_webp_and_a_palette_bmp_as_pillow_shows_them_and_skips_a_fifo(tmp_path):
+    import keras
+    import numpy as np
+
+    identity = keras.Sequential([keras.Input((None, None, 3)), keras.layers.Conv2D(
+        3, 1, kernel_initializer=keras.initializers.Constant(np.eye(3).reshape(1, 1, 3, 3)))])
+    identity.save(tmp_path / "identity.keras")
+    expected = _files_that_crashed_corrupted_or_blocked(tmp_path / "in")
+    done = _cli(["translate", "--model", str(tmp_path / "identity.keras"), "--out", str(tmp_path / "out"),
+                 str(tmp_path / "in")], timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "pipe.png" in done.stderr and "not a regular file (a FIFO)" in done.stderr
+    assert sorted(os.listdir(tmp_path / "out")) == ["animated.png", "palette.png"]
+    for name, pixels in expected.items():
+        written = tf.io.decode_png(tf.io.read_file(str(tmp_path / "out" / f"{name}.png"))).numpy()
+        np.testing.assert_array_equal(written, pixels, err_msg=name)
+
+
+@pytest.mark.slow
+def test_train_takes_an_animated_webp_and_a_palette_bmp_and_skips_a_fifo(demo_root, tmp_path):
+    import shutil
+
+    shutil.copytree(demo_root / "trainB", tmp_path / "data" / "trainB")
+    _files_that_crashed_corrupted_or_blocked(tmp_path / "data" / "trainA")
+    done = _cli(["train", "--run-dir", str(tmp_path / "run"), "--set", f"data.root={tmp_path / 'data'}",
+                 "data.load_size=36", "data.crop_size=32", "model.filters=4", "model.num_residual_blocks=1",
+                 "model.disc_filters=4", "train.epochs=1", "train.epochs_decay=0", "train.verbose=0",
+                 "train.steps_per_epoch=2", "data.num_samples=0"], timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "pipe.png: not a regular file (a FIFO)" in done.stderr
+    assert (tmp_path / "run" / "model.keras").is_file()
