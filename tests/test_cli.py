@@ -372,3 +372,11 @@ def test_train_takes_an_animated_webp_and_a_palette_bmp_and_skips_a_fifo(demo_ro
     assert done.returncode == 0, done.stderr[-3000:]
     assert "pipe.png: not a regular file (a FIFO)" in done.stderr
     assert (tmp_path / "run" / "model.keras").is_file()
+
+
+def test_demo_data_bounds_the_size_and_the_counts_before_any_work(tmp_path, capsys):
+    for flag, value in (("--size", "100000"), ("--num-train", "1000000000"), ("--num-test", "1000000000")):
+        assert main(["make-demo-data", str(tmp_path / "d"), flag, value]) == 2
+        line = _error_line(capsys)
+        assert f"={value}" in line and "at most" in line
+    assert not (tmp_path / "d").exists()

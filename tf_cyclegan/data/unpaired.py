@@ -12,6 +12,7 @@ import random
 import tensorflow as tf
 
 from tf_cyclegan.data.images import decode_image, exif_orientation, list_images, orient, to_minus_one_one
+from tf_cyclegan.data.sizes import check_pipeline_sizes
 
 AUTOTUNE = tf.data.AUTOTUNE
 
@@ -174,8 +175,10 @@ def make_unpaired_dataset(dir_a, dir_b, load_size=286, crop_size=256, batch_size
 
     Args:
         dir_a, dir_b: folders of domain A and B images (e.g. `trainA`, `trainB`).
-        load_size: int, default 286. Images are resized to this square size first.
-        crop_size: int, default 256. Random square crop after the resize.
+        load_size: int or None, default 286. Images are resized to this square size first
+            (None: kept as they are, with `cache=False`).
+        crop_size: int or None, default 256. Random square crop after the resize, a multiple
+            of 4 (None: no crop).
         batch_size: int, default 1.
         flip: bool, default True. Random horizontal flips.
         cache: bool, default True. Decode and resize every image once, up front, and keep
@@ -187,11 +190,13 @@ def make_unpaired_dataset(dir_a, dir_b, load_size=286, crop_size=256, batch_size
         num_shards, shard_index: input pipelines (machines) and this one's index; each
             yields `batch_size` pairs of every global batch of `batch_size * num_shards`.
 
+    Raises:
+        ValueError: a size the config would refuse too (`check_pipeline_sizes`), before any work.
+
     Example:
     >>> ds = make_unpaired_dataset("data/demo/trainA", "data/demo/trainB", 72, 64)  # doctest: +SKIP
     """
-    if crop_size and load_size and crop_size > load_size:
-        raise ValueError(f"crop_size must not exceed load_size. Received: crop_size={crop_size}, load_size={load_size}")
+    check_pipeline_sizes(load_size, crop_size, batch_size)
     domains = []
     for directory in (dir_a, dir_b):
         paths = list_images(directory)
@@ -217,6 +222,7 @@ def make_tfds_dataset(name, split_a="trainA", split_b="trainB", data_dir=None, d
     import tensorflow_datasets as tfds
 
     del cache
+    check_pipeline_sizes(load_size, crop_size, kwargs.get("batch_size", 1))
     builder = tfds.builder(name, data_dir=data_dir)
     if download:
         builder.download_and_prepare()
