@@ -380,3 +380,40 @@ def test_demo_data_bounds_the_size_and_the_counts_before_any_work(tmp_path, caps
         line = _error_line(capsys)
         assert f"={value}" in line and "at most" in line
     assert not (tmp_path / "d").exists()
+
+
+def _spoilt_paired_set(demo_root, root):
+    """The demo dataset with one ground truth gone and one of another size."""
+    import shutil
+
+    import numpy as np
+
+    shutil.copytree(demo_root, root)
+    (root / "testB_paired" / "0000.png").unlink()
+    tf.io.write_file(str(root / "testB_paired" / "0001.png"), tf.io.encode_png(np.zeros((20, 36, 3), np.uint8)))
+    return root
+
+
+def test_train_checks_the_paired_test_set_before_any_work(demo_root, tmp_path, capsys):
+    root = _spoilt_paired_set(demo_root, tmp_path / "data")
+    code = main(["train", "--run-dir", str(tmp_path / "run"), "--set", f"data.root={root}", "data.load_size=36",
+                 "data.crop_size=32"])
+    line = _error_line(capsys)
+    assert code == 2 and "testA/0000.png has no ground truth" in line and "testB_paired/0000.png" in line
+    assert not (tmp_path / "run").exists()
+    (root / "testB_paired" / "0000.png").write_bytes((root / "testB_paired" / "0002.png").read_bytes())
+    assert main(["train", "--run-dir", str(tmp_path / "run"), "--set", f"data.root={root}"]) == 2
+    line = _error_line(capsys)
+    assert "testA/0001.png is 36x36 pixels, its ground truth" in line and "testB_paired/0001.png 36x20" in line
+    assert not (tmp_path / "run").exists()
+
+
+def test_evaluate_checks_the_paired_test_set_before_translating(saved_models, demo_root, tmp_path, capsys,
+                                                                monkeypatch):
+    from tf_cyclegan.evaluation import evaluate
+
+    root = _spoilt_paired_set(demo_root, tmp_path / "data")
+    monkeypatch.setattr(evaluate, "_translate_all", lambda *a: pytest.fail("translated before the check"))
+    code = main(["evaluate", "--model", str(saved_models / "cyclegan.keras"), "--data", str(root), "--no-fid"])
+    line = _error_line(capsys)
+    assert code == 2 and "testA/0000.png has no ground truth" in line and "testB_paired/0000.png" in line

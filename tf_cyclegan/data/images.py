@@ -242,6 +242,46 @@ def image_file_problem(path, decode=True):
     return None
 
 
+def image_names(directory):
+    """Sorted paths of the files in `directory` named as images (not hidden), unchecked: no
+    file is opened.
+
+    Raises:
+        FileNotFoundError: the folder does not exist.
+    """
+    directory = os.fspath(directory)
+    if not os.path.isdir(directory):
+        raise FileNotFoundError(f"Image folder not found: {directory!r}")
+    return sorted(os.path.join(directory, name) for name in os.listdir(directory)
+                  if name.lower().endswith(IMAGE_EXTENSIONS) and not name.startswith("."))
+
+
+def viewed_size(path):
+    """(height, width) of the image file `path` as `read_image` returns it (EXIF orientation
+    applied), decoded whole by Pillow: no TensorFlow work, so it may run before a
+    `tf.distribute` strategy exists.
+
+    Raises:
+        ValueError: why `path` is not a readable image (not a regular file, corrupt, ...).
+    """
+    from PIL import Image
+
+    problem = not_a_regular_file(path)
+    if problem:
+        raise ValueError(problem)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(os.fspath(path)) as image:
+                image.load()  # the whole file: a truncated or corrupt one fails here
+                width, height = image.size
+    except Image.UnidentifiedImageError:
+        raise ValueError("Pillow cannot identify the image format") from None
+    except Exception as error:  # noqa: BLE001 - Pillow's plugins raise many types on corrupt data
+        raise ValueError(f"cannot decode the image: {error or type(error).__name__}") from None
+    return (width, height) if exif_orientation(path) in (5, 6, 7, 8) else (height, width)
+
+
 def list_images(directory, check=True):
     """Sorted image files of a folder; unreadable or corrupt ones are skipped with a warning.
 
@@ -253,12 +293,7 @@ def list_images(directory, check=True):
         ValueError: the folder holds no readable image.
     """
     directory = os.fspath(directory)
-    if not os.path.isdir(directory):
-        raise FileNotFoundError(f"Image folder not found: {directory!r}")
-    paths = sorted(
-        os.path.join(directory, name) for name in os.listdir(directory)
-        if name.lower().endswith(IMAGE_EXTENSIONS) and not name.startswith(".")
-    )
+    paths = image_names(directory)
     if paths:
         with ThreadPoolExecutor(max_workers=8) as pool:
             problems = list(pool.map(lambda path: image_file_problem(path, decode=check), paths))

@@ -24,7 +24,7 @@ import yaml
 from tf_cyclegan.data.images import list_images, load_image
 from tf_cyclegan.data.unpaired import DataPosition, make_tfds_dataset, make_unpaired_dataset
 from tf_cyclegan.evaluation.fid import InceptionFeatures
-from tf_cyclegan.evaluation.paired import paired_translation_error
+from tf_cyclegan.evaluation.paired import check_paired_test_set, paired_translation_error
 from tf_cyclegan.files import remove, remove_stale_temporaries, replacing, save_model_atomically, write_json
 from tf_cyclegan.models.cyclegan import build_cyclegan, default_optimizer
 from tf_cyclegan.training.callbacks.backup import BackupCallback, BackupError, BackupManager, RunProgress
@@ -215,6 +215,7 @@ def train_and_evaluate(config, run_dir, restart=False, callbacks=()):
         `testB_paired/`, the paired translation error (see `paired_translation_error`).
     """
     t = config.train
+    check_paired_test_set(config.data.root)  # now, not after training; Pillow alone, no TensorFlow work
     # The strategy comes first: a multi-worker strategy must exist before other TensorFlow work.
     strategy = make_strategy(config.distribute.strategy, tpu=config.distribute.tpu,
                              timeout_s=config.distribute.timeout_s)
