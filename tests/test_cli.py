@@ -417,3 +417,23 @@ def test_evaluate_checks_the_paired_test_set_before_translating(saved_models, de
     code = main(["evaluate", "--model", str(saved_models / "cyclegan.keras"), "--data", str(root), "--no-fid"])
     line = _error_line(capsys)
     assert code == 2 and "testA/0000.png has no ground truth" in line and "testB_paired/0000.png" in line
+
+
+def test_tfds_problems_are_one_line_naming_the_fix(tmp_path, capsys, monkeypatch):
+    import tensorflow_datasets as tfds
+
+    assert main(["train", "--run-dir", str(tmp_path / "run"), "--set", "data.tfds=cycle_gn/horse2zebra"]) == 2
+    err = capsys.readouterr().err
+    assert "did you mean 'cycle_gan/horse2zebra'" in err and "mnist" not in err  # not the list of every dataset
+
+    def missing_module(*args, **kwargs):
+        try:
+            raise ModuleNotFoundError("No module named 'cv2'", name="cv2")
+        except ImportError as error:  # as TFDS re-raises it: a longer message, the name on the cause
+            raise ModuleNotFoundError(f"{error}\nFailed importing cv2 (usually with `pip install cv2`)") from error
+
+    monkeypatch.setattr(tfds, "builder", missing_module)
+    assert main(["train", "--run-dir", str(tmp_path / "run"), "--set", "data.tfds=cycle_gan/horse2zebra"]) == 2
+    line = _error_line(capsys)
+    assert "module 'cv2'" in line and "pip install opencv-python" in line and "tf_cyclegan[onnx]" not in line
+    assert not (tmp_path / "run").exists()

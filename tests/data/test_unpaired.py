@@ -152,3 +152,35 @@ def test_animated_webp_palette_bmp_and_a_fifo_train_as_pillow_shows_them(tmp_pat
     assert len(real_a) == 2
     for image, pixels in zip(real_a, expected):
         np.testing.assert_array_equal(to_uint8(image).numpy(), pixels)
+
+
+def test_an_unknown_tfds_name_is_one_line_with_the_closest_names():
+    with pytest.raises(ValueError) as caught:
+        make_tfds_dataset("cycle_gn/horse2zebra", load_size=36, crop_size=32, download=False)
+    message = str(caught.value)
+    assert "\n" not in message and "'cycle_gn/horse2zebra'" in message
+    assert "did you mean 'cycle_gan/horse2zebra'" in message
+
+
+def _raises_like_tfds(module):
+    """A `tfds.builder` stand-in failing as TFDS does when a dataset's module is missing: the
+    ImportError re-raised with a longer message, its name only on the cause."""
+    def builder(*args, **kwargs):
+        try:
+            raise ModuleNotFoundError(f"No module named {module!r}", name=module)
+        except ImportError as error:
+            raise ModuleNotFoundError(f"{error}\nFailed importing {module}. This likely means that the dataset "
+                                      f"requires additional dependencies (usually with `pip install {module}`).") \
+                from error
+    return builder
+
+
+@pytest.mark.parametrize("module, package", [("cv2", "opencv-python"), ("pydub", "pydub")])
+def test_a_missing_tfds_dependency_names_the_module_and_its_pip_package(monkeypatch, module, package):
+    import tensorflow_datasets as tfds
+
+    monkeypatch.setattr(tfds, "builder", _raises_like_tfds(module))
+    with pytest.raises(ImportError) as caught:
+        make_tfds_dataset("cycle_gan/horse2zebra", load_size=36, crop_size=32)
+    message = str(caught.value)
+    assert "\n" not in message and f"module '{module}'" in message and message.endswith(f"pip install {package}")

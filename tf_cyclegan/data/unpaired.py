@@ -7,6 +7,7 @@ smaller domain cycles while the larger is seen once (the reference's epoch). Eve
 is a pure function of (seed, epoch, index), which is what lets a run resume mid-epoch.
 """
 
+import difflib
 import random
 
 import tensorflow as tf
@@ -218,17 +219,59 @@ def make_tfds_dataset(name, split_a="trainA", split_b="trainB", data_dir=None, d
     """The same pipeline over a TFDS CycleGAN dataset, e.g. `cycle_gan/horse2zebra`.
 
     TFDS gives no random access, so its images are always held in memory (`cache` is ignored).
+
+    Raises:
+        ValueError: an unknown dataset name, in one line with the closest names TFDS knows.
+        ImportError: a module the dataset needs is not installed; the message names it and
+            the pip package to install.
     """
     import tensorflow_datasets as tfds
 
     del cache
     check_pipeline_sizes(load_size, crop_size, kwargs.get("batch_size", 1))
-    builder = tfds.builder(name, data_dir=data_dir)
-    if download:
-        builder.download_and_prepare()
-    domains = []
-    for split in (split_a, split_b):
-        images = builder.as_dataset(split=split, shuffle_files=False).map(lambda ex: ex["image"])
-        length = int(images.reduce(0, lambda count, _: count + 1))
-        domains.append(_Domain(length, load_size, images=images))
+    try:
+        builder = tfds.builder(name, data_dir=data_dir)
+        if download:
+            builder.download_and_prepare()
+        domains = []
+        for split in (split_a, split_b):
+            images = builder.as_dataset(split=split, shuffle_files=False).map(lambda ex: ex["image"])
+            length = int(images.reduce(0, lambda count, _: count + 1))
+            domains.append(_Domain(length, load_size, images=images))
+    except tfds.core.DatasetNotFoundError:  # its message lists every dataset TFDS has, 460 lines
+        raise ValueError(_unknown_tfds_name(name, tfds.list_builders(with_community_datasets=False))) from None
+    except ImportError as error:  # a dataset's own dependency, imported when it is first used
+        raise _missing_tfds_module(name, error) from None
     return zip_domains(*domains, crop_size=crop_size, **kwargs)
+
+
+# The pip packages of modules TFDS datasets import, where the names differ.
+_PIP_PACKAGES = {"cv2": "opencv-python", "PIL": "pillow", "skimage": "scikit-image", "sklearn": "scikit-learn",
+                 "bs4": "beautifulsoup4", "yaml": "pyyaml", "tensorflow_io": "tensorflow-io",
+                 "apache_beam": "apache-beam", "Bio": "biopython", "tifffile": "tifffile"}
+
+
+def _unknown_tfds_name(name, known):
+    """One line for a TFDS name that is not a dataset: the closest names TFDS knows."""
+    dataset, slash, config = name.partition("/")
+    close = difflib.get_close_matches(dataset, known, n=3, cutoff=0.6)
+    suggestion = (f"did you mean {' or '.join(repr(c + slash + config) for c in close)}?" if close
+                  else "tfds.list_builders() lists them")
+    return f"Unknown TFDS dataset {name!r} (data.tfds); {suggestion}"
+
+
+def _missing_tfds_module(name, error):
+    """The ImportError of a module a TFDS dataset needs, in one line naming the module and its
+    pip package. TFDS re-raises the original error with a longer message, the name on its cause."""
+    module = None
+    cause = error
+    while cause is not None and module is None:
+        module = getattr(cause, "name", None) if isinstance(cause, ImportError) else None
+        cause = cause.__cause__ or cause.__context__
+    if module is None:  # "No module named 'x'" without a name attribute
+        first_line = str(error).splitlines()[0] if str(error) else ""
+        module = first_line.split("'")[1] if first_line.count("'") >= 2 else "?"
+    top = module.split(".")[0]
+    package = _PIP_PACKAGES.get(top, top.replace("_", "-"))
+    return ImportError(f"The TFDS dataset {name!r} needs the Python module {top!r}, which is not installed: "
+                       f"pip install {package}", name=top)
