@@ -5,11 +5,12 @@ Every format decodes to what Pillow shows for the file: `Image.convert("RGB")` o
 frame (grey expanded, alpha dropped, a palette looked up), 16-bit channels scaled to 8 bits,
 turned as its EXIF orientation says. TensorFlow's decoders run inside `tf.data` without
 Python, so they read the formats they read exactly as Pillow does: JPEG (grey and CMYK too,
-with the accurate IDCT), PNG (palette, transparency, 16-bit) and simple WebP. Pillow reads the rest, chosen by the
-file's first bytes (`decoded_by_pillow`): BMP (TensorFlow reads an 8-bit palette BMP as its
-grey indices and refuses 1-bit ones), GIF (it gives a transparent pixel another colour than
-its palette entry) and extended WebP, with alpha, metadata or animation (its WebP decoder
-crashes the whole process, "double free or corruption", on an animated WebP).
+with the accurate IDCT), PNG (palette, transparency, 16-bit) and simple WebP. Pillow reads
+the rest, chosen by the file's first bytes (`decoded_by_pillow`): BMP (TensorFlow reads an
+8-bit palette BMP as its grey indices and refuses 1-bit ones), GIF (it gives a transparent
+pixel another colour than its palette entry) and extended WebP, with alpha, metadata or
+animation (its WebP decoder crashes the whole process, "double free or corruption", on an
+animated WebP). tests/data/test_images.py compares every format with Pillow's pixels.
 """
 
 import io
