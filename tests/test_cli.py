@@ -561,3 +561,132 @@ def test_train_with_imagenet_inception_weights_offline_is_one_line_before_any_st
     line = _error_line(capsys)
     assert code == 2 and "Cannot download the InceptionV3 weights" in line and "eval.inception_weights" in line
     assert not (run_dir / "model.keras").exists() and not (run_dir / "log.csv").exists()  # no step was trained
+
+
+def _files_that_crashed_corrupted_or_blocked(folder):
+    """Writes into `folder` an animated WebP (crashed TensorFlow's decoder), an 8-bit palette BMP
+    (decoded as grey indices) and a FIFO named like an image (blocked for ever); returns
+    {name: the pixels Pillow shows} of the two images."""
+    import numpy as np
+    from PIL import Image
+
+    folder.mkdir(exist_ok=True)
+    rng = np.random.default_rng(0)
+    frames = [Image.fromarray(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)) for _ in range(3)]
+    frames[0].save(folder / "animated.webp", save_all=True, append_images=frames[1:], lossless=True)
+    red_and_blue = np.zeros((16, 16, 3), np.uint8)
+    red_and_blue[:, :8, 0] = 255
+    red_and_blue[:, 8:, 2] = 255
+    Image.fromarray(red_and_blue).quantize(4).save(folder / "palette.bmp")
+    os.mkfifo(folder / "pipe.png")
+    return {"animated": np.asarray(frames[0]), "palette": red_and_blue}
+
+
+def _cli(argv, timeout):
+    """Runs `tf-cyclegan argv` in a child process; a hang fails the test after `timeout` seconds."""
+    import subprocess
+    import sys
+
+    from conftest import subprocess_env
+
+    return subprocess.run([sys.executable, "-m", "tf_cyclegan.cli", *argv], capture_output=True, text=True,
+                          timeout=timeout, env=subprocess_env())
+
+
+@pytest.mark.slow
+def test_translate_reads_an_animated_webp_and_a_palette_bmp_as_pillow_shows_them_and_skips_a_fifo(tmp_path):
+    import keras
+    import numpy as np
+
+    identity = keras.Sequential([keras.Input((None, None, 3)), keras.layers.Conv2D(
+        3, 1, kernel_initializer=keras.initializers.Constant(np.eye(3).reshape(1, 1, 3, 3)))])
+    identity.save(tmp_path / "identity.keras")
+    expected = _files_that_crashed_corrupted_or_blocked(tmp_path / "in")
+    done = _cli(["translate", "--model", str(tmp_path / "identity.keras"), "--out", str(tmp_path / "out"),
+                 str(tmp_path / "in")], timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "pipe.png" in done.stderr and "not a regular file (a FIFO)" in done.stderr
+    assert sorted(os.listdir(tmp_path / "out")) == ["animated.png", "palette.png"]
+    for name, pixels in expected.items():
+        written = tf.io.decode_png(tf.io.read_file(str(tmp_path / "out" / f"{name}.png"))).numpy()
+        np.testing.assert_array_equal(written, pixels, err_msg=name)
+
+
+@pytest.mark.slow
+def test_train_takes_an_animated_webp_and_a_palette_bmp_and_skips_a_fifo(demo_root, tmp_path):
+    import shutil
+
+    shutil.copytree(demo_root / "trainB", tmp_path / "data" / "trainB")
+    _files_that_crashed_corrupted_or_blocked(tmp_path / "data" / "trainA")
+    done = _cli(["train", "--run-dir", str(tmp_path / "run"), "--set", f"data.root={tmp_path / 'data'}",
+                 "data.load_size=36", "data.crop_size=32", "model.filters=4", "model.num_residual_blocks=1",
+                 "model.disc_filters=4", "train.epochs=1", "train.epochs_decay=0", "train.verbose=0",
+                 "train.steps_per_epoch=2", "data.num_samples=0"], timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "pipe.png: not a regular file (a FIFO)" in done.stderr
+    assert (tmp_path / "run" / "model.keras").is_file()
+
+
+def test_demo_data_bounds_the_size_and_the_counts_before_any_work(tmp_path, capsys):
+    for flag, value in (("--size", "100000"), ("--num-train", "1000000000"), ("--num-test", "1000000000")):
+        assert main(["make-demo-data", str(tmp_path / "d"), flag, value]) == 2
+        line = _error_line(capsys)
+        assert f"={value}" in line and "at most" in line
+    assert not (tmp_path / "d").exists()
+
+
+def _spoilt_paired_set(demo_root, root):
+    """The demo dataset with one ground truth gone and one of another size."""
+    import shutil
+
+    import numpy as np
+
+    shutil.copytree(demo_root, root)
+    (root / "testB_paired" / "0000.png").unlink()
+    tf.io.write_file(str(root / "testB_paired" / "0001.png"), tf.io.encode_png(np.zeros((20, 36, 3), np.uint8)))
+    return root
+
+
+def test_train_checks_the_paired_test_set_before_any_work(demo_root, tmp_path, capsys):
+    root = _spoilt_paired_set(demo_root, tmp_path / "data")
+    code = main(["train", "--run-dir", str(tmp_path / "run"), "--set", f"data.root={root}", "data.load_size=36",
+                 "data.crop_size=32"])
+    line = _error_line(capsys)
+    assert code == 2 and "testA/0000.png has no ground truth" in line and "testB_paired/0000.png" in line
+    assert not (tmp_path / "run").exists()
+    (root / "testB_paired" / "0000.png").write_bytes((root / "testB_paired" / "0002.png").read_bytes())
+    assert main(["train", "--run-dir", str(tmp_path / "run"), "--set", f"data.root={root}"]) == 2
+    line = _error_line(capsys)
+    assert "testA/0001.png is 36x36 pixels, its ground truth" in line and "testB_paired/0001.png 36x20" in line
+    assert not (tmp_path / "run").exists()
+
+
+def test_evaluate_checks_the_paired_test_set_before_translating(saved_models, demo_root, tmp_path, capsys,
+                                                                monkeypatch):
+    from tf_cyclegan.evaluation import evaluate
+
+    root = _spoilt_paired_set(demo_root, tmp_path / "data")
+    monkeypatch.setattr(evaluate, "_translate_all", lambda *a: pytest.fail("translated before the check"))
+    code = main(["evaluate", "--model", str(saved_models / "cyclegan.keras"), "--data", str(root), "--no-fid"])
+    line = _error_line(capsys)
+    assert code == 2 and "testA/0000.png has no ground truth" in line and "testB_paired/0000.png" in line
+
+
+def test_tfds_problems_are_one_line_naming_the_fix(tmp_path, capsys, monkeypatch):
+    import tensorflow_datasets as tfds
+
+    assert main(["train", "--run-dir", str(tmp_path / "run"), "--set", "data.tfds=cycle_gn/horse2zebra"]) == 2
+    err = capsys.readouterr().err
+    assert "did you mean 'cycle_gan/horse2zebra'" in err and "mnist" not in err  # not the list of every dataset
+
+    def missing_module(*args, **kwargs):
+        try:
+            raise ModuleNotFoundError("No module named 'cv2'", name="cv2")
+        except ImportError as error:  # as TFDS re-raises it: a longer message, the name on the cause
+            raise ModuleNotFoundError(f"{error}\nFailed importing cv2 (usually with `pip install cv2`)") from error
+
+    monkeypatch.setattr(tfds, "builder", missing_module)
+    assert main(["train", "--run-dir", str(tmp_path / "run"), "--set", "data.tfds=cycle_gan/horse2zebra"]) == 2
+    line = _error_line(capsys)
+    assert "module 'cv2'" in line and "pip install opencv-python" in line and "tf_cyclegan[onnx]" not in line
+    assert not (tmp_path / "run").exists()

@@ -405,7 +405,9 @@ def main(argv=None):
     except KeyboardInterrupt as interrupt:
         print(f"tf-cyclegan {args.command}: {str(interrupt) or 'interrupted'}", file=sys.stderr)
         return 130
-    except ImportError as error:  # an optional extra that is not installed (onnx, onnxruntime)
+    except ImportError as error:  # an optional module that is not installed
+        if "pip install" in str(error):  # the message says what to install (a TFDS dataset's module)
+            return fail(" ".join(str(error).split()))  # in one line
         return fail(f"{error}. Install the extra it belongs to, e.g. pip install 'tf_cyclegan[onnx]'")
     except OSError as error:  # a full disk, a folder that cannot be written, a file that vanished
         where = f": {error.filename}" if error.filename else ""

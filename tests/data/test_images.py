@@ -1,12 +1,24 @@
+import contextlib
 import logging
 import os
+import threading
 
 import numpy as np
 import pytest
 import tensorflow as tf
 from conftest import image_folder
 
-from tf_cyclegan.data.images import decode_image, describe_error, list_images, read_image, to_minus_one_one, to_uint8
+from tf_cyclegan.data.images import (
+    IMAGE_EXTENSIONS,
+    decode_image,
+    describe_error,
+    exif_orientation,
+    list_images,
+    orient,
+    read_image,
+    to_minus_one_one,
+    to_uint8,
+)
 from tf_cyclegan.data.unpaired import make_unpaired_dataset, resize_to_load_size
 
 
@@ -129,3 +141,175 @@ def test_a_decoding_error_is_described_in_one_line_without_tensorflows_decoratio
     message = describe_error(caught.value)
     assert message and "\n" not in message and "{{" not in message and "[Op:" not in message
     assert describe_error(ValueError()) == "ValueError"
+
+
+def _scene(height=16, width=24):
+    """A small RGB test image: smooth ramps (kind to JPEG) under flat blocks of distinct colours."""
+    y, x = np.mgrid[0:height, 0:width]
+    image = np.stack([x * 255 // (width - 1), y * 255 // (height - 1), (x + y) * 255 // (width + height - 2)], -1)
+    image[2:7, 3:9] = (200, 30, 30)
+    image[9:14, 12:20] = (20, 40, 220)
+    return image.astype(np.uint8)
+
+
+def _rgba():
+    return np.dstack([_scene(), np.tile(np.linspace(0, 255, 24, dtype=np.uint8), (16, 1))])
+
+
+def _palette(transparent=False):
+    from PIL import Image
+
+    image = Image.fromarray(_scene()).quantize(16)
+    if transparent:
+        image.info["transparency"] = 3
+    return image
+
+
+def _frames(mode):
+    from PIL import Image
+
+    frames = [Image.fromarray(np.roll(_scene(), 5 * i, axis=1)) for i in range(3)]
+    return [frame.quantize(16) for frame in frames] if mode == "P" else frames
+
+
+def _rotated_exif():
+    from PIL import Image
+
+    exif = Image.Exif()
+    exif[0x0112] = 6  # view it rotated 90 degrees clockwise
+    return exif.tobytes()
+
+
+def _save(**options):
+    return lambda image, path: image.save(path, **options)
+
+
+def _pillow(array_or_image, save):
+    from PIL import Image
+
+    def write(path):
+        image = array_or_image() if callable(array_or_image) else array_or_image
+        save(image if isinstance(image, Image.Image) else Image.fromarray(image), path)
+    return write
+
+
+def _tf_png(pixels):
+    return lambda path: tf.io.write_file(str(path), tf.io.encode_png(pixels))
+
+
+# name -> writer of that file; every extension of IMAGE_EXTENSIONS has cases.
+_FORMAT_CASES = {
+    "rgb.png": _pillow(_scene, _save()),
+    "grey.png": _pillow(lambda: _scene()[..., 0], _save()),
+    "grey_alpha.png": _pillow(lambda: _rgba()[..., [0, 3]], _save()),
+    "rgba.png": _pillow(_rgba, _save()),
+    "bilevel.png": _pillow(lambda: _scene()[..., 0] > 100, _save()),
+    "palette.png": _pillow(_palette, _save()),
+    "palette_transparent.png": _pillow(lambda: _palette(True), _save(transparency=3)),
+    "grey16.png": _tf_png(_scene()[..., :1].astype(np.uint16) * 257 + 7),
+    "rgb16.png": _tf_png(_scene().astype(np.uint16) * 257 + 7),
+    "rotated.png": _pillow(_scene, _save(exif=_rotated_exif())),
+    "rgb.jpg": _pillow(_scene, _save(quality=95)),
+    "grey.jpeg": _pillow(lambda: _scene()[..., 1], _save(quality=95)),
+    "cmyk.jpg": _pillow(lambda: Image_convert(_scene(), "CMYK"), _save(quality=95)),
+    "rotated.jpg": _pillow(_scene, _save(quality=95, exif=_rotated_exif())),
+    "rgb.bmp": _pillow(_scene, _save()),
+    "rgba.bmp": _pillow(_rgba, _save()),
+    "palette.bmp": _pillow(_palette, _save()),
+    "grey.bmp": _pillow(lambda: _scene()[..., 2], _save()),
+    "bilevel.bmp": _pillow(lambda: _scene()[..., 0] > 100, _save()),
+    "palette.gif": _pillow(_palette, _save()),
+    "palette_transparent.gif": _pillow(lambda: _palette(True), _save(transparency=3)),
+    "grey.gif": _pillow(lambda: _scene()[..., 0], _save()),
+    "animated.gif": _pillow(lambda: _frames("P")[0], lambda first, path: first.save(
+        path, save_all=True, append_images=_frames("P")[1:], duration=100, loop=0)),
+    "lossless.webp": _pillow(_scene, _save(lossless=True)),
+    "lossy.webp": _pillow(_scene, _save(quality=90)),
+    "rgba.webp": _pillow(_rgba, _save(lossless=True)),
+    "rotated.webp": _pillow(_scene, _save(lossless=True, exif=_rotated_exif())),
+    "animated.webp": _pillow(lambda: _frames("RGB")[0], lambda first, path: first.save(
+        path, save_all=True, append_images=_frames("RGB")[1:], duration=100, loop=0, lossless=True)),
+}
+
+
+def Image_convert(pixels, mode):  # noqa: N802 - reads as Pillow's own call
+    from PIL import Image
+
+    return Image.fromarray(pixels).convert(mode)
+
+
+def _as_pillow_shows(path):
+    """Pillow's decoding of `path`, converted to RGB the documented way (docs/training.md):
+    the first frame, turned by its EXIF orientation, `convert("RGB")`; 16-bit grey scaled to 8
+    bits (Pillow's own conversion clips it)."""
+    from PIL import Image, ImageOps
+
+    with Image.open(path) as image:
+        image = ImageOps.exif_transpose(image)
+        if image.mode.startswith("I"):
+            return np.repeat((np.asarray(image) >> 8).astype(np.uint8)[..., None], 3, axis=2)
+        return np.asarray(image.convert("RGB"))
+
+
+def test_every_listed_format_has_a_decoding_case():
+    assert {os.path.splitext(name)[1] for name in _FORMAT_CASES} == set(IMAGE_EXTENSIONS)
+
+
+@pytest.mark.parametrize("name", sorted(_FORMAT_CASES))
+def test_every_format_decodes_to_the_pixels_pillow_shows(tmp_path, name):
+    """Our decoder, eagerly (translation, evaluation) and inside `tf.data` (training), against
+    Pillow's decoding of the same file; an animation is its first frame."""
+    path = tmp_path / name
+    _FORMAT_CASES[name](path)
+    expected = _as_pillow_shows(path).astype(int)
+    assert list_images(tmp_path) == [str(path)]
+    eager = read_image(path).numpy()
+    in_pipeline = next(iter(tf.data.Dataset.from_tensors(str(path)).map(
+        lambda p: orient(decode_image(tf.io.read_file(p)), exif_orientation(str(path)))))).numpy()
+    for ours in (eager, in_pipeline):
+        assert ours.dtype == np.uint8 and ours.shape == expected.shape, name
+        # Both JPEG decoders run libjpeg's accurate IDCT (exact here); one level allows another build's rounding.
+        tolerance = 1 if name.endswith((".jpg", ".jpeg")) else 0
+        np.testing.assert_allclose(ours, expected, atol=tolerance, rtol=0, err_msg=name)
+
+
+@contextlib.contextmanager
+def fifo_nobody_may_read(path):
+    """Makes a FIFO at `path`; fails the test, instead of hanging it, if anything opens it to read.
+
+    Opening a FIFO to read blocks until a writer comes: a watcher plays that writer (opening
+    it to write succeeds only while a reader waits), which lets the reader go on, and records it.
+    """
+    os.mkfifo(path)
+    readers = []
+    stop = threading.Event()
+
+    def watch():
+        while not stop.wait(0.05):
+            try:
+                fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK)
+            except OSError:  # ENXIO: nobody waits to read
+                continue
+            readers.append(path)
+            os.close(fd)  # the reader sees an empty file
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    try:
+        yield path
+    finally:
+        stop.set()
+        watcher.join()
+    assert not readers, f"{path} (a FIFO) was opened to be read"
+
+
+def test_only_regular_files_are_images_a_fifo_is_skipped_by_name_never_opened(tmp_path, caplog):
+    folder = image_folder(tmp_path, "trainA", 1)
+    (folder / "folder.png").mkdir()
+    with fifo_nobody_may_read(folder / "pipe.png"), caplog.at_level(logging.WARNING):
+        assert list_images(folder) == [str(folder / "0.png")]
+        assert list_images(folder, check=False) == [str(folder / "0.png")]
+        with pytest.raises(ValueError, match=r"pipe\.png: not a regular file \(a FIFO\)"):
+            read_image(folder / "pipe.png")
+    assert "pipe.png: not a regular file (a FIFO)" in caplog.text
+    assert "folder.png: not a regular file (a folder)" in caplog.text

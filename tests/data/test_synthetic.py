@@ -42,3 +42,34 @@ def test_restyle_rotates_hue_and_outlines_boundaries():
     np.testing.assert_array_equal(out[0, 0], (200, 250, 240))  # background: (r, g, b) -> (b, r, g)
     assert out[2, 2].max() < 60 and out[1, 1].max() < 70  # both sides of the boundary are dark
     assert np.array_equal(out[5, 5], out[0, 0])
+
+
+def test_sizes_and_counts_are_bounded_before_anything_is_written(tmp_path):
+    import pytest
+
+    from tf_cyclegan.data.synthetic import MAX_COUNT, MAX_SIZE
+
+    for arguments, message in (
+        ({"size": 100_000}, "size=100000"),
+        ({"size": MAX_SIZE + 4}, f"size={MAX_SIZE + 4}"),
+        ({"size": 30}, "size=30"),
+        ({"num_train": MAX_COUNT + 1}, f"num_train={MAX_COUNT + 1}"),
+        ({"num_test": -1}, "num_test=-1"),
+        ({"num_train": True}, "num_train=True"),
+    ):
+        with pytest.raises(ValueError, match=message):
+            make_demo_data(tmp_path / "d", **arguments)
+    assert not (tmp_path / "d").exists()
+
+
+def test_images_are_written_one_at_a_time(tmp_path, monkeypatch):
+    """Memory holds one scene, whatever the counts: each is written before the next is drawn."""
+    from tf_cyclegan.data import synthetic
+
+    drawn, written = [], []
+    draw, write = synthetic.make_scene, synthetic._write_png
+    monkeypatch.setattr(synthetic, "make_scene", lambda *a: drawn.append(len(written)) or draw(*a))
+    monkeypatch.setattr(synthetic, "_write_png", lambda *a: written.append(a[0]) or write(*a))
+    make_demo_data(tmp_path, num_train=2, num_test=2, size=8)
+    # Before each scene is drawn, all earlier ones are on disk (each testA scene writes two files).
+    assert drawn == [0, 1, 2, 3, 4, 6, 8, 9]

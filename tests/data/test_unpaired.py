@@ -4,6 +4,7 @@ import pytest
 import tensorflow as tf
 from conftest import image_folder
 
+from tf_cyclegan.data.images import to_uint8
 from tf_cyclegan.data.unpaired import DataPosition, make_tfds_dataset, make_unpaired_dataset
 
 
@@ -122,3 +123,64 @@ def test_tfds_source_gives_the_same_pipeline():
     assert float(tf.reduce_min(real_a)) >= -1 and float(tf.reduce_max(real_b)) <= 1
 
 
+
+
+@pytest.mark.parametrize("cache", [True, False])
+def test_animated_webp_palette_bmp_and_a_fifo_train_as_pillow_shows_them(tmp_path, cache, caplog):
+    """The files that crashed (animated WebP), corrupted (palette BMP) or blocked (FIFO) the
+    pipeline: the first two train as the pixels Pillow shows, the FIFO is skipped by name."""
+    import logging
+
+    from PIL import Image
+    from test_images import fifo_nobody_may_read
+
+    folder = tmp_path / "a"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    frames = [Image.fromarray(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)) for _ in range(3)]
+    frames[0].save(folder / "0_animated.webp", save_all=True, append_images=frames[1:], lossless=True)
+    red_and_blue = np.zeros((16, 16, 3), np.uint8)
+    red_and_blue[:, :8, 0] = 255
+    red_and_blue[:, 8:, 2] = 255
+    Image.fromarray(red_and_blue).quantize(4).save(folder / "1_palette.bmp")
+    expected = [np.asarray(frames[0]), red_and_blue]
+    with fifo_nobody_may_read(folder / "2_pipe.png"), caplog.at_level(logging.WARNING):
+        dataset = make_unpaired_dataset(folder, folder, load_size=16, crop_size=16, flip=False, shuffle=False,
+                                        cache=cache, seed=0)
+        real_a = [a[0].numpy() for a, _ in dataset]
+    assert "2_pipe.png: not a regular file (a FIFO)" in caplog.text
+    assert len(real_a) == 2
+    for image, pixels in zip(real_a, expected):
+        np.testing.assert_array_equal(to_uint8(image).numpy(), pixels)
+
+
+def test_an_unknown_tfds_name_is_one_line_with_the_closest_names():
+    with pytest.raises(ValueError) as caught:
+        make_tfds_dataset("cycle_gn/horse2zebra", load_size=36, crop_size=32, download=False)
+    message = str(caught.value)
+    assert "\n" not in message and "'cycle_gn/horse2zebra'" in message
+    assert "did you mean 'cycle_gan/horse2zebra'" in message
+
+
+def _raises_like_tfds(module):
+    """A `tfds.builder` stand-in failing as TFDS does when a dataset's module is missing: the
+    ImportError re-raised with a longer message, its name only on the cause."""
+    def builder(*args, **kwargs):
+        try:
+            raise ModuleNotFoundError(f"No module named {module!r}", name=module)
+        except ImportError as error:
+            raise ModuleNotFoundError(f"{error}\nFailed importing {module}. This likely means that the dataset "
+                                      f"requires additional dependencies (usually with `pip install {module}`).") \
+                from error
+    return builder
+
+
+@pytest.mark.parametrize("module, package", [("cv2", "opencv-python"), ("pydub", "pydub")])
+def test_a_missing_tfds_dependency_names_the_module_and_its_pip_package(monkeypatch, module, package):
+    import tensorflow_datasets as tfds
+
+    monkeypatch.setattr(tfds, "builder", _raises_like_tfds(module))
+    with pytest.raises(ImportError) as caught:
+        make_tfds_dataset("cycle_gan/horse2zebra", load_size=36, crop_size=32)
+    message = str(caught.value)
+    assert "\n" not in message and f"module '{module}'" in message and message.endswith(f"pip install {package}")

@@ -72,24 +72,33 @@ def _write_png(path, image_uint8):
     tf.io.write_file(path, tf.io.encode_png(image_uint8))
 
 
+MAX_SIZE = 2048  # a scene is drawn in float64 grids: about 100 MB at this size
+MAX_COUNT = 100_000  # images per split
+
+
 def make_demo_data(root, num_train=200, num_test=20, size=72, seed=0):
     """Writes trainA, trainB, testA, testB and testB_paired PNG folders under `root`.
 
+    Every argument is checked before anything is written, and images are written one at a
+    time, so memory holds one scene whatever the counts.
+
     Args:
         root: output folder (created).
-        num_train: int, default 200. Training images per domain.
-        num_test: int, default 20. Test images per domain.
-        size: int, default 72. Square image size; a multiple of 4 for full-image inference.
+        num_train: int, default 200. Training images per domain, at most MAX_COUNT.
+        num_test: int, default 20. Test images per domain, at most MAX_COUNT.
+        size: int, default 72. Square image size; a multiple of 4 (for full-image inference)
+            from 8 to MAX_SIZE.
         seed: int, default 0. The same seed writes the same files.
 
     Returns:
         The dict of folder names to lists of written paths.
     """
-    if size % 4 or size < 8:
-        raise ValueError(f"size must be a multiple of 4 and at least 8. Received: size={size!r}")
+    if isinstance(size, bool) or not isinstance(size, int) or size % 4 or not 8 <= size <= MAX_SIZE:
+        raise ValueError(f"size must be a multiple of 4, at least 8 and at most {MAX_SIZE}. Received: size={size!r}")
     for name, count, least in (("num_train", num_train, 1), ("num_test", num_test, 0)):
-        if not isinstance(count, int) or count < least:
-            raise ValueError(f"{name} must be an int of at least {least}. Received: {name}={count!r}")
+        if isinstance(count, bool) or not isinstance(count, int) or not least <= count <= MAX_COUNT:
+            raise ValueError(f"{name} must be an int of at least {least} and at most {MAX_COUNT}. "
+                             f"Received: {name}={count!r}")
     root = os.fspath(root)
     if os.path.exists(root) and not os.path.isdir(root):
         raise OutputExists(f"{root!r} is a file, not a folder: give a folder for the dataset")
@@ -97,25 +106,22 @@ def make_demo_data(root, num_train=200, num_test=20, size=72, seed=0):
                      if os.path.isdir(os.path.join(root, split)) and os.listdir(os.path.join(root, split))],
                     "the dataset folder holds images already; choose an empty or new folder")
     rng = np.random.default_rng(seed)
-    written = {}
+    written = {split: [] for split in SPLITS}
 
-    def scenes(count):
-        return [np.round(make_scene(rng, size) * 255).astype(np.uint8) for _ in range(count)]
-
-    # Each split's scenes are drawn independently: A and B are unpaired.
-    splits = {
-        "trainA": scenes(num_train),
-        "trainB": [restyle(scene) for scene in scenes(num_train)],
-        "testA": scenes(num_test),
-        "testB": [restyle(scene) for scene in scenes(num_test)],
-    }
-    splits["testB_paired"] = [restyle(scene) for scene in splits["testA"]]
-    for split, images in splits.items():
-        folder = os.path.join(os.fspath(root), split)
+    def write(split, image):
+        folder = os.path.join(root, split)
         os.makedirs(folder, exist_ok=True)
-        written[split] = []
-        for i, image in enumerate(images):
-            path = os.path.join(folder, f"{i:04d}.png")
-            _write_png(path, image)
-            written[split].append(path)
+        path = os.path.join(folder, f"{len(written[split]):04d}.png")
+        _write_png(path, image)
+        written[split].append(path)
+
+    # Each split's scenes are drawn independently (A and B are unpaired), in this order.
+    for split, count in (("trainA", num_train), ("trainB", num_train), ("testA", num_test), ("testB", num_test)):
+        for _ in range(count):
+            scene = np.round(make_scene(rng, size) * 255).astype(np.uint8)
+            write(split, restyle(scene) if split.endswith("B") else scene)
+            if split == "testA":
+                write("testB_paired", restyle(scene))
+    for split in SPLITS:  # an empty split is still a folder
+        os.makedirs(os.path.join(root, split), exist_ok=True)
     return written

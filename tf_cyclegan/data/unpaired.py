@@ -7,11 +7,13 @@ smaller domain cycles while the larger is seen once (the reference's epoch). Eve
 is a pure function of (seed, epoch, index), which is what lets a run resume mid-epoch.
 """
 
+import difflib
 import random
 
 import tensorflow as tf
 
 from tf_cyclegan.data.images import decode_image, exif_orientation, list_images, orient, to_minus_one_one
+from tf_cyclegan.data.sizes import check_pipeline_sizes
 
 AUTOTUNE = tf.data.AUTOTUNE
 
@@ -174,8 +176,10 @@ def make_unpaired_dataset(dir_a, dir_b, load_size=286, crop_size=256, batch_size
 
     Args:
         dir_a, dir_b: folders of domain A and B images (e.g. `trainA`, `trainB`).
-        load_size: int, default 286. Images are resized to this square size first.
-        crop_size: int, default 256. Random square crop after the resize.
+        load_size: int or None, default 286. Images are resized to this square size first
+            (None: kept as they are, with `cache=False`).
+        crop_size: int or None, default 256. Random square crop after the resize, a multiple
+            of 4 (None: no crop).
         batch_size: int, default 1.
         flip: bool, default True. Random horizontal flips.
         cache: bool, default True. Decode and resize every image once, up front, and keep
@@ -187,11 +191,13 @@ def make_unpaired_dataset(dir_a, dir_b, load_size=286, crop_size=256, batch_size
         num_shards, shard_index: input pipelines (machines) and this one's index; each
             yields `batch_size` pairs of every global batch of `batch_size * num_shards`.
 
+    Raises:
+        ValueError: a size the config would refuse too (`check_pipeline_sizes`), before any work.
+
     Example:
     >>> ds = make_unpaired_dataset("data/demo/trainA", "data/demo/trainB", 72, 64)  # doctest: +SKIP
     """
-    if crop_size and load_size and crop_size > load_size:
-        raise ValueError(f"crop_size must not exceed load_size. Received: crop_size={crop_size}, load_size={load_size}")
+    check_pipeline_sizes(load_size, crop_size, batch_size)
     domains = []
     for directory in (dir_a, dir_b):
         paths = list_images(directory)
@@ -213,16 +219,59 @@ def make_tfds_dataset(name, split_a="trainA", split_b="trainB", data_dir=None, d
     """The same pipeline over a TFDS CycleGAN dataset, e.g. `cycle_gan/horse2zebra`.
 
     TFDS gives no random access, so its images are always held in memory (`cache` is ignored).
+
+    Raises:
+        ValueError: an unknown dataset name, in one line with the closest names TFDS knows.
+        ImportError: a module the dataset needs is not installed; the message names it and
+            the pip package to install.
     """
     import tensorflow_datasets as tfds
 
     del cache
-    builder = tfds.builder(name, data_dir=data_dir)
-    if download:
-        builder.download_and_prepare()
-    domains = []
-    for split in (split_a, split_b):
-        images = builder.as_dataset(split=split, shuffle_files=False).map(lambda ex: ex["image"])
-        length = int(images.reduce(0, lambda count, _: count + 1))
-        domains.append(_Domain(length, load_size, images=images))
+    check_pipeline_sizes(load_size, crop_size, kwargs.get("batch_size", 1))
+    try:
+        builder = tfds.builder(name, data_dir=data_dir)
+        if download:
+            builder.download_and_prepare()
+        domains = []
+        for split in (split_a, split_b):
+            images = builder.as_dataset(split=split, shuffle_files=False).map(lambda ex: ex["image"])
+            length = int(images.reduce(0, lambda count, _: count + 1))
+            domains.append(_Domain(length, load_size, images=images))
+    except tfds.core.DatasetNotFoundError:  # its message lists every dataset TFDS has, 460 lines
+        raise ValueError(_unknown_tfds_name(name, tfds.list_builders(with_community_datasets=False))) from None
+    except ImportError as error:  # a dataset's own dependency, imported when it is first used
+        raise _missing_tfds_module(name, error) from None
     return zip_domains(*domains, crop_size=crop_size, **kwargs)
+
+
+# The pip packages of modules TFDS datasets import, where the names differ.
+_PIP_PACKAGES = {"cv2": "opencv-python", "PIL": "pillow", "skimage": "scikit-image", "sklearn": "scikit-learn",
+                 "bs4": "beautifulsoup4", "yaml": "pyyaml", "tensorflow_io": "tensorflow-io",
+                 "apache_beam": "apache-beam", "Bio": "biopython", "tifffile": "tifffile"}
+
+
+def _unknown_tfds_name(name, known):
+    """One line for a TFDS name that is not a dataset: the closest names TFDS knows."""
+    dataset, slash, config = name.partition("/")
+    close = difflib.get_close_matches(dataset, known, n=3, cutoff=0.6)
+    suggestion = (f"did you mean {' or '.join(repr(c + slash + config) for c in close)}?" if close
+                  else "tfds.list_builders() lists them")
+    return f"Unknown TFDS dataset {name!r} (data.tfds); {suggestion}"
+
+
+def _missing_tfds_module(name, error):
+    """The ImportError of a module a TFDS dataset needs, in one line naming the module and its
+    pip package. TFDS re-raises the original error with a longer message, the name on its cause."""
+    module = None
+    cause = error
+    while cause is not None and module is None:
+        module = getattr(cause, "name", None) if isinstance(cause, ImportError) else None
+        cause = cause.__cause__ or cause.__context__
+    if module is None:  # "No module named 'x'" without a name attribute
+        first_line = str(error).splitlines()[0] if str(error) else ""
+        module = first_line.split("'")[1] if first_line.count("'") >= 2 else "?"
+    top = module.split(".")[0]
+    package = _PIP_PACKAGES.get(top, top.replace("_", "-"))
+    return ImportError(f"The TFDS dataset {name!r} needs the Python module {top!r}, which is not installed: "
+                       f"pip install {package}", name=top)

@@ -16,7 +16,7 @@ import numpy as np
 
 from tf_cyclegan.data.images import list_images, load_image
 from tf_cyclegan.evaluation.fid import fid_from_features, kid_from_features
-from tf_cyclegan.evaluation.paired import paired_paths_for, paired_scores
+from tf_cyclegan.evaluation.paired import check_paired_test_set, paired_scores
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +53,7 @@ def evaluate(translators, root, directions=("a2b", "b2a"), features=None, kid_su
     """
     report = {}
     real_features = {}
+    paired_truths = check_paired_test_set(root) if "a2b" in directions else None  # before translating anything
     for direction in directions:
         if direction not in translators:
             raise ValueError(f"No {direction} generator in the model given: it has {', '.join(translators) or 'none'}")
@@ -74,9 +75,8 @@ def evaluate(translators, root, directions=("a2b", "b2a"), features=None, kid_su
         if reverse in translators:
             cycled = _translate_all(translators[reverse], fakes, f"Cycling back ({reverse})", progress)
             result["cycle_l1"] = float(np.mean([np.abs(c - s).mean() for c, s in zip(cycled, sources)]))
-        paired_dir = os.path.join(root, "testB_paired")
-        if direction == "a2b" and os.path.isdir(paired_dir):
-            paired = paired_paths_for(source_paths, paired_dir)
+        if direction == "a2b" and paired_truths is not None:
+            paired = [paired_truths.get(os.path.basename(path)) for path in source_paths]
             result["paired"], result["baseline"] = paired_scores(fakes, sources, paired)
         report[direction] = result
     return report

@@ -14,6 +14,8 @@ from typing import Literal, Optional, Union
 
 import yaml
 
+from tf_cyclegan.data.sizes import check_pipeline_sizes
+
 
 class ConfigError(ValueError):
     """A configuration key or value that cannot be used."""
@@ -126,8 +128,9 @@ class Config:
         return dataclasses.asdict(self)
 
 
+# data.load_size, data.crop_size and data.batch_size: check_pipeline_sizes, shared with the data functions.
 _POSITIVE = {
-    "data.load_size", "data.crop_size", "data.batch_size", "model.filters",
+    "model.filters",
     "model.disc_filters", "model.disc_layers", "train.learning_rate", "train.steps_per_epoch",
     "eval.max_images", "checkpoint.keep_backups", "checkpoint.keep_keras", "monitor.scalars_every_n_steps",
     "distribute.timeout_s",
@@ -310,11 +313,10 @@ def check_image_size(key, value, minimum=MIN_IMAGE_SIZE):
 
 def _check_consistency(config):
     data = config.data
-    if data.crop_size > data.load_size:
-        raise ConfigError(
-            f"data.crop_size must not exceed data.load_size. Received: crop_size={data.crop_size}, "
-            f"load_size={data.load_size}"
-        )
+    try:
+        check_pipeline_sizes(data.load_size, data.crop_size, data.batch_size, prefix="data.")
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
     check_image_size("data.crop_size", data.crop_size, minimum=min_training_size(config.model.disc_layers))
     sources = [name for name, on in (("root", data.root), ("tfds", data.tfds),
                                      ("train_a/train_b", data.train_a or data.train_b)) if on]

@@ -29,7 +29,7 @@ import yaml
 from tf_cyclegan.data.images import list_images, load_image
 from tf_cyclegan.data.unpaired import DataPosition, make_tfds_dataset, make_unpaired_dataset
 from tf_cyclegan.evaluation.fid import InceptionFeatures
-from tf_cyclegan.evaluation.paired import paired_translation_error
+from tf_cyclegan.evaluation.paired import check_paired_test_set, paired_translation_error
 from tf_cyclegan.files import (
     find_matching,
     lock_directory,
@@ -323,6 +323,7 @@ def train_and_evaluate(config, run_dir, restart=False, callbacks=()):
         `testB_paired/`, the paired translation error (see `paired_translation_error`).
     """
     t = config.train
+    check_paired_test_set(config.data.root)  # now, not after training; Pillow alone, no TensorFlow work
     # The strategy comes first: a multi-worker strategy must exist before other TensorFlow work.
     strategy = make_strategy(config.distribute.strategy, tpu=config.distribute.tpu,
                              timeout_s=config.distribute.timeout_s)

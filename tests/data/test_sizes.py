@@ -1,0 +1,47 @@
+import re
+
+import pytest
+
+from tf_cyclegan.data.unpaired import make_tfds_dataset, make_unpaired_dataset
+from tf_cyclegan.training.config import ConfigError, load_config
+
+GOOD = {"load_size": 36, "crop_size": 32, "batch_size": 1}
+
+
+@pytest.mark.parametrize("key, value, message", [
+    ("crop_size", 30, "crop_size must be a multiple of 4"),
+    ("crop_size", 40, "crop_size must not exceed load_size"),
+    ("batch_size", 0, "batch_size must be positive"),
+    ("load_size", -36, "load_size must be positive"),
+])
+def test_the_data_functions_refuse_what_the_config_refuses_in_the_same_words(tmp_path, key, value, message):
+    """One check, two doors: `make_unpaired_dataset(...)` and `--set data.<key>=...`. The folders
+    do not exist: the sizes are checked first, before any file is read."""
+    with pytest.raises(ValueError, match=message) as from_the_api:
+        make_unpaired_dataset(tmp_path / "no_a", tmp_path / "no_b", **dict(GOOD, **{key: value}))
+    with pytest.raises(ConfigError) as from_the_config:
+        load_config(sets=[f"data.{k}={v}" for k, v in dict(GOOD, **{key: value}).items()])
+    assert f"Received: {key}={value}" in str(from_the_api.value)
+    assert str(from_the_config.value) == re.sub(r"\b(load_size|crop_size|batch_size)\b", r"data.\1",
+                                                str(from_the_api.value))
+
+
+@pytest.mark.parametrize("key, value", [
+    ("load_size", "36"), ("crop_size", 32.0), ("batch_size", True), ("batch_size", None), ("crop_size", "all"),
+])
+def test_a_size_of_the_wrong_type_is_refused_at_construction_with_its_value(tmp_path, key, value):
+    with pytest.raises(ValueError, match=re.escape(f"Received: {key}={value!r}")):
+        make_unpaired_dataset(tmp_path / "no_a", tmp_path / "no_b", **dict(GOOD, **{key: value}))
+    with pytest.raises(ValueError, match=re.escape(f"Received: {key}={value!r}")):
+        make_tfds_dataset("cycle_gan/horse2zebra", download=False, **dict(GOOD, **{key: value}))
+
+
+def test_none_means_no_resize_or_no_crop_and_numpy_ints_are_ints(tmp_path):
+    import numpy as np
+    from conftest import image_folder
+
+    folder = image_folder(tmp_path, "a", 2, size=(20, 24))
+    uncropped = next(iter(make_unpaired_dataset(folder, folder, load_size=16, crop_size=None)))[0]
+    as_stored = next(iter(make_unpaired_dataset(folder, folder, load_size=None, crop_size=None, cache=False)))[0]
+    numpy_sizes = next(iter(make_unpaired_dataset(folder, folder, np.int64(16), np.int32(12), np.int64(2))))[0]
+    assert (uncropped.shape, as_stored.shape, numpy_sizes.shape) == ((1, 16, 16, 3), (1, 20, 24, 3), (2, 12, 12, 3))
