@@ -91,7 +91,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _number(check, **limits):
-    """An argparse `type`: an int, checked by `check` (the config's `check_int` or
+    """An argparse `type`: an int, checked by `check` (`tf_cyclegan.checks.check_int` or
     `check_image_size`, or a `BENCH_CHECKS` entry: one definition for the config, the command
     line and the library), so a bad value is one line naming the option before any work."""
 
@@ -284,7 +284,7 @@ def _user_error_message(error):
 
 def build_parser():
     from tf_cyclegan.benchmarking.arguments import BENCH_CHECKS
-    from tf_cyclegan.training.config import check_image_size
+    from tf_cyclegan.checks import check_image_size
 
     parser = _Parser(prog="tf-cyclegan", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)

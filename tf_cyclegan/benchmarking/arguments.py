@@ -1,10 +1,10 @@
 """The numbers `train_step_benchmark` accepts, checked before any work.
 
 A module of its own, free of TensorFlow, so that `tf-cyclegan bench` checks its options with
-these same rules (the config's `check_int` and `check_image_size`) before TensorFlow loads.
+these same rules (`tf_cyclegan.checks.check_int` and `check_image_size`) before TensorFlow loads.
 """
 
-from tf_cyclegan.training.config import check_image_size, check_int, min_training_size
+from tf_cyclegan.checks import check_image_size, check_int, min_training_size
 
 # By argument: a step needs images the discriminator takes (24 px for its 3 stride-2 layers);
 # at least one timed step and no negative warm-up, or the rate divides by nothing or counts
@@ -20,7 +20,7 @@ BENCH_CHECKS = {
 
 
 def check_bench_arguments(**arguments):
-    """Raises `ValueError` (a `ConfigError`) naming the first of `arguments` (`size=128`, ...)
+    """Raises `ValueError` naming the first of `arguments` (`size=128`, ...)
     that `train_step_benchmark` cannot run with."""
     for name, value in arguments.items():
         BENCH_CHECKS[name](name, value)

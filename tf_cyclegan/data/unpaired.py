@@ -13,7 +13,7 @@ import random
 import tensorflow as tf
 
 from tf_cyclegan.data.images import decode_image, exif_orientation, list_images, orient, to_minus_one_one
-from tf_cyclegan.data.sizes import check_pipeline_sizes
+from tf_cyclegan.checks import check_pipeline_sizes
 
 AUTOTUNE = tf.data.AUTOTUNE
 

@@ -171,7 +171,7 @@ def check_export_arguments(formats, tflite_size=None, directions=None, calibrati
     if "onnx" in formats and importlib.util.find_spec("tf2onnx") is None:
         raise ValueError("The onnx format needs tf2onnx: pip install 'tf_cyclegan[onnx]'")
     if "tflite" in formats and tflite_size is not None:
-        from tf_cyclegan.training.config import check_image_size
+        from tf_cyclegan.checks import check_image_size
 
         check_image_size("The TFLite input size (--tflite-size)", tflite_size)
     if directions is not None:

@@ -38,7 +38,7 @@ class Translator:
     fixed_size = None
 
     def __init__(self, max_pixels=2048 * 2048, tile=512, overlap=64):
-        from tf_cyclegan.training.config import check_image_size, check_int
+        from tf_cyclegan.checks import check_image_size, check_int
 
         # Checked here, not at the first large image: `translate --tile` shares the rule.
         check_image_size("tile", tile)

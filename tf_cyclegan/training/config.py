@@ -14,7 +14,7 @@ from typing import Literal, Optional, Union
 
 import yaml
 
-from tf_cyclegan.data.sizes import check_pipeline_sizes
+from tf_cyclegan.checks import check_image_size, check_pipeline_sizes, min_training_size
 
 
 class ConfigError(ValueError):
@@ -278,46 +278,13 @@ def _deep_update(base, extra):
     return base
 
 
-def check_int(key, value, minimum=None):
-    """`value` if it is an int of at least `minimum`, else `ConfigError` naming `key` and the value.
-
-    One definition of the numeric checks for the config, the command line (`tf_cyclegan.cli`'s
-    option types) and the library's functions, so that they cannot drift apart."""
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise ConfigError(f"{key} must be an integer. Received: {value!r}")
-    if minimum is not None and value < minimum:
-        rule = {0: "must not be negative", 1: "must be positive"}.get(minimum, f"must be at least {minimum}")
-        raise ConfigError(f"{key} {rule}. Received: {value!r}")
-    return value
-
-
-# The generator reflection-pads by 3 at full size and by 1 at a quarter of it: 8 pixels at least.
-MIN_IMAGE_SIZE = 8
-
-
-def min_training_size(disc_layers=3):
-    """The smallest crop a training step runs at: the PatchGAN's `disc_layers` stride-2
-    convolutions must leave 3 pixels for its two 4x4 stride-1 ones (24 for the paper's 3)."""
-    return max(MIN_IMAGE_SIZE, 3 * 2**disc_layers)
-
-
-def check_image_size(key, value, minimum=MIN_IMAGE_SIZE):
-    """`value` if it is an image side the generator takes (a multiple of 4, as it downsamples
-    twice, and at least `minimum`), else `ConfigError` naming `key` and the value."""
-    check_int(key, value)
-    if value < minimum or value % 4:
-        raise ConfigError(f"{key} must be a multiple of 4 (the generator downsamples twice) of at least {minimum}. "
-                          f"Received: {value!r}")
-    return value
-
-
 def _check_consistency(config):
     data = config.data
     try:
         check_pipeline_sizes(data.load_size, data.crop_size, data.batch_size, prefix="data.")
+        check_image_size("data.crop_size", data.crop_size, minimum=min_training_size(config.model.disc_layers))
     except ValueError as error:
         raise ConfigError(str(error)) from None
-    check_image_size("data.crop_size", data.crop_size, minimum=min_training_size(config.model.disc_layers))
     sources = [name for name, on in (("root", data.root), ("tfds", data.tfds),
                                      ("train_a/train_b", data.train_a or data.train_b)) if on]
     if len(sources) > 1:

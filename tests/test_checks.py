@@ -21,7 +21,7 @@ def test_the_data_functions_refuse_what_the_config_refuses_in_the_same_words(tmp
         make_unpaired_dataset(tmp_path / "no_a", tmp_path / "no_b", **dict(GOOD, **{key: value}))
     with pytest.raises(ConfigError) as from_the_config:
         load_config(sets=[f"data.{k}={v}" for k, v in dict(GOOD, **{key: value}).items()])
-    assert f"Received: {key}={value}" in str(from_the_api.value)
+    assert key in str(from_the_api.value) and str(value) in str(from_the_api.value).split("Received: ")[1]
     assert str(from_the_config.value) == re.sub(r"\b(load_size|crop_size|batch_size)\b", r"data.\1",
                                                 str(from_the_api.value))
 
@@ -30,9 +30,9 @@ def test_the_data_functions_refuse_what_the_config_refuses_in_the_same_words(tmp
     ("load_size", "36"), ("crop_size", 32.0), ("batch_size", True), ("batch_size", None), ("crop_size", "all"),
 ])
 def test_a_size_of_the_wrong_type_is_refused_at_construction_with_its_value(tmp_path, key, value):
-    with pytest.raises(ValueError, match=re.escape(f"Received: {key}={value!r}")):
+    with pytest.raises(ValueError, match=f"{key} must be .*" + re.escape(f"Received: {value!r}")):
         make_unpaired_dataset(tmp_path / "no_a", tmp_path / "no_b", **dict(GOOD, **{key: value}))
-    with pytest.raises(ValueError, match=re.escape(f"Received: {key}={value!r}")):
+    with pytest.raises(ValueError, match=f"{key} must be .*" + re.escape(f"Received: {value!r}")):
         make_tfds_dataset("cycle_gan/horse2zebra", download=False, **dict(GOOD, **{key: value}))
 
 

@@ -1,0 +1,62 @@
+"""The checks on numbers that the config, the command line and the library's functions share.
+
+One definition each, so that `data.crop_size=30` in a config, `--size 30` on the command line
+and `make_unpaired_dataset(crop_size=30)` are refused by the same rule in the same words, each
+before any work. A failed check is a `ValueError` naming the key and repeating the value (the
+config re-raises it as its `ConfigError`). Nothing here imports TensorFlow, so a command checks
+its arguments before TensorFlow loads.
+"""
+
+import numbers
+
+# The generator reflection-pads by 3 at full size and by 1 at a quarter of it: 8 pixels at least.
+MIN_IMAGE_SIZE = 8
+
+
+def check_int(key, value, minimum=None, optional=False):
+    """`value` if it is an int of at least `minimum` (or, with `optional`, None), else a
+    ValueError naming `key` and the value. A bool is not an int here, nor is "36"."""
+    if value is None and optional:
+        return value
+    if not isinstance(value, numbers.Integral) or isinstance(value, bool):
+        kind = "an integer or None" if optional else "an integer"
+        raise ValueError(f"{key} must be {kind}. Received: {value!r}")
+    if minimum is not None and value < minimum:
+        rule = {0: "must not be negative", 1: "must be positive"}.get(minimum, f"must be at least {minimum}")
+        raise ValueError(f"{key} {rule}. Received: {value!r}")
+    return value
+
+
+def min_training_size(disc_layers=3):
+    """The smallest crop a training step runs at: the PatchGAN's `disc_layers` stride-2
+    convolutions must leave 3 pixels for its two 4x4 stride-1 ones (24 for the paper's 3)."""
+    return max(MIN_IMAGE_SIZE, 3 * 2**disc_layers)
+
+
+def check_image_size(key, value, minimum=MIN_IMAGE_SIZE):
+    """`value` if it is an image side the generator takes (a multiple of 4, as it downsamples
+    twice, so 30 would come back as 28 or 32; and at least `minimum`), else a ValueError naming
+    `key` and the value."""
+    check_int(key, value)
+    if value < minimum or value % 4:
+        raise ValueError(f"{key} must be a multiple of 4 (the generator downsamples twice) of at least {minimum}. "
+                         f"Received: {value!r}")
+    return value
+
+
+def check_pipeline_sizes(load_size, crop_size, batch_size, prefix=""):
+    """Raises ValueError naming the first bad size of a training pipeline: `batch_size` a
+    positive int; `load_size` a positive int and `crop_size` an image size (`check_image_size`),
+    either None for no resize / no crop; the crop at most the image it is cut from.
+
+    Args:
+        prefix: str, default "". Put before each name in the message, e.g. "data." for the config.
+    """
+    load_key, crop_key = f"{prefix}load_size", f"{prefix}crop_size"
+    check_int(load_key, load_size, minimum=1, optional=True)
+    if crop_size is not None:
+        check_image_size(crop_key, crop_size)
+    check_int(f"{prefix}batch_size", batch_size, minimum=1)
+    if crop_size is not None and load_size is not None and crop_size > load_size:
+        raise ValueError(f"{crop_key} must not exceed {load_key}. Received: {crop_key}={crop_size!r}, "
+                         f"{load_key}={load_size!r}")
