@@ -319,7 +319,8 @@ def test_a_run_directory_in_use_is_refused_before_any_work_naming_the_owner(demo
 def test_the_epochs_records_come_before_the_backup_that_marks_it_done(demo_root, tmp_path):
     from conftest import built_tiny_cyclegan
 
-    from tf_cyclegan.training.callbacks.backup import BackupCallback, BackupManager, RunProgress
+    from tf_cyclegan.training.callbacks.backup import BackupCallback, BackupManager
+    from tf_cyclegan.training.callbacks.progress import RunProgress
     from tf_cyclegan.training.train import _chief_callbacks
 
     config = dataclasses.replace(_config(demo_root), eval=dataclasses.replace(_config(demo_root).eval,

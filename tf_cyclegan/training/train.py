@@ -41,17 +41,13 @@ from tf_cyclegan.files import (
     write_json,
 )
 from tf_cyclegan.models.cyclegan import build_cyclegan, default_optimizer
-from tf_cyclegan.training.callbacks.backup import BackupCallback, BackupError, BackupManager, RunProgress
+from tf_cyclegan.training.callbacks.backup import BackupCallback, BackupError, BackupManager
 from tf_cyclegan.training.callbacks.checkpoints import KerasCheckpoints
 from tf_cyclegan.training.callbacks.evaluation import EvaluationCallback
-from tf_cyclegan.training.callbacks.monitor import (
-    EVENT_FILE_PATTERN,
-    StopOnNonFinite,
-    TrainingMonitor,
-    flatten_config,
-)
+from tf_cyclegan.training.callbacks.monitor import EVENT_FILE_PATTERN, StopOnNonFinite, TrainingMonitor
+from tf_cyclegan.training.callbacks.progress import RunProgress
 from tf_cyclegan.training.callbacks.samples import SampleGrid
-from tf_cyclegan.training.config import Config, ConfigError, dump_config, load_config
+from tf_cyclegan.training.config import Config, ConfigError, dump_config, flatten_config, load_config
 from tf_cyclegan.training.distribute import make_strategy, worker_layout
 from tf_cyclegan.training.precision import set_precision
 from tf_cyclegan.training.schedule import LinearDecay

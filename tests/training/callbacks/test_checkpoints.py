@@ -5,8 +5,8 @@ import keras
 import pytest
 from conftest import built_tiny_cyclegan
 
-from tf_cyclegan.training.callbacks.backup import RunProgress
 from tf_cyclegan.training.callbacks.checkpoints import KerasCheckpoints
+from tf_cyclegan.training.callbacks.progress import RunProgress
 
 
 @pytest.fixture(scope="module")
