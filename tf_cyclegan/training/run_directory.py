@@ -17,7 +17,6 @@ so that the rules of what is a run's and what is the user's are in one place.
 import csv
 import dataclasses
 import json
-import logging
 import os
 import re
 
@@ -40,8 +39,6 @@ from tf_cyclegan.training.callbacks.evaluation import EvaluationCallback
 from tf_cyclegan.training.callbacks.monitor import EVENT_FILE_PATTERN, TrainingMonitor
 from tf_cyclegan.training.callbacks.samples import SampleGrid
 from tf_cyclegan.training.config import Config, ConfigError, dump_config, flatten_config, load_config
-
-logger = logging.getLogger(__name__)
 
 
 # The names a run gives its files and folders, at its top.
@@ -275,7 +272,8 @@ class RecordConfig(keras.callbacks.Callback):
 
 
 def keep_csv_rows_before(path, epoch):
-    """Drops CSV log rows of epochs a resumed run is about to train again."""
+    """Drops CSV log rows of epochs a resumed run is about to train again (from `epoch` on), so
+    that log.csv keeps one row per epoch; a log with nothing to drop is not rewritten."""
     if not os.path.exists(path):
         return
     with open(path, newline="") as f:
@@ -320,12 +318,10 @@ def _last_csv_row(path):
         return {}
 
 
-def finished_run_result(config, run_dir, model, trained_epochs, total_epochs, policy, is_chief):
+def finished_run_result(config, run_dir, model, policy, is_chief):
     """The result of a run that has trained all the epochs `config` asks for, read from its
     records, which are kept as they are: its config.yaml still says how many epochs it trained.
     Only records a kill after the last backup left unwritten (model.keras, results.json) are written."""
-    logger.info("%s has already trained %d epochs (train.epochs + train.epochs_decay = %d now): its records are "
-                "read, not rewritten. Ask for more epochs to train it further.", run_dir, trained_epochs, total_epochs)
     result = {"run_dir": run_dir, "precision": policy, "final_losses": {}, "model": model}
     try:
         with open(os.path.join(run_dir, RESULTS)) as f:

@@ -275,7 +275,9 @@ def _train(config, run_dir, dataset, position, samples, policy, resume, extra_ca
     if epoch + bool(batch) < total_epochs:
         phases.append((steps, epoch + bool(batch), total_epochs))
     if not phases:
-        return finished_run_result(config, run_dir, model, epoch, total_epochs, policy, is_chief)
+        logger.info("%s has already trained %d epochs (train.epochs + train.epochs_decay = %d now): its records are "
+                    "read, not rewritten. Ask for more epochs to train it further.", run_dir, epoch, total_epochs)
+        return finished_run_result(config, run_dir, model, policy, is_chief)
     if record:
         logger.info("Resuming %s at epoch %d, batch %d (step %d)", run_dir, epoch + 1, batch + 1, record["global_step"])
 
