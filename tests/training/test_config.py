@@ -3,7 +3,7 @@ import os
 import pytest
 from conftest import CONFIGS
 
-from tf_cyclegan.training.config import Config, ConfigError, load_config, parse_set
+from tf_cyclegan.training.config import Config, ConfigError, flatten_config, load_config, parse_set
 
 
 def test_defaults_are_the_papers():
@@ -128,3 +128,9 @@ def test_a_config_with_no_epoch_to_train_is_refused_with_the_values():
                                           r"Received: epochs=0, epochs_decay=0"):
         load_config(sets=["train.epochs=0", "train.epochs_decay=0"])
     assert load_config(sets=["train.epochs=0", "train.epochs_decay=3"]).train.epochs == 0  # decay only: fine
+
+
+def test_flatten_config_gives_hparam_values():
+    flat = flatten_config(load_config(sets=["data.root=x"]).to_dict())
+    assert flat["data.root"] == "x" and flat["train.seed"] == 0 and flat["data.tfds"] == "None"
+    assert all(isinstance(value, (bool, int, float, str)) for value in flat.values())

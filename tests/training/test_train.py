@@ -148,7 +148,7 @@ def test_a_run_directory_holds_the_config_model_logs_checkpoints_samples_and_res
     assert len((run_dir / "log.csv").read_text().splitlines()) == 1 + 2  # a header and a row per epoch
     # Every file the run wrote is one --restart knows as the run's (by its writer's pattern).
     from tf_cyclegan.files import find_matching
-    from tf_cyclegan.training.train import RUN_FILES, RUN_FOLDERS
+    from tf_cyclegan.training.run_directory import RUN_FILES, RUN_FOLDERS
 
     written = [rel for rel in _tree(run_dir) if (run_dir / rel).is_file()]
     assert find_matching(run_dir, RUN_FILES, RUN_FOLDERS) == written and len(written) > 12
@@ -185,13 +185,13 @@ def test_a_run_of_version_0_1_0_resumes_only_with_the_generators_it_trained(demo
                                           r"--set model.generator_alignment=keras_same"):
         train_and_evaluate(config, str(tmp_path))
     assert os.listdir(tmp_path) == ["config.yaml"] and (tmp_path / "config.yaml").read_text() == before
-    from tf_cyclegan.training.train import _resuming
+    from tf_cyclegan.training.run_directory import resuming
 
     old = dataclasses.replace(config, model=dataclasses.replace(config.model, generator_alignment="keras_same"))
-    assert _resuming(old, str(tmp_path), restart=False)  # the same run, with the old generators
+    assert resuming(old, str(tmp_path), restart=False)  # the same run, with the old generators
     resized = dataclasses.replace(old, model=dataclasses.replace(old.model, upsampling="resize"))
     with pytest.raises(ConfigError, match="model.upsampling: 'transpose' in the run, 'resize' now"):
-        _resuming(resized, str(tmp_path), restart=False)
+        resuming(resized, str(tmp_path), restart=False)
 
 
 def test_init_from_a_cyclegan_with_other_upsampling_stops_naming_the_setting(tmp_path):
@@ -225,57 +225,6 @@ def _make_files(root, rels, text="x"):
     for rel in rels:
         os.makedirs(root / os.path.dirname(rel), exist_ok=True)
         (root / rel).write_text(text)
-
-
-# The user's files in a run's folders, some named nearly like ours: --restart keeps every one.
-USERS_FILES = ["checkpoints/best_by_hand.keras", "samples/mine.png", "logs/myexp/events.out.tfevents.1.me.2.v2",
-               "logs/notes.txt", "backup/README", "notes.txt", "checkpoints/epoch_0001.keras.bak"]
-
-
-def test_restart_deletes_exactly_what_the_writers_name_and_nothing_of_the_users(demo_root, tmp_path):
-    from tf_cyclegan.files import remove_matching
-    from tf_cyclegan.training.callbacks.checkpoints import KerasCheckpoints
-    from tf_cyclegan.training.callbacks.samples import SampleGrid
-    from tf_cyclegan.training.train import RUN_FILES, RUN_FOLDERS, _check_restartable
-
-    dump_config(_config(demo_root), str(tmp_path / "config.yaml"))
-    ours = ["log.csv", "model.keras", "results.json", ".tmp-99999999-model.keras.keras",
-            f"checkpoints/{KerasCheckpoints.file_name('epoch', 3)}", f"checkpoints/{KerasCheckpoints.file_name('step', 40)}",
-            f"samples/{SampleGrid.file_name(3)}", "backup/step-0000000040/state.weights.h5",
-            "backup/step-0000000040/progress.json", "backup/.tmp-step-0000000042-77/state.weights.h5",
-            "logs/train/events.out.tfevents.1.host.3.v2", "logs/steps/events.out.tfevents.1.host.3.v2"]
-    _make_files(tmp_path, ours + USERS_FILES)
-    _check_restartable(str(tmp_path))  # a run of ours
-    remove_matching(tmp_path, RUN_FILES, RUN_FOLDERS)
-    assert _tree(tmp_path) == sorted(USERS_FILES + ["checkpoints", "samples", "logs", "logs/myexp", "backup"])
-
-
-def test_what_a_start_killed_before_its_first_step_leaves_does_not_bind_the_next_command(demo_root, tmp_path):
-    from tf_cyclegan.training.train import _resuming
-
-    _make_files(tmp_path, ["logs/train/events.out.tfevents.1.host.3.v2", "logs/steps/events.out.tfevents.1.h.3.v2"])
-    (tmp_path / "log.csv").write_text("")  # CSVLogger opens it at the start
-    (tmp_path / "samples").mkdir()
-    for restart in (False, True):
-        assert not _resuming(_config(demo_root), str(tmp_path), restart)  # a new run, whatever its config
-    _make_files(tmp_path, ["logs/notes.txt"])  # but a folder holding the user's files is not ours to train into
-    with pytest.raises(ConfigError, match="holds logs but no config.yaml"):
-        _resuming(_config(demo_root), str(tmp_path), False)
-
-
-def test_a_data_folder_written_differently_is_the_same_config(demo_root, tmp_path, monkeypatch):
-    from tf_cyclegan.training.train import _resuming
-
-    monkeypatch.chdir(demo_root.parent)
-    run_dir = tmp_path / "run"
-    run_dir.mkdir()
-    dump_config(_config(demo_root.name), str(run_dir / "config.yaml"))  # data.root=demo0 (relative)
-    before = (run_dir / "config.yaml").read_text()
-    for root in (f"./{demo_root.name}/", str(demo_root), f"{demo_root}/../{demo_root.name}"):
-        assert _resuming(_config(root), str(run_dir), restart=False), root
-    assert (run_dir / "config.yaml").read_text() == before  # what the user wrote stays
-    with pytest.raises(ConfigError, match="data.root: 'demo.*' in the run, 'elsewhere' now"):
-        _resuming(_config("elsewhere"), str(run_dir), restart=False)
 
 
 def _start_failure(kind, tmp_path, demo_root):
@@ -319,7 +268,8 @@ def test_a_run_directory_in_use_is_refused_before_any_work_naming_the_owner(demo
 def test_the_epochs_records_come_before_the_backup_that_marks_it_done(demo_root, tmp_path):
     from conftest import built_tiny_cyclegan
 
-    from tf_cyclegan.training.callbacks.backup import BackupCallback, BackupManager, RunProgress
+    from tf_cyclegan.training.callbacks.backup import BackupCallback, BackupManager
+    from tf_cyclegan.training.callbacks.progress import RunProgress
     from tf_cyclegan.training.train import _chief_callbacks
 
     config = dataclasses.replace(_config(demo_root), eval=dataclasses.replace(_config(demo_root).eval,

@@ -322,6 +322,24 @@ def load_config(path=None, overrides=None, sets=None):
     return _check_consistency(_merge(Config(), tree, ""))
 
 
+def flatten_config(config_dict, prefix=""):
+    """{'train': {'epochs': 5}} -> {'train.epochs': 5}, values made TensorBoard-hparam safe.
+
+    One dotted key per setting, as `--set` names them: what a resumed run's config is compared
+    by, key by key, and what TensorBoard records as the run's hparams (which take only bools,
+    numbers and strings, so anything else, such as None, becomes its `str`)."""
+    flat = {}
+    for key, value in config_dict.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(flatten_config(value, prefix=f"{name}."))
+        elif isinstance(value, (bool, int, float, str)):
+            flat[name] = value
+        else:
+            flat[name] = str(value)
+    return flat
+
+
 def dump_config(config, path):
     """Writes the resolved config as YAML, atomically (other workers may be reading it)."""
     from tf_cyclegan.files import write_bytes

@@ -1,59 +1,55 @@
-"""`train_and_evaluate(config, run_dir)`: data, models, `fit`, and what a run leaves behind.
+"""`train_and_evaluate(config, run_dir)`: the data, the model, the callbacks, and `fit`.
 
-A run directory holds `config.yaml` (the resolved config), `backup/` (the full training
-state, for resuming), `checkpoints/` (`.keras` models), `logs/` (TensorBoard),
-`log.csv`, `samples/epoch_NNN.png`, `model.keras` (the final model) and, where the data
-has a paired test set, `results.json` with the translation error next to the do-nothing
-baseline.
-
-Running again on a directory that holds a run resumes it from its newest backup, at the
-batch where it stopped; `restart=True` starts it over, deleting exactly the files named by
-`RUN_FILES` (each built from its writer's own name pattern). A directory becomes a run at
-its first step, when `config.yaml` is written; it is locked while a process trains in it.
+It wires a run together: the strategy and precision, the input pipeline, the CycleGAN
+(built, restored from its backup or started from `train.init_from`), the callbacks in the
+order their records need, and one `fit` per phase (a resumed epoch that starts part-way is
+its own phase). What the run directory holds, whether it is a run to resume, what a
+restart deletes and what a finished run returns are `run_directory`'s; the directory is
+locked while a process trains in it.
 """
 
 import contextlib
-import csv
 import dataclasses
-import json
 import logging
 import os
-import re
 import sys
 
 import keras
 import numpy as np
 import tensorflow as tf
-import yaml
 
 from tf_cyclegan.data.images import list_images, load_image
 from tf_cyclegan.data.unpaired import DataPosition, make_tfds_dataset, make_unpaired_dataset
 from tf_cyclegan.evaluation.fid import InceptionFeatures
-from tf_cyclegan.evaluation.paired import check_paired_test_set, paired_translation_error
-from tf_cyclegan.files import (
-    find_matching,
-    lock_directory,
-    remove_matching,
-    remove_stale_temporaries,
-    replacing,
-    save_model_atomically,
-    temporaries_of,
-    write_json,
-)
+from tf_cyclegan.evaluation.paired import check_paired_test_set
+from tf_cyclegan.files import lock_directory
 from tf_cyclegan.models.cyclegan import build_cyclegan, default_optimizer
-from tf_cyclegan.training.callbacks.backup import BackupCallback, BackupError, BackupManager, RunProgress
+from tf_cyclegan.training.callbacks.backup import BackupCallback, BackupError, BackupManager
 from tf_cyclegan.training.callbacks.checkpoints import KerasCheckpoints
 from tf_cyclegan.training.callbacks.evaluation import EvaluationCallback
-from tf_cyclegan.training.callbacks.monitor import (
-    EVENT_FILE_PATTERN,
-    StopOnNonFinite,
-    TrainingMonitor,
-    flatten_config,
-)
+from tf_cyclegan.training.callbacks.monitor import StopOnNonFinite, TrainingMonitor
+from tf_cyclegan.training.callbacks.progress import RunProgress
 from tf_cyclegan.training.callbacks.samples import SampleGrid
-from tf_cyclegan.training.config import Config, ConfigError, dump_config, load_config
+from tf_cyclegan.training.config import ConfigError, flatten_config
 from tf_cyclegan.training.distribute import make_strategy, worker_layout
 from tf_cyclegan.training.precision import set_precision
+from tf_cyclegan.training.run_directory import (
+    BACKUP,
+    CHECKPOINTS,
+    LOG_CSV,
+    LOGS,
+    SAMPLES,
+    RecordConfig,
+    check_writable,
+    finished_run_result,
+    keep_csv_rows_before,
+    remove_run_files,
+    remove_stale_run_temporaries,
+    resuming,
+    run_files,
+    trained_outputs,
+    write_results,
+)
 from tf_cyclegan.training.schedule import LinearDecay
 
 logger = logging.getLogger(__name__)
@@ -93,204 +89,6 @@ def _sample_images(data, count):
     if not all(os.path.isdir(folder) for folder in folders):
         return None
     return [[load_image(path) for path in list_images(folder)[:count]] for folder in folders]
-
-
-def _check_writable(run_dir):
-    """Raises `ConfigError` unless `run_dir` exists as a writable folder or can be made; creates nothing."""
-    existing = os.path.abspath(run_dir)
-    while not os.path.exists(existing):
-        existing = os.path.dirname(existing)
-    if not os.path.isdir(existing):
-        raise ConfigError(f"Run directory {run_dir!r} cannot be created: {existing!r} is a file")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise ConfigError(f"Run directory {run_dir!r} is not writable: no write permission on {existing!r} "
-                          "(or a read-only file system)")
-
-
-# Settings that may differ when a run is resumed; anything else must match the saved config.
-_RESUMABLE = ("train.verbose", "train.cpu_allocator", "train.init_from", "train.epochs", "train.epochs_decay",
-              "checkpoint.", "monitor.", "eval.", "distribute.strategy", "distribute.tpu", "distribute.timeout_s")
-# Keys naming a folder: "./data/" and "data" are the same folder, not a change of config.
-_PATH_KEYS = ("data.root", "data.train_a", "data.train_b", "data.tfds_data_dir")
-
-CONFIG, LOG_CSV, MODEL, RESULTS = "config.yaml", "log.csv", "model.keras", "results.json"
-BACKUP, CHECKPOINTS, SAMPLES, LOGS = "backup", "checkpoints", "samples", "logs"
-_TOP_NAMES = (BACKUP, CHECKPOINTS, LOGS, SAMPLES, LOG_CSV, MODEL, RESULTS, CONFIG)
-
-
-def _either(*patterns):
-    return "(?:" + "|".join(patterns) + ")"
-
-
-# What a run writes, as regexes of paths relative to the run directory, each built from the
-# pattern of the code that writes it, so that `--restart` deletes exactly these and nothing of
-# the user's beside them. "train" and "validation" are keras.callbacks.TensorBoard's folders.
-_LOG_FOLDERS = _either("train", "validation", TrainingMonitor.LOG_SUBDIR, SampleGrid.LOG_SUBDIR,
-                       EvaluationCallback.LOG_SUBDIR)
-_TOP_FILES = _either(*(re.escape(name) for name in (CONFIG, LOG_CSV, MODEL, RESULTS)))
-RUN_FILES = (
-    _TOP_FILES,
-    temporaries_of(_TOP_FILES),
-    f"{BACKUP}/{BackupManager.FILE_PATTERN}",
-    f"{CHECKPOINTS}/{_either(KerasCheckpoints.FILE_PATTERN, temporaries_of(KerasCheckpoints.FILE_PATTERN))}",
-    f"{SAMPLES}/{_either(SampleGrid.FILE_PATTERN, temporaries_of(SampleGrid.FILE_PATTERN))}",
-    f"{LOGS}/{_LOG_FOLDERS}/{EVENT_FILE_PATTERN}",
-)
-RUN_FOLDERS = (BACKUP, f"{BACKUP}/{BackupManager.FOLDER_PATTERN}", CHECKPOINTS, SAMPLES, LOGS, f"{LOGS}/{_LOG_FOLDERS}")
-
-
-def _csv_rows(path):
-    """The data rows of a CSV log (0 if it is empty or missing)."""
-    try:
-        with open(path, newline="") as f:
-            return max(0, sum(1 for _ in csv.reader(f)) - 1)
-    except OSError:
-        return 0
-
-
-def _binding_records(run_dir):
-    """The run names in `run_dir` (backup/, log.csv, ...) that hold more than a start that never
-    ran a step leaves behind after a kill (TensorBoard event files, a log.csv without rows,
-    empty folders): those bind the next command, these do not."""
-    leftovers = set(find_matching(run_dir, (f"{LOGS}/{_LOG_FOLDERS}/{EVENT_FILE_PATTERN}",), RUN_FOLDERS))
-    found = []
-    for name in _TOP_NAMES:
-        path = os.path.join(run_dir, name)
-        if not os.path.lexists(path) or (name == LOG_CSV and os.path.isfile(path) and not _csv_rows(path)):
-            continue
-        if os.path.isdir(path) and not os.path.islink(path):
-            inside = [os.path.relpath(os.path.join(folder, file), run_dir).replace(os.sep, "/")
-                      for folder, _, names in os.walk(path) for file in names]
-            if set(inside) <= leftovers:
-                continue
-        found.append(name)
-    return found
-
-
-def _saved_config(run_dir):
-    """The config of the run in `run_dir` (None if it has no config.yaml); `ConfigError` naming
-    the file if it is not a config this package wrote."""
-    path = os.path.join(run_dir, CONFIG)
-    if not os.path.exists(path):
-        return None
-    try:
-        config = load_config(path)
-        with open(path) as f:
-            raw = yaml.safe_load(f)
-    except ConfigError as error:
-        raise ConfigError(f"{path} is not the config of a tf_cyclegan run ({error}). Use another --run-dir; "
-                          "this one holds files that are not ours.") from None
-    if "generator_alignment" not in (raw.get("model") or {}):
-        # Written by version 0.1.0, whose generators were aligned by Keras' "same" padding.
-        config = dataclasses.replace(config, model=dataclasses.replace(config.model, generator_alignment="keras_same"))
-    return config
-
-
-def _trained_outputs(run_dir):
-    """What in `run_dir` shows that training got somewhere: .keras checkpoints, model.keras, epochs in log.csv."""
-    found = []
-    checkpoints = os.path.join(run_dir, CHECKPOINTS)
-    if os.path.isdir(checkpoints) and any(name.endswith(".keras") for name in os.listdir(checkpoints)):
-        found.append("checkpoints/")
-    if os.path.exists(os.path.join(run_dir, MODEL)):
-        found.append(MODEL)
-    if _csv_rows(os.path.join(run_dir, LOG_CSV)):
-        found.append(LOG_CSV)
-    return found
-
-
-def _ours(run_dir):
-    """Whether `run_dir` holds a run of ours: a config.yaml that this package wrote, which is
-    the whole resolved config (every section), not a file of overrides."""
-    path = os.path.join(run_dir, CONFIG)
-    try:
-        with open(path) as f:
-            raw = yaml.safe_load(f)
-        load_config(path)
-    except (OSError, yaml.YAMLError, ConfigError):
-        return False
-    return isinstance(raw, dict) and set(raw) == set(Config().to_dict())
-
-
-def _check_restartable(run_dir):
-    """Raises `ConfigError` (deleting nothing) unless `run_dir` holds a run of ours to start over
-    (a config.yaml this package wrote), nothing, or only what a start that never ran a step left."""
-    records = _binding_records(run_dir)
-    if records and not _ours(run_dir):
-        raise ConfigError(f"--restart deletes an earlier run's files, but {run_dir} does not hold a run of ours "
-                          f"(no config.yaml written by tf_cyclegan beside {', '.join(records)}). Nothing was deleted; "
-                          "use another --run-dir.")
-
-
-def _same_setting(key, saved, wanted):
-    if key in _PATH_KEYS and isinstance(saved, str) and isinstance(wanted, str):
-        return os.path.realpath(os.path.expanduser(saved)) == os.path.realpath(os.path.expanduser(wanted))
-    return saved == wanted
-
-
-def _resuming(config, run_dir, restart):
-    """Whether `run_dir` holds a run with this config to resume."""
-    if restart:
-        _check_restartable(run_dir)
-        return False
-    if os.path.exists(os.path.join(run_dir, CONFIG)) and not _ours(run_dir):
-        raise ConfigError(f"{os.path.join(run_dir, CONFIG)} is not a config that tf_cyclegan wrote for a run "
-                          "(a run's holds every section, resolved). Use another --run-dir; nothing there was changed.")
-    saved_config = _saved_config(run_dir)
-    if saved_config is None:
-        others = _binding_records(run_dir)
-        if others:
-            raise ConfigError(f"{run_dir} holds {', '.join(others)} but no config.yaml: not a run this package can "
-                              "resume. Use another --run-dir (nothing there was changed).")
-        return False
-    saved = flatten_config(saved_config.to_dict())
-    wanted = flatten_config(config.to_dict())
-    changed = [f"{key}: {saved.get(key)!r} in the run, {wanted.get(key)!r} now" for key in sorted(wanted)
-               if not _same_setting(key, saved.get(key), wanted.get(key)) and not key.startswith(_RESUMABLE)]
-    if changed:
-        hint = ""
-        if saved.get("model.generator_alignment") != wanted.get("model.generator_alignment"):
-            hint = (f" To resume it with the generators it was trained with, add --set model.generator_alignment="
-                    f"{saved.get('model.generator_alignment')}.")
-        raise ConfigError(
-            f"{run_dir} holds a run with a different config ({'; '.join(changed)}). "
-            "Use the same config to resume it, --restart to start it over, or another --run-dir." + hint
-        )
-    return True
-
-
-class _RecordConfig(keras.callbacks.Callback):
-    """Writes the run's config.yaml, and makes its backup folder, at the end of the first step
-    this process trains.
-
-    A directory becomes a run only once a step ran: a start that fails before (an init file of
-    the wrong shape, unreachable Inception weights, a first step that runs out of memory) leaves
-    no config that would hold the next, corrected, command to its settings. A resumed run's
-    config.yaml is rewritten only if this one differs (more epochs, other checkpoint settings).
-    The empty backup folder tells a run killed before its first backup (resumed from the
-    start) from one whose backups were deleted (refused).
-    """
-
-    def __init__(self, config, run_dir):
-        super().__init__()
-        self.text = yaml.safe_dump(config.to_dict(), sort_keys=False)
-        self.config = config
-        self.path = os.path.join(run_dir, CONFIG)
-        self.backup_dir = os.path.join(run_dir, BACKUP)
-        self.written = False
-
-    def on_train_batch_end(self, batch, logs=None):
-        if self.written:
-            return
-        try:
-            with open(self.path) as f:
-                same = f.read() == self.text
-        except OSError:
-            same = False
-        if not same:
-            dump_config(self.config, self.path)
-        os.makedirs(self.backup_dir, exist_ok=True)
-        self.written = True
 
 
 def train_and_evaluate(config, run_dir, restart=False, callbacks=()):
@@ -334,7 +132,7 @@ def train_and_evaluate(config, run_dir, restart=False, callbacks=()):
         tf.config.experimental.enable_op_determinism()
     if not layout[2]:  # the chief alone writes the run directory, and holds its lock
         return _start(config, run_dir, restart, list(callbacks), strategy, layout)
-    _check_writable(run_dir)
+    check_writable(run_dir)
     created = not os.path.isdir(run_dir)
     os.makedirs(run_dir, exist_ok=True)
     try:
@@ -351,18 +149,18 @@ def _start(config, run_dir, restart, extra_callbacks, strategy, layout):
     fails before its first step deletes the files it made (and only those)."""
     t = config.train
     num_workers, worker_index, is_chief = layout
-    resume = _resuming(config, run_dir, restart)
+    resume = resuming(config, run_dir, restart)
     backup_dir = os.path.join(run_dir, BACKUP)
-    if resume and not os.path.isdir(backup_dir) and _trained_outputs(run_dir):
+    if resume and not os.path.isdir(backup_dir) and trained_outputs(run_dir):
         raise BackupError(
-            f"{run_dir} holds a run ({', '.join(_trained_outputs(run_dir))}) but no backup to resume it from "
+            f"{run_dir} holds a run ({', '.join(trained_outputs(run_dir))}) but no backup to resume it from "
             f"({backup_dir} is missing). Nothing was changed; use --restart to start it over "
             "(deletes the run's files), or another --run-dir.")
     # Everything that can fail on bad input happens before any network is built.
     if t.init_from and not os.path.isfile(t.init_from):
         raise ConfigError(f"train.init_from {t.init_from!r} is not a file (a CycleGAN .keras)")
-    before = set(find_matching(run_dir, RUN_FILES, RUN_FOLDERS)) if is_chief else set()
-    record_config = _RecordConfig(config, run_dir)
+    before = run_files(run_dir) if is_chief else set()
+    record_config = RecordConfig(config, run_dir)
     try:
         position = DataPosition()
         local_replicas = strategy.num_replicas_in_sync // num_workers
@@ -383,8 +181,7 @@ def _start(config, run_dir, restart, extra_callbacks, strategy, layout):
             keras.mixed_precision.set_global_policy(users_policy)
     except BaseException:
         if is_chief and not resume and not record_config.written:
-            made = set(find_matching(run_dir, RUN_FILES, RUN_FOLDERS)) - before
-            remove_matching(run_dir, RUN_FILES, RUN_FOLDERS, only=made)
+            remove_run_files(run_dir, only=run_files(run_dir) - before)
         raise
 
 
@@ -395,22 +192,6 @@ def fit_verbosity(verbose, stream=None):
         return verbose
     stream = sys.stdout if stream is None else stream
     return 1 if hasattr(stream, "isatty") and stream.isatty() else 2
-
-
-def _keep_csv_rows_before(path, epoch):
-    """Drops CSV log rows of epochs a resumed run is about to train again."""
-    if not os.path.exists(path):
-        return
-    with open(path, newline="") as f:
-        rows = list(csv.reader(f))
-    if not rows or "epoch" not in rows[0]:
-        return
-    column = rows[0].index("epoch")
-    kept = [rows[0]] + [row for row in rows[1:] if len(row) > column and int(row[column]) < epoch]
-    if len(kept) == len(rows):
-        return  # nothing to drop: the log is left as it is
-    with replacing(path) as tmp, open(tmp, "w", newline="") as f:
-        csv.writer(f).writerows(kept)
 
 
 def _init_from(model, path, alignment, upsampling):
@@ -496,17 +277,18 @@ def _train(config, run_dir, dataset, position, samples, policy, resume, extra_ca
     if epoch + bool(batch) < total_epochs:
         phases.append((steps, epoch + bool(batch), total_epochs))
     if not phases:
-        return _finished(config, run_dir, model, epoch, total_epochs, policy, is_chief)
+        logger.info("%s has already trained %d epochs (train.epochs + train.epochs_decay = %d now): its records are "
+                    "read, not rewritten. Ask for more epochs to train it further.", run_dir, epoch, total_epochs)
+        return finished_run_result(config, run_dir, model, policy, is_chief)
     if record:
         logger.info("Resuming %s at epoch %d, batch %d (step %d)", run_dir, epoch + 1, batch + 1, record["global_step"])
 
     if is_chief:
         if restart_files:
-            remove_matching(run_dir, RUN_FILES, RUN_FOLDERS, only=restart_files)
-        for folder in (run_dir, os.path.join(run_dir, CHECKPOINTS), os.path.join(run_dir, SAMPLES)):
-            remove_stale_temporaries(folder)  # what killed writers left
+            remove_run_files(run_dir, only=restart_files)
+        remove_stale_run_temporaries(run_dir)
         if resume:  # from its backup, or from the start if it was killed before its first one
-            _keep_csv_rows_before(csv_path, epoch)
+            keep_csv_rows_before(csv_path, epoch)
     log_dir = os.path.join(run_dir, LOGS)
     progress = RunProgress(steps, epoch, batch, info={"pairs_per_epoch": position.pairs_per_epoch,
                                                       "global_batch_size": position.global_batch_size},
@@ -542,55 +324,7 @@ def _train(config, run_dir, dataset, position, samples, policy, resume, extra_ca
             f"{kept}: run the same command to resume.") from None
     result = {"run_dir": run_dir, "precision": policy, "final_losses": final_losses, "model": model}
     if is_chief:
-        _write_results(config, run_dir, result)
-    return result
-
-
-def _write_results(config, run_dir, result, only_missing=False):
-    """Writes model.keras and results.json (`only_missing`: those that are not there) from
-    `result`, adding the paired test error where the data has one."""
-    model = result["model"]
-    if not (only_missing and os.path.exists(os.path.join(run_dir, MODEL))):
-        save_model_atomically(model, os.path.join(run_dir, MODEL))
-    if only_missing and os.path.exists(os.path.join(run_dir, RESULTS)):
-        return
-    if config.data.root and os.path.isdir(os.path.join(config.data.root, "testB_paired")):
-        result["paired_test"] = paired_translation_error(
-            model.gen_a2b, os.path.join(config.data.root, "testA"),
-            os.path.join(config.data.root, "testB_paired"),
-        )
-    write_json(os.path.join(run_dir, RESULTS), {k: v for k, v in result.items() if k != "model"})
-
-
-def _last_csv_row(path):
-    """The last epoch's losses in a CSV log, as floats (without the epoch), or {}."""
-    try:
-        with open(path, newline="") as f:
-            rows = list(csv.DictReader(f))
-    except OSError:
-        return {}
-    last = rows[-1] if rows else {}
-    try:
-        return {key: float(value) for key, value in last.items() if key != "epoch" and key}
-    except (TypeError, ValueError):
-        return {}
-
-
-def _finished(config, run_dir, model, trained_epochs, total_epochs, policy, is_chief):
-    """The result of a run that has trained all the epochs `config` asks for, read from its
-    records, which are kept as they are: its config.yaml still says how many epochs it trained.
-    Only records a kill after the last backup left unwritten (model.keras, results.json) are written."""
-    logger.info("%s has already trained %d epochs (train.epochs + train.epochs_decay = %d now): its records are "
-                "read, not rewritten. Ask for more epochs to train it further.", run_dir, trained_epochs, total_epochs)
-    result = {"run_dir": run_dir, "precision": policy, "final_losses": {}, "model": model}
-    try:
-        with open(os.path.join(run_dir, RESULTS)) as f:
-            saved = json.load(f)
-        result.update({k: v for k, v in saved.items() if k not in ("model", "run_dir")})
-    except (OSError, ValueError):
-        result["final_losses"] = _last_csv_row(os.path.join(run_dir, LOG_CSV))
-        if is_chief:
-            _write_results(config, run_dir, result, only_missing=True)
+        write_results(config, run_dir, result)
     return result
 
 

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from conftest import subprocess_env, tiny_cyclegan
 
-from tf_cyclegan.training.callbacks.backup import PROGRESS, WEIGHTS, BackupError, BackupManager, RunProgress
+from tf_cyclegan.training.callbacks.backup import PROGRESS, WEIGHTS, BackupError, BackupManager
 
 
 @pytest.fixture(scope="module")
@@ -130,18 +130,6 @@ def test_a_full_disk_is_reported_and_the_previous_backup_survives(trained, tmp_p
     assert "step-0000000002" in str(caught.value)
     assert sorted(os.listdir(tmp_path / "backup")) == ["step-0000000001"]
     assert manager.restore(_fresh_built())["global_step"] == 1
-
-
-def test_run_progress_counts_a_resumed_partial_epoch_from_where_it_stopped():
-    progress = RunProgress(steps_per_epoch=5, epoch=2, first_batch=3)
-    progress.on_epoch_begin(2)
-    progress.on_train_batch_end(0)
-    assert (progress.epoch, progress.batch, progress.global_step) == (2, 4, 14)
-    progress.on_train_batch_end(1)
-    progress.on_epoch_end(2)
-    progress.on_epoch_begin(3)
-    progress.on_train_batch_end(0)
-    assert (progress.epoch, progress.batch, progress.global_step) == (3, 1, 16)
 
 
 _TRAIN_SCRIPT = textwrap.dedent("""

@@ -5,8 +5,8 @@ import keras
 import pytest
 from conftest import built_tiny_cyclegan
 
-from tf_cyclegan.training.callbacks.backup import RunProgress
 from tf_cyclegan.training.callbacks.checkpoints import KerasCheckpoints
+from tf_cyclegan.training.callbacks.progress import RunProgress
 
 
 @pytest.fixture(scope="module")
@@ -45,6 +45,29 @@ def test_every_n_steps_and_epochs_are_counted_over_the_whole_run(model, tmp_path
     (tmp_path / "checkpoints" / "notes.keras").write_text("not a checkpoint name: never pruned")
     _run(model, checkpoints, epochs=0, steps_per_epoch=2)
     assert "notes.keras" in os.listdir(tmp_path / "checkpoints")
+
+
+@pytest.mark.parametrize("times", ["equal", "reversed"])
+def test_the_oldest_by_the_step_in_the_name_is_pruned_whatever_the_modification_times(model, tmp_path, times):
+    # A file system with coarse timestamps gives equal times, a copy can reverse them: in the
+    # future here, the new checkpoint is the oldest of all by modification time.
+    folder = tmp_path / "checkpoints"
+    folder.mkdir()
+    earlier = ["epoch_0001.keras", "step_0000000003.keras", "step_0000000004.keras", "epoch_0002.keras"]
+    future = os.path.getmtime(folder) + 3600
+    for i, name in enumerate(earlier):
+        (folder / name).write_text("an earlier checkpoint")
+        mtime = future if times == "equal" else future + len(earlier) - i  # reversed: the oldest is the newest
+        os.utime(folder / name, (mtime, mtime))
+    checkpoints = KerasCheckpoints(str(folder), RunProgress(steps_per_epoch=2, epoch=2), keep=3)
+    callbacks = keras.callbacks.CallbackList([checkpoints.progress, checkpoints], model=model)
+    callbacks.on_epoch_begin(2)
+    for batch in range(2):
+        callbacks.on_train_batch_end(batch)
+    callbacks.on_epoch_end(2)  # writes epoch_0003.keras (step 6), then prunes
+    # An epoch's file is at its last step, written after that step's file.
+    assert _names(checkpoints) == ["epoch_0003.keras", "epoch_0002.keras", "step_0000000004.keras"]
+    assert sorted(os.listdir(folder)) == ["epoch_0002.keras", "epoch_0003.keras", "step_0000000004.keras"]
 
 
 def test_never_due_writes_nothing(model, tmp_path):

@@ -5,7 +5,7 @@ import pytest
 import tensorflow as tf
 from conftest import tiny_cyclegan
 
-from tf_cyclegan.training.callbacks.backup import RunProgress
+from tf_cyclegan.training.callbacks.progress import RunProgress
 from tf_cyclegan.training.callbacks.samples import SampleGrid
 
 

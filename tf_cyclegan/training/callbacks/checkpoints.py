@@ -12,7 +12,8 @@ from tf_cyclegan.training.callbacks.periodic import is_due
 class KerasCheckpoints(keras.callbacks.Callback):
     """Saves `.keras` models every N epochs and/or steps into a folder, keeping the last `keep`.
 
-    Files are `epoch_NNNN.keras` and `step_NNNNNNNNNN.keras`, each written atomically.
+    Files are `epoch_NNNN.keras` and `step_NNNNNNNNNN.keras`, each written atomically; the
+    oldest are pruned by the step their names give, never by their modification times.
 
     Args:
         directory: folder for the checkpoints.
@@ -44,12 +45,25 @@ class KerasCheckpoints(keras.callbacks.Callback):
         save_model_atomically(self.model, os.path.join(self.directory, name))
         self._prune()
 
+    def _written_at(self, name):
+        """When a checkpoint was written, from its name: (global step, epoch file after a step file).
+
+        The name, not the file's modification time, which a file system with coarse timestamps
+        can make equal (or a copy reverse), so the newest file would be pruned. An epoch's file
+        is at its last step (with this run's steps per epoch) and written after that step's file.
+        """
+        kind, number = name.removesuffix(".keras").split("_")
+        number = int(number)
+        if kind == "epoch":
+            return number * self.progress.steps_per_epoch, 1
+        return number, 0
+
     def checkpoints(self):
-        """Checkpoint files, newest first (by the global step when each was written)."""
+        """Checkpoint files, newest first (by the global step when each was written, from its name)."""
         if not os.path.isdir(self.directory):
             return []
-        paths = [os.path.join(self.directory, n) for n in os.listdir(self.directory) if self._NAME.fullmatch(n)]
-        return sorted(paths, key=os.path.getmtime, reverse=True)
+        names = [n for n in os.listdir(self.directory) if self._NAME.fullmatch(n)]
+        return [os.path.join(self.directory, n) for n in sorted(names, key=self._written_at, reverse=True)]
 
     def _prune(self):
         for old in self.checkpoints()[self.keep:]:

@@ -60,20 +60,6 @@ def check_finite_weights(model, progress):
         raise TrainingDiverged(progress, f"non-finite weights in {shown}")
 
 
-def flatten_config(config_dict, prefix=""):
-    """{'train': {'epochs': 5}} -> {'train.epochs': 5}, values made TensorBoard-hparam safe."""
-    flat = {}
-    for key, value in config_dict.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict):
-            flat.update(flatten_config(value, prefix=f"{name}."))
-        elif isinstance(value, (bool, int, float, str)):
-            flat[name] = value
-        else:
-            flat[name] = str(value)
-    return flat
-
-
 def _loss_scale(optimizer):
     if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
         return float(np.asarray(optimizer.dynamic_scale))
