@@ -23,6 +23,7 @@ demo: $(STAMP) data/demo/trainA
 	$(BIN)/tf-cyclegan train --config configs/demo.yaml --run-dir runs/demo
 
 test: $(STAMP)
+	$(BIN)/lint-imports  # the layers of pyproject.toml's [tool.importlinter]
 	$(BIN)/python -m pytest tests
 
 # The tests marked `onednn` once more with TensorFlow's oneDNN setting flipped from what this

@@ -13,7 +13,7 @@ Prints every run's JSON line, then one summary line: per implementation the medi
 images/s, first-step seconds and peak RSS, and the ratios of ours to the reference's
 medians; the FLOP/s each reaches (the same update, counted once from the layer shapes by
 `tf_cyclegan.benchmarking.flops.training_step_flops`) and its fraction of the matrix-multiply rates.
-With `--bf16`, the reference autocasts to bfloat16 and ours runs mixed_bfloat16.
+With `--bf16`, the reference autocasts to bfloat16 and ours computes in bfloat16.
 torch is never imported here: it lives in its own environment (`--torch-python`).
 """
 
@@ -64,7 +64,7 @@ def main():
     warmup = args.warmup if args.warmup is not None else (2 if small else 1)
     common = ["--size", str(args.size), "--steps", str(steps), "--warmup", str(warmup)]
     reference = [args.torch_python, args.reference] + common + (["--bf16"] if args.bf16 else [])
-    precision = ["--precision", "mixed_bfloat16" if args.bf16 else "float32"]
+    precision = ["--precision", "bfloat16" if args.bf16 else "float32"]
     ours = {
         allocator: [sys.executable, os.path.join(HERE, "train_step.py")] + common + precision
         + ["--cpu-allocator", allocator]

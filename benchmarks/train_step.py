@@ -2,7 +2,7 @@
 
     python benchmarks/train_step.py --size 128 --steps 10 --warmup 2 [--precision float32]
     (the same as `tf-cyclegan bench ...`)
-    python benchmarks/train_step.py --size 256 --batches 1,4,8,16 --precision mixed_float16 --jit-compile auto
+    python benchmarks/train_step.py --size 256 --batches 1,4,8,16 --precision float16 --jit-compile auto
     (a GPU run: one process per batch size, one JSON line each)
 
 Both generators (ResNet, 9 blocks by default), both 70x70 PatchGANs, the image pools and

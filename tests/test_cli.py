@@ -299,10 +299,13 @@ def test_ctrl_c_in_fit_stops_at_the_batch_end_a_second_one_or_one_outside_fit_at
 
 
 def test_bench_takes_the_upsamplings_the_config_takes(capsys):
-    from tf_cyclegan.cli import _config_choices, build_parser
-    from tf_cyclegan.models.resnet_generator import UPSAMPLINGS
+    import typing
 
-    assert _config_choices("upsampling") == UPSAMPLINGS  # the config and the builder agree
+    from tf_cyclegan.cli import build_parser
+    from tf_cyclegan.models.resnet_generator import UPSAMPLINGS
+    from tf_cyclegan.training.config import ModelConfig
+
+    assert typing.get_args(typing.get_type_hints(ModelConfig)["upsampling"]) == UPSAMPLINGS  # one definition
     for upsampling in UPSAMPLINGS:
         assert build_parser().parse_args(["bench", "--upsampling", upsampling]).upsampling == upsampling
     with pytest.raises(SystemExit):

@@ -15,6 +15,8 @@ import threading
 import time
 import warnings
 
+from tf_cyclegan.choices import ALLOCATORS, DIRECTIONS, PRECISIONS, UPSAMPLINGS
+
 
 @contextlib.contextmanager
 def _ctrl_c_at_the_next_batch():
@@ -72,14 +74,13 @@ def _ctrl_c_at_the_next_batch():
         signal.signal(signal.SIGINT, previous)
 
 
-def _config_choices(model_key):
-    """The values the config's `model.<model_key>` accepts (its Literal), so that a command's
-    choices and the config's cannot drift apart. The config module loads without TensorFlow."""
-    import typing
+def _precision(text):
+    """An argparse `type`: a precision word, version 0.2.0's `mixed_*` words mapped to theirs."""
+    from tf_cyclegan.choices import OLD_PRECISIONS
 
-    from tf_cyclegan.training.config import ModelConfig
-
-    return typing.get_args(typing.get_type_hints(ModelConfig)[model_key])
+    if text in OLD_PRECISIONS:
+        warnings.warn(f"--precision {text} is now called {OLD_PRECISIONS[text]}", stacklevel=2)
+    return OLD_PRECISIONS.get(text, text)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -319,12 +320,12 @@ def build_parser():
     translate = commands.add_parser("translate", help="translate image files or folders")
     translate.add_argument("--model", required=True,
                            help="a .keras file, run directory, SavedModel directory, .tflite or .onnx file")
-    translate.add_argument("--direction", choices=("a2b", "b2a"),
+    translate.add_argument("--direction", choices=DIRECTIONS,
                            help="default: the model's only direction, or a2b; one it lacks is an error")
     translate.add_argument("--out", required=True, help="output folder")
     translate.add_argument("--tile", type=_number(check_image_size), default=512,
                            help="tile size for large images, a multiple of 4 of at least 8 (default: 512)")
-    translate.add_argument("--precision", default="float32", choices=("auto", "float32", "bfloat16", "float16"),
+    translate.add_argument("--precision", default="float32", type=_precision, choices=PRECISIONS,
                            help="arithmetic of .keras and SavedModel models: auto picks bfloat16 on a CPU with "
                                 "bfloat16 instructions, float16 on a GPU, else float32 (default: float32, exact)")
     translate.add_argument("--overwrite", action="store_true", help="replace output files that exist")
@@ -334,7 +335,7 @@ def build_parser():
     evaluate = commands.add_parser("evaluate", help="FID, KID, cycle consistency and paired error")
     evaluate.add_argument("--model", required=True, help="any model path `translate` accepts")
     evaluate.add_argument("--data", required=True, help="folder with testA/ and testB/ (and testB_paired/)")
-    evaluate.add_argument("--direction", default="both", choices=("a2b", "b2a", "both"),
+    evaluate.add_argument("--direction", default="both", choices=(*DIRECTIONS, "both"),
                           help="both (default): every direction the model has; a lone generator has one")
     evaluate.add_argument("--out", help="write the report as JSON here")
     evaluate.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
@@ -353,14 +354,14 @@ def build_parser():
     bench.add_argument("--num-residual-blocks", "--blocks", type=_number(BENCH_CHECKS["num_residual_blocks"]),
                        default=9,
                        help="generator residual blocks (--blocks: old name)")
-    bench.add_argument("--upsampling", default="transpose", choices=_config_choices("upsampling"),
+    bench.add_argument("--upsampling", default="transpose", choices=UPSAMPLINGS,
                        help="the generators' (docs/checkerboard.md)")
     bench.add_argument("--steps", type=_number(BENCH_CHECKS["steps"]), default=10, help="timed steps (1 or more)")
     bench.add_argument("--warmup", type=_number(BENCH_CHECKS["warmup"]), default=2,
                        help="untimed steps after the first (0 or more)")
-    bench.add_argument("--precision", default="float32", choices=("float32", "mixed_bfloat16", "mixed_float16"))
+    bench.add_argument("--precision", default="float32", type=_precision, choices=PRECISIONS)
     bench.add_argument("--jit-compile", default="auto", choices=("auto", "true", "false"))
-    bench.add_argument("--cpu-allocator", default="auto", choices=("auto", "bfc", "malloc"),
+    bench.add_argument("--cpu-allocator", default="auto", choices=ALLOCATORS,
                        help="TensorFlow's host-memory allocator (auto: TensorFlow's own choice)")
     bench.set_defaults(func=_bench)
 

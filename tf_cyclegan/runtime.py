@@ -17,7 +17,8 @@ import os
 import sys
 import warnings
 
-CPU_ALLOCATORS = ("auto", "bfc", "malloc")
+from tf_cyclegan.choices import ALLOCATORS as CPU_ALLOCATORS
+
 _ENV = "TF_CPU_ALLOCATOR_USE_BFC"
 
 

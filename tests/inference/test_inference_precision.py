@@ -3,8 +3,9 @@ import numpy as np
 import pytest
 
 from tf_cyclegan import build_resnet_generator
-from tf_cyclegan.inference import precision as precision_module
-from tf_cyclegan.inference.precision import computing_in, resolve_precision, with_precision
+from tf_cyclegan.choices import PRECISIONS
+from tf_cyclegan.inference.precision import computing_in, with_precision
+from tf_cyclegan.precision import resolve_precision
 
 
 def _psnr(output, reference):
@@ -70,4 +71,4 @@ def test_auto_picks_float16_on_a_gpu_bfloat16_on_a_bfloat16_cpu_else_float32(mon
     assert resolve_precision("bfloat16") == "bfloat16"  # asked for, whatever the machine
     with pytest.raises(ValueError, match="precision='int4'"):
         resolve_precision("int4")
-    assert precision_module.PRECISIONS == ("auto", "float32", "bfloat16", "float16")
+    assert PRECISIONS == ("auto", "float32", "bfloat16", "float16")

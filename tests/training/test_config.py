@@ -45,7 +45,7 @@ def test_unknown_key_is_named_with_a_suggestion(tmp_path):
     ("data.flip=3", "data.flip"),
     ("model.gan_mode=wgan", "gan_mode.*'wgan'"),
     ("model.upsampling=bilinear", "upsampling.*'bilinear'"),
-    ("train.precision=float16", "train.precision"),
+    ("train.precision=int8", "train.precision"),
     ("data.batch_size=0", "data.batch_size must be positive"),
     ("model.lambda_cycle=-1", "model.lambda_cycle must not be negative"),
     ("train.beta_1=1.5", "beta_1"),

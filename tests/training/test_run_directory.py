@@ -37,7 +37,8 @@ USERS_FILES = ["checkpoints/best_by_hand.keras", "samples/mine.png", "logs/myexp
 def test_restart_deletes_exactly_what_the_writers_name_and_nothing_of_the_users(demo_root, tmp_path):
     dump_config(_config(demo_root), str(tmp_path / "config.yaml"))
     ours = ["log.csv", "model.keras", "results.json", ".tmp-99999999-model.keras.keras",
-            f"checkpoints/{KerasCheckpoints.file_name('epoch', 3)}", f"checkpoints/{KerasCheckpoints.file_name('step', 40)}",
+            f"checkpoints/{KerasCheckpoints.file_name('epoch', 3)}",
+            f"checkpoints/{KerasCheckpoints.file_name('step', 40)}",
             f"samples/{SampleGrid.file_name(3)}", "backup/step-0000000040/state.weights.h5",
             "backup/step-0000000040/progress.json", "backup/.tmp-step-0000000042-77/state.weights.h5",
             "logs/train/events.out.tfevents.1.host.3.v2", "logs/steps/events.out.tfevents.1.host.3.v2"]

@@ -12,8 +12,8 @@ import time
 import keras
 import tensorflow as tf
 
-from tf_cyclegan.benchmarking.flops import training_step_flops
 from tf_cyclegan.benchmarking.arguments import check_bench_arguments
+from tf_cyclegan.benchmarking.flops import training_step_flops
 
 
 def process_start_time():
@@ -56,7 +56,7 @@ def train_step_benchmark(size=128, batch=1, filters=64, num_residual_blocks=9, s
         steps: timed steps (at least 1), after `warmup` untimed ones (0 or more) and the first.
             Every number is checked before any work (`check_bench_arguments`): size a
             multiple of 4 of at least 24 (what the PatchGAN takes), batch and filters positive.
-        precision: "float32", "mixed_bfloat16" or "mixed_float16".
+        precision: "float32", "bfloat16" or "float16" (`tf_cyclegan.precision`).
         jit_compile: "auto", True or False, as for `compile`.
         start_time: when the process started (`time.time()`), for `first_step_s`;
             default: from /proc.
@@ -72,8 +72,8 @@ def train_step_benchmark(size=128, batch=1, filters=64, num_residual_blocks=9, s
         in use: `tf-cyclegan bench --cpu-allocator` chooses it).
     """
     from tf_cyclegan.models.cyclegan import build_cyclegan
+    from tf_cyclegan.precision import set_precision
     from tf_cyclegan.runtime import cpu_allocator_in_use, has_gpu, onednn_enabled
-    from tf_cyclegan.training.precision import set_precision
 
     check_bench_arguments(size=size, batch=batch, filters=filters, num_residual_blocks=num_residual_blocks,
                           steps=steps, warmup=warmup)

@@ -12,8 +12,8 @@ import random
 
 import tensorflow as tf
 
-from tf_cyclegan.data.images import decode_image, exif_orientation, list_images, orient, to_minus_one_one
 from tf_cyclegan.checks import check_pipeline_sizes
+from tf_cyclegan.data.images import decode_image, exif_orientation, list_images, orient, to_minus_one_one
 
 AUTOTUNE = tf.data.AUTOTUNE
 

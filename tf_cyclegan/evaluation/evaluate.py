@@ -14,6 +14,7 @@ import os
 import keras
 import numpy as np
 
+from tf_cyclegan.choices import DIRECTIONS
 from tf_cyclegan.data.images import list_images, load_image
 from tf_cyclegan.evaluation.fid import fid_from_features, kid_from_features
 from tf_cyclegan.evaluation.paired import check_paired_test_set, paired_scores
@@ -39,7 +40,7 @@ def _translate_all(translator, images, label, progress):
     return outputs
 
 
-def evaluate(translators, root, directions=("a2b", "b2a"), features=None, kid_subsets=100, progress=False,
+def evaluate(translators, root, directions=DIRECTIONS, features=None, kid_subsets=100, progress=False,
              max_images=None):
     """Evaluates translators {"a2b": Translator, "b2a": Translator} on ROOT's test folders.
 

@@ -14,9 +14,10 @@ import tempfile
 import keras
 import tensorflow as tf
 
+from tf_cyclegan.choices import DIRECTIONS
 from tf_cyclegan.data.images import to_minus_one_one, to_uint8
 from tf_cyclegan.files import TMP_PREFIX, OutputExists, refuse_existing, remove, remove_stale_temporaries, replacing
-from tf_cyclegan.inference.precision import computing_in, with_precision
+from tf_cyclegan.inference.precision import computing_in, savedmodel_signature, with_precision
 from tf_cyclegan.inference.translate import translate
 
 logger = logging.getLogger(__name__)
@@ -39,11 +40,6 @@ def computing_in_float32(generator):
 
 # The reduced precisions a SavedModel of ours carries a float signature for.
 SAVEDMODEL_PRECISIONS = ("bfloat16", "float16")
-
-
-def savedmodel_signature(precision):
-    """The name of a SavedModel's float signature computing in `precision` (not "auto")."""
-    return "translate_float" if precision == "float32" else f"translate_float_{precision}"
 
 
 def export_savedmodel(generator, path):
@@ -176,7 +172,7 @@ def check_export_arguments(formats, tflite_size=None, directions=None, calibrati
         check_image_size("The TFLite input size (--tflite-size)", tflite_size)
     if directions is not None:
         directions = tuple(directions)
-        bad = [d for d in directions if d not in ("a2b", "b2a")]
+        bad = [d for d in directions if d not in DIRECTIONS]
         if not directions or bad or len(set(directions)) != len(directions):
             raise ValueError(f"Directions must be a2b and/or b2a, each once. Received: {','.join(directions)!r}")
 
@@ -292,21 +288,28 @@ def _merge_into(new_dir, out_dir, meta):
 
 
 def _run_config(run_dir):
-    """The resolved config of the run in `run_dir`, as a dict, or None (none there, or a
-    config.yaml that is not a run's: ignored with a warning)."""
-    from tf_cyclegan.training.config import ConfigError, load_config
+    """The resolved config that training wrote into `run_dir` (config.yaml), as a dict for the
+    metadata, or None (none there, or a file that is not a run's config: ignored with a
+    warning). Read as plain YAML: an export records the config, it does not check it (that is
+    training's business, and inference does not reach up into training)."""
+    import yaml
 
     path = os.path.join(run_dir, "config.yaml")
     if not os.path.isfile(path):
         return None
     try:
-        return load_config(path).to_dict()
-    except (ConfigError, OSError) as error:
+        with open(path, encoding="utf-8") as f:
+            config = yaml.safe_load(f)
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
         logger.warning("Ignoring %s (not a training run's config: %s)", path, error)
         return None
+    if not isinstance(config, dict) or not isinstance(config.get("data"), dict):
+        logger.warning("Ignoring %s (not a training run's config: no data section)", path)
+        return None
+    return config
 
 
-def export_model(model_path, out_dir, formats=DEFAULT_FORMATS, directions=("a2b", "b2a"), tflite_size=None,
+def export_model(model_path, out_dir, formats=DEFAULT_FORMATS, directions=DIRECTIONS, tflite_size=None,
                  overwrite=False, calibration=None):
     """Exports the generators of a trained CycleGAN, or a single generator, from a `.keras`
     file or a run directory.
@@ -348,7 +351,7 @@ def export_model(model_path, out_dir, formats=DEFAULT_FORMATS, directions=("a2b"
     for direction in generators:
         _check_target(os.path.join(os.fspath(out_dir), direction), overwrite)
     config = _run_config(run_dir)
-    crop_size = crop_size or (config["data"]["crop_size"] if config else None)
+    crop_size = crop_size or (config["data"].get("crop_size") if config else None)
     tflite_size = tflite_size or crop_size or 256
     check_export_arguments(formats, tflite_size)
     written = {}

@@ -22,12 +22,12 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tf_cyclegan.choices import DIRECTIONS
 from tf_cyclegan.inference.translate import MIN_SIZE, grow_to, pad_to_multiple, translate_tiled
 from tf_cyclegan.inference.translate import translate as translate_full
 
 logger = logging.getLogger(__name__)
 
-DIRECTIONS = ("a2b", "b2a")
 EXPECTED = ("a .keras file, a run directory holding model.keras, a SavedModel directory, an export folder, "
             "a .tflite file or an .onnx file")
 
@@ -88,8 +88,8 @@ class SavedModelTranslator(Translator):
 
     def __init__(self, path, precision="float32", **kwargs):
         super().__init__(**kwargs)
-        from tf_cyclegan.inference.export import savedmodel_signature
-        from tf_cyclegan.inference.precision import resolve_precision
+        from tf_cyclegan.inference.precision import savedmodel_signature
+        from tf_cyclegan.precision import resolve_precision
 
         signatures = tf.saved_model.load(os.fspath(path)).signatures
         name = savedmodel_signature(resolve_precision(precision))
@@ -309,11 +309,11 @@ def load_translator(path, direction=None, precision="float32", **kwargs):
     `tf_cyclegan.inference.precision`) applies to `.keras` models and SavedModels; a TFLite or
     ONNX file computes in the precision it was exported with, so it takes "float32" or "auto".
     """
-    from tf_cyclegan.inference.precision import check_precision
+    from tf_cyclegan.precision import check_precision
 
     if direction is not None and direction not in DIRECTIONS:
         raise ValueError(f"direction must be one of {DIRECTIONS}. Received: direction={direction!r}")
-    check_precision(precision)
+    precision = check_precision(precision)
     Translator(**{k: v for k, v in kwargs.items() if k in ("max_pixels", "tile", "overlap")})  # checks, no work
     available = model_directions(path)
     direction = direction or available[0]

@@ -7,40 +7,25 @@ depends on them: instance norm's mean and variance (`InstanceNormalization` comp
 in float32 under any policy) and the last layer, the tanh that makes the output, which
 returns float32.
 
-`auto` picks what runs fastest here without visible loss: float16 on a GPU, bfloat16 on a
-CPU with bfloat16 instructions (AVX512-BF16 or AMX), float32 otherwise (bfloat16 emulated on
-a CPU without them is slower than float32).
+The words, and what `auto` picks, are `tf_cyclegan.precision`'s, as for training.
 """
 
 import contextlib
 
 import keras
 
-PRECISIONS = ("auto", "float32", "bfloat16", "float16")
-_POLICIES = {"float32": "float32", "bfloat16": "mixed_bfloat16", "float16": "mixed_float16"}
+from tf_cyclegan.precision import keras_policy
 
 
-def check_precision(precision):
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {PRECISIONS}. Received: precision={precision!r}")
-    return precision
-
-
-def resolve_precision(precision="auto"):
-    """`precision` itself, or for "auto": float16 on a GPU, bfloat16 on a CPU with bfloat16
-    instructions, else float32."""
-    if check_precision(precision) != "auto":
-        return precision
-    from tf_cyclegan.training.precision import resolve_precision as resolve_training_policy
-
-    # The same choice as training's `precision: auto`, named by what it computes in.
-    return {policy: name for name, policy in _POLICIES.items()}[resolve_training_policy("auto")]
+def savedmodel_signature(precision):
+    """The name of an exported SavedModel's float signature computing in `precision` (not "auto")."""
+    return "translate_float" if precision == "float32" else f"translate_float_{precision}"
 
 
 def _policies(model, precision):
     """{layer: policy name} making `model` compute in `precision`: the input and the last
     layer (the output's activation) stay float32."""
-    reduced = _POLICIES[resolve_precision(precision)]
+    reduced = keras_policy(precision)
     last = model.layers[-1]
     return {layer: "float32" if layer is last or isinstance(layer, keras.layers.InputLayer) else reduced
             for layer in model.layers}

@@ -7,7 +7,7 @@ https://arxiv.org/abs/1703.10593, equations 1-3 and section 5.2 (identity loss).
 
 import tensorflow as tf
 
-GAN_MODES = ("lsgan", "vanilla")
+from tf_cyclegan.choices import GAN_MODES
 
 
 def _per_example_mean(x):

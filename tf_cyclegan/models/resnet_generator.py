@@ -6,25 +6,11 @@ u128, u64, c7s1-3.
 
 import keras
 
+from tf_cyclegan.choices import ALIGNMENTS, UPSAMPLINGS  # what each means: tf_cyclegan/choices.py
 from tf_cyclegan.layers.instance_normalization import InstanceNormalization
 from tf_cyclegan.layers.lean_conv import LeanConv2D
 from tf_cyclegan.layers.reflection_padding import ReflectionPadding2D
 from tf_cyclegan.models.initializers import paper_initializer
-
-# How the stride-2 convolutions line up with the pixels. "reference": exactly the PyTorch
-# reference's `Conv2d(3, stride=2, padding=1)` and `ConvTranspose2d(3, stride=2, padding=1,
-# output_padding=1)`, so that its checkpoints compute here what they compute there.
-# "keras_same": Keras' "same" padding, which version 0.1.0 built (the same parameters,
-# sampled one pixel off); kept so that their runs resume with the network they trained.
-ALIGNMENTS = ("reference", "keras_same")
-
-# How the two upsamplings double the height and width. "transpose": the reference's stride-2
-# transposed convolutions (its checkpoints load only into these). "resize": nearest-neighbour
-# upsampling by 2, then a reflection-padded 3x3 convolution (Odena, Dumoulin and Olah,
-# "Deconvolution and Checkerboard Artifacts", 2016): every output pixel gets the same number of
-# kernel taps, so there is no uneven overlap to imprint the period-2 grid of a transposed
-# convolution. Same parameter count; docs/checkerboard.md measures what it changes.
-UPSAMPLINGS = ("transpose", "resize")
 
 
 def _conv(filters, kernel_size, strides=1, use_bias=True, padding="valid", name=None):

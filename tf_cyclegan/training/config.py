@@ -9,12 +9,14 @@ import dataclasses
 import difflib
 import math
 import typing
+import warnings
 from dataclasses import dataclass, field
 from typing import Literal, Optional, Union
 
 import yaml
 
 from tf_cyclegan.checks import check_image_size, check_pipeline_sizes, min_training_size
+from tf_cyclegan.choices import ALIGNMENTS, ALLOCATORS, GAN_MODES, OLD_PRECISIONS, PRECISIONS, STRATEGIES, UPSAMPLINGS
 
 
 class ConfigError(ValueError):
@@ -49,13 +51,13 @@ class ModelConfig:
     lambda_cycle: float = 10.0
     lambda_identity: float = 0.5
     pool_size: int = 50
-    gan_mode: Literal["lsgan", "vanilla"] = "lsgan"
+    gan_mode: Literal[GAN_MODES] = "lsgan"
     # The generators' stride-2 alignment: "reference" (the PyTorch reference's, exactly) or
     # "keras_same" (what runs of version 0.1.0 trained; their config.yaml has no such key).
-    generator_alignment: Literal["reference", "keras_same"] = "reference"
+    generator_alignment: Literal[ALIGNMENTS] = "reference"
     norm_affine: bool = False  # instance norms with a learned scale and offset (PyTorch's affine=True)
     use_bias: bool = True  # biases on the convolutions before a normalisation
-    upsampling: Literal["transpose", "resize"] = "transpose"  # resize: no visible grid (docs/checkerboard.md)
+    upsampling: Literal[UPSAMPLINGS] = "transpose"  # resize: no visible grid (docs/checkerboard.md)
 
 
 @dataclass(frozen=True)
@@ -66,12 +68,12 @@ class TrainConfig:
     epochs_decay: int = 100
     learning_rate: float = 2e-4
     beta_1: float = 0.5
-    precision: Literal["auto", "float32", "mixed_float16", "mixed_bfloat16"] = "auto"
+    precision: Literal[PRECISIONS] = "auto"  # tf_cyclegan/precision.py
     jit_compile: Union[bool, Literal["auto"]] = "auto"
     steps_per_epoch: Optional[int] = None  # cap an epoch's steps (None: max(|A|, |B|) pairs)
     seed: Optional[int] = 0
     deterministic: bool = False  # enable_op_determinism(): a resumed run ends bit-identical
-    cpu_allocator: Literal["auto", "bfc", "malloc"] = "auto"  # auto: TensorFlow's own (tf_cyclegan/runtime.py)
+    cpu_allocator: Literal[ALLOCATORS] = "auto"  # auto: TensorFlow's own (tf_cyclegan/runtime.py)
     verbose: Literal["auto", 0, 1, 2] = "auto"  # fit's; auto: 1 (live bar) on a terminal, else 2 (line per epoch)
     init_from: Optional[str] = None  # a CycleGAN .keras whose four networks' weights a new run starts from
 
@@ -108,7 +110,7 @@ class MonitorConfig:
 class DistributeConfig:
     """Data-parallel training with tf.distribute; `data.batch_size` is per replica."""
 
-    strategy: Literal["auto", "none", "mirrored", "multi_worker", "tpu"] = "auto"
+    strategy: Literal[STRATEGIES] = "auto"
     scale_learning_rate: bool = False  # linear scaling rule: learning_rate x replicas
     tpu: Optional[str] = None  # TPU name or grpc:// address; None: the local TPU
     timeout_s: int = 300  # bound on waiting for other workers
@@ -183,6 +185,18 @@ def _check_value(key, value, annotation):
     return float(value) if annotation is float else value
 
 
+# Values that version 0.2.0 wrote under another name: still read, with a warning naming the new one.
+_RENAMED_VALUES = {"train.precision": OLD_PRECISIONS}
+
+
+def _renamed_value(key, value):
+    renamed = _RENAMED_VALUES.get(key, {})
+    if isinstance(value, str) and value in renamed:
+        warnings.warn(f"{key}: {value!r} is now called {renamed[value]!r}", stacklevel=2)
+        return renamed[value]
+    return value
+
+
 def _describe(annotation):
     origin = typing.get_origin(annotation)
     if origin is Union:
@@ -207,7 +221,7 @@ def _merge(node, overrides, prefix):
         if dataclasses.is_dataclass(current):
             changes[key] = _merge(current, value or {}, path)
         else:
-            changes[key] = _check_value(path, value, hints[key])
+            changes[key] = _check_value(path, _renamed_value(path, value), hints[key])
     return dataclasses.replace(node, **changes)
 
 

@@ -14,9 +14,8 @@ import time
 import tensorflow as tf
 
 from tf_cyclegan import runtime
+from tf_cyclegan.choices import STRATEGIES
 from tf_cyclegan.training.config import ConfigError
-
-STRATEGIES = ("auto", "none", "mirrored", "multi_worker", "tpu")
 
 
 def check_tf_config(raw):

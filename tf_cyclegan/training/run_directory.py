@@ -40,7 +40,6 @@ from tf_cyclegan.training.callbacks.monitor import EVENT_FILE_PATTERN, TrainingM
 from tf_cyclegan.training.callbacks.samples import SampleGrid
 from tf_cyclegan.training.config import Config, ConfigError, dump_config, flatten_config, load_config
 
-
 # The names a run gives its files and folders, at its top.
 CONFIG, LOG_CSV, MODEL, RESULTS = "config.yaml", "log.csv", "model.keras", "results.json"
 BACKUP, CHECKPOINTS, SAMPLES, LOGS = "backup", "checkpoints", "samples", "logs"
@@ -318,11 +317,11 @@ def _last_csv_row(path):
         return {}
 
 
-def finished_run_result(config, run_dir, model, policy, is_chief):
+def finished_run_result(config, run_dir, model, precision, is_chief):
     """The result of a run that has trained all the epochs `config` asks for, read from its
     records, which are kept as they are: its config.yaml still says how many epochs it trained.
     Only records a kill after the last backup left unwritten (model.keras, results.json) are written."""
-    result = {"run_dir": run_dir, "precision": policy, "final_losses": {}, "model": model}
+    result = {"run_dir": run_dir, "precision": precision, "final_losses": {}, "model": model}
     try:
         with open(os.path.join(run_dir, RESULTS)) as f:
             saved = json.load(f)

@@ -18,12 +18,14 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tf_cyclegan.choices import NETWORKS
 from tf_cyclegan.data.images import list_images, load_image
 from tf_cyclegan.data.unpaired import DataPosition, make_tfds_dataset, make_unpaired_dataset
 from tf_cyclegan.evaluation.fid import InceptionFeatures
 from tf_cyclegan.evaluation.paired import check_paired_test_set
 from tf_cyclegan.files import lock_directory
 from tf_cyclegan.models.cyclegan import build_cyclegan, default_optimizer
+from tf_cyclegan.precision import set_precision
 from tf_cyclegan.training.callbacks.backup import BackupCallback, BackupError, BackupManager
 from tf_cyclegan.training.callbacks.checkpoints import KerasCheckpoints
 from tf_cyclegan.training.callbacks.evaluation import EvaluationCallback
@@ -32,7 +34,6 @@ from tf_cyclegan.training.callbacks.progress import RunProgress
 from tf_cyclegan.training.callbacks.samples import SampleGrid
 from tf_cyclegan.training.config import ConfigError, flatten_config
 from tf_cyclegan.training.distribute import make_strategy, worker_layout
-from tf_cyclegan.training.precision import set_precision
 from tf_cyclegan.training.run_directory import (
     BACKUP,
     CHECKPOINTS,
@@ -172,10 +173,10 @@ def _start(config, run_dir, restart, extra_callbacks, strategy, layout):
             logger.info("Training on %d replicas (%d machine(s)); global batch %d", strategy.num_replicas_in_sync,
                         num_workers, position.global_batch_size)
         users_policy = keras.mixed_precision.global_policy()
-        policy = set_precision(t.precision)
-        logger.info("Precision policy: %s", policy)
+        precision = set_precision(t.precision)
+        logger.info("Precision: %s (Keras policy %s)", precision, keras.mixed_precision.global_policy().name)
         try:
-            return _train(config, run_dir, dataset, position, samples, policy, resume, extra_callbacks,
+            return _train(config, run_dir, dataset, position, samples, precision, resume, extra_callbacks,
                           strategy, local_replicas, is_chief, record_config, before if restart else None)
         finally:
             keras.mixed_precision.set_global_policy(users_policy)
@@ -201,7 +202,7 @@ def _init_from(model, path, alignment, upsampling):
     from tf_cyclegan.models.resnet_generator import generator_alignment, generator_upsampling
 
     source = load_keras_file(path)
-    if not all(hasattr(source, name) for name in ("gen_a2b", "gen_b2a", "disc_a", "disc_b")):
+    if not all(hasattr(source, name) for name in NETWORKS):
         raise ConfigError(f"train.init_from {path!r} holds a {type(source).__name__}, not a CycleGAN")
     if generator_upsampling(source.gen_a2b) != upsampling:  # the shape check below could only say "differ"
         raise ConfigError(f"train.init_from {path!r} has generators with upsampling "
@@ -211,7 +212,7 @@ def _init_from(model, path, alignment, upsampling):
         raise ConfigError(f"train.init_from {path!r} has generators aligned {generator_alignment(source.gen_a2b)!r}, "
                           f"the config builds {alignment!r}: add --set model.generator_alignment="
                           f"{generator_alignment(source.gen_a2b)}")
-    for name in ("gen_a2b", "gen_b2a", "disc_a", "disc_b"):
+    for name in NETWORKS:
         ours, theirs = getattr(model, name), getattr(source, name)
         shapes = [tuple(w.shape) for w in ours.weights], [tuple(w.shape) for w in theirs.weights]
         if shapes[0] != shapes[1]:
@@ -241,7 +242,7 @@ def _resume_position(record, position, run_dir):
     return epoch, batch
 
 
-def _train(config, run_dir, dataset, position, samples, policy, resume, extra_callbacks, strategy, local_replicas,
+def _train(config, run_dir, dataset, position, samples, precision, resume, extra_callbacks, strategy, local_replicas,
            is_chief, record_config, restart_files):
     """Builds the model, restores or initialises it, and fits it; `restart_files`: the earlier
     run's files to delete (for `--restart`) once everything that can fail before training has."""
@@ -279,7 +280,7 @@ def _train(config, run_dir, dataset, position, samples, policy, resume, extra_ca
     if not phases:
         logger.info("%s has already trained %d epochs (train.epochs + train.epochs_decay = %d now): its records are "
                     "read, not rewritten. Ask for more epochs to train it further.", run_dir, epoch, total_epochs)
-        return finished_run_result(config, run_dir, model, policy, is_chief)
+        return finished_run_result(config, run_dir, model, precision, is_chief)
     if record:
         logger.info("Resuming %s at epoch %d, batch %d (step %d)", run_dir, epoch + 1, batch + 1, record["global_step"])
 
@@ -322,7 +323,7 @@ def _train(config, run_dir, dataset, position, samples, policy, resume, extra_ca
         raise KeyboardInterrupt(
             f"interrupted at step {progress.global_step} (epoch {progress.epoch + 1}, batch {progress.batch}); "
             f"{kept}: run the same command to resume.") from None
-    result = {"run_dir": run_dir, "precision": policy, "final_losses": final_losses, "model": model}
+    result = {"run_dir": run_dir, "precision": precision, "final_losses": final_losses, "model": model}
     if is_chief:
         write_results(config, run_dir, result)
     return result

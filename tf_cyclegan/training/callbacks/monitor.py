@@ -14,6 +14,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tf_cyclegan.choices import NETWORKS
 from tf_cyclegan.training.callbacks.periodic import is_due
 
 
@@ -52,7 +53,7 @@ class StopOnNonFinite(keras.callbacks.Callback):
 def check_finite_weights(model, progress):
     """Raises `TrainingDiverged` naming the variables holding NaN or Inf (checked before a backup:
     a step's losses are computed before its update, so they can be finite while the update is not)."""
-    networks = [getattr(model, name) for name in ("gen_a2b", "gen_b2a", "disc_a", "disc_b")]
+    networks = [getattr(model, name) for name in NETWORKS]
     bad = [f"{net.name}/{v.path}" for net in networks for v in net.trainable_variables
            if not np.isfinite(np.asarray(v)).all()]
     if bad:
