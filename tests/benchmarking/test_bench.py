@@ -1,4 +1,5 @@
 import math
+import os
 import time
 
 import keras
@@ -10,7 +11,9 @@ from tf_cyclegan.benchmarking.bench import process_start_time, train_step_benchm
 
 def test_the_process_start_time_is_a_moment_of_this_process():
     started = process_start_time()
-    assert started is not None  # Linux: read from /proc
+    if not os.path.exists("/proc/self/stat"):  # no procfs (not Linux): no time, rather than a wrong one
+        assert started is None
+        return
     assert time.time() - 24 * 3600 < started <= time.time() + 1
 
 

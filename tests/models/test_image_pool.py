@@ -48,9 +48,14 @@ def test_batch_is_queried_image_by_image():
     out = pool(batch).numpy()
     np.testing.assert_array_equal(out[:, 0, 0, 0], [1, 2])
     assert int(pool.count.numpy()) == 2
+    before = pool.images.numpy()[:, 0, 0, 0].copy()
     out = pool(np.concatenate([_image(v) for v in (3, 4)])).numpy()
     assert out[0, 0, 0, 0] == 3  # fills the last slot
-    assert out[1, 0, 0, 0] in (1, 2, 3, 4)
+    full = np.array([1, 2, 3], "float32")
+    np.testing.assert_array_equal(before[:2], full[:2])
+    # The second image meets a full pool: _check_query fails unless it passed through with the pool
+    # unchanged, or came back as one stored image whose slot it took.
+    _check_query(full, 4, out[1, 0, 0, 0], pool.images.numpy()[:, 0, 0, 0])
 
 
 def test_zero_pool_passes_images_through():
