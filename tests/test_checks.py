@@ -45,3 +45,22 @@ def test_none_means_no_resize_or_no_crop_and_numpy_ints_are_ints(tmp_path):
     as_stored = next(iter(make_unpaired_dataset(folder, folder, load_size=None, crop_size=None, cache=False)))[0]
     numpy_sizes = next(iter(make_unpaired_dataset(folder, folder, np.int64(16), np.int32(12), np.int64(2))))[0]
     assert (uncropped.shape, as_stored.shape, numpy_sizes.shape) == ((1, 16, 16, 3), (1, 20, 24, 3), (2, 12, 12, 3))
+
+
+@pytest.mark.parametrize("sets, named", [
+    (["data.load_size=100000"], "data.load_size must be at most 4096. Received: 100000"),
+    (["data.load_size=8192", "data.crop_size=8192"], "data.load_size must be at most 4096. Received: 8192"),
+    (["model.disc_layers=50"], "model.disc_layers must be at most 8. Received: 50"),
+    (["model.disc_layers=4"], "data.crop_size must be .* at least 48 for model.disc_layers=4. Received: 32"),
+    (["train.seed=-1"], "train.seed must not be negative. Received: -1"),
+    (["train.seed=4294967296"], "train.seed must be at most 4294967295. Received: 4294967296"),
+])
+def test_a_number_no_step_could_run_with_is_refused_naming_its_key(sets, named):
+    """Each of these once failed mid-run, or named another key, or no key at all."""
+    with pytest.raises(ConfigError, match=named):
+        load_config(sets=["data.load_size=36", "data.crop_size=32", *sets])
+
+
+def test_the_data_functions_bound_the_sizes_as_the_config_does(tmp_path):
+    with pytest.raises(ValueError, match="load_size must be at most 4096. Received: 100000"):
+        make_unpaired_dataset(tmp_path / "no_a", tmp_path / "no_b", load_size=100000, crop_size=32)

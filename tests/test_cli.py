@@ -231,7 +231,7 @@ def test_demo_data_refuses_a_folder_with_images_and_bad_counts(tmp_path, capsys)
     assert main(["make-demo-data", str(tmp_path / "d"), "--num-train", "1", "--num-test", "1", "--size", "8"]) == 2
     assert "holds images already" in _error_line(capsys)
     assert main(["make-demo-data", str(tmp_path / "e"), "--num-train", "-5"]) == 2
-    assert "num_train must be an int of at least 1" in _error_line(capsys)
+    assert "argument --num-train: must be positive. Received: -5" in _error_line(capsys)
 
 
 def test_errors_from_tensorflow_and_the_system_are_one_line_and_ctrl_c_is_130(monkeypatch, capsys):
@@ -402,6 +402,10 @@ BAD_NUMBERS = [
     (["bench"], "--warmup", ["-1", "-3"]),
     (["translate", "--model", "nowhere.keras", "--out", "out", "in.png"], "--tile", ["0", "-5", "30", "4", "big"]),
     (["export", "nowhere.keras", "--out", "out"], "--tflite-size", ["0", "30", "-8"]),
+    (["make-demo-data", "out"], "--size", ["30", "0", "100000"]),
+    (["make-demo-data", "out"], "--num-train", ["0", "100001"]),
+    (["make-demo-data", "out"], "--num-test", ["-1"]),
+    (["make-demo-data", "out"], "--seed", ["-1", "4294967296"]),
 ]
 
 
@@ -423,7 +427,8 @@ def test_the_commands_share_the_config_and_library_checks_of_a_number(tmp_path):
     from tf_cyclegan.inference.loading import Translator
     from tf_cyclegan.training.config import ConfigError, load_config
 
-    with pytest.raises(ConfigError, match="data.crop_size must be a multiple of 4 .* at least 24. Received: 20"):
+    with pytest.raises(ConfigError, match="data.crop_size must be a multiple of 4 .* at least 24 for "
+                                          "model.disc_layers=3. Received: 20"):
         load_config(sets=["data.crop_size=20"])  # the default PatchGAN's 3 stride-2 layers need 24
     assert load_config(sets=["data.crop_size=16", "model.disc_layers=2"]).data.crop_size == 16
     for kwargs, message in [({"steps": 0}, "steps must be positive. Received: 0"),
@@ -634,7 +639,7 @@ def test_demo_data_bounds_the_size_and_the_counts_before_any_work(tmp_path, caps
     for flag, value in (("--size", "100000"), ("--num-train", "1000000000"), ("--num-test", "1000000000")):
         assert main(["make-demo-data", str(tmp_path / "d"), flag, value]) == 2
         line = _error_line(capsys)
-        assert f"={value}" in line and "at most" in line
+        assert f"argument {flag}: must be at most" in line and f"Received: {value}" in line
     assert not (tmp_path / "d").exists()
 
 

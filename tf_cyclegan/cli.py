@@ -376,10 +376,12 @@ def build_parser():
 
     demo = commands.add_parser("make-demo-data", help="write the synthetic dataset")
     demo.add_argument("out", help="output folder")
-    demo.add_argument("--num-train", type=int, default=200)
-    demo.add_argument("--num-test", type=int, default=20)
-    demo.add_argument("--size", type=int, default=72)
-    demo.add_argument("--seed", type=int, default=0)
+    from tf_cyclegan.data.synthetic import DEMO_DATA_CHECKS
+
+    demo.add_argument("--num-train", type=_number(DEMO_DATA_CHECKS["num_train"]), default=200)
+    demo.add_argument("--num-test", type=_number(DEMO_DATA_CHECKS["num_test"]), default=20)
+    demo.add_argument("--size", type=_number(DEMO_DATA_CHECKS["size"]), default=72)
+    demo.add_argument("--seed", type=_number(DEMO_DATA_CHECKS["seed"]), default=0)
     demo.set_defaults(func=_make_demo_data)
     return parser
 

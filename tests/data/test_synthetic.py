@@ -50,12 +50,13 @@ def test_sizes_and_counts_are_bounded_before_anything_is_written(tmp_path):
     from tf_cyclegan.data.synthetic import MAX_COUNT, MAX_SIZE
 
     for arguments, message in (
-        ({"size": 100_000}, "size=100000"),
-        ({"size": MAX_SIZE + 4}, f"size={MAX_SIZE + 4}"),
-        ({"size": 30}, "size=30"),
-        ({"num_train": MAX_COUNT + 1}, f"num_train={MAX_COUNT + 1}"),
-        ({"num_test": -1}, "num_test=-1"),
-        ({"num_train": True}, "num_train=True"),
+        ({"size": 100_000}, "size must be at most 2048. Received: 100000"),
+        ({"size": MAX_SIZE + 4}, f"size must be at most {MAX_SIZE}. Received: {MAX_SIZE + 4}"),
+        ({"size": 30}, "size must be a multiple of 4 .* Received: 30"),
+        ({"num_train": MAX_COUNT + 1}, f"num_train must be at most {MAX_COUNT}. Received: {MAX_COUNT + 1}"),
+        ({"num_test": -1}, "num_test must not be negative. Received: -1"),
+        ({"num_train": True}, "num_train must be an integer. Received: True"),
+        ({"seed": -1}, "seed must not be negative. Received: -1"),
     ):
         with pytest.raises(ValueError, match=message):
             make_demo_data(tmp_path / "d", **arguments)

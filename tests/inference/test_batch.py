@@ -169,3 +169,23 @@ def test_a_corrupt_image_is_skipped_with_a_warning_and_the_others_are_translated
     assert sorted(os.listdir(tmp_path / "out")) == ["a.png", "c.png"]  # no partial b.png, no temporary
     np.testing.assert_array_equal(tf.io.decode_png(tf.io.read_file(written[0])).numpy(),
                                   tf.io.decode_png(good).numpy())  # the identity: pixels kept exactly
+
+
+@pytest.mark.parametrize("kind", ["fifo", "socket", "link to a fifo"])
+def test_an_input_named_directly_that_is_not_a_regular_file_is_one_error_naming_it(tmp_path, kind):
+    """Reading a FIFO blocks for ever: it is refused from its metadata, never opened."""
+    import socket
+
+    path = tmp_path / "in.png"
+    if kind == "socket":
+        server = socket.socket(socket.AF_UNIX)
+        server.bind(str(path))
+    else:
+        os.mkfifo(tmp_path / "pipe.png")
+        if kind == "fifo":
+            path = tmp_path / "pipe.png"
+        else:
+            os.symlink(tmp_path / "pipe.png", path)
+    what = "a socket" if kind == "socket" else "a FIFO"
+    with pytest.raises(ValueError, match=f"Input '{path}' is not a regular file \\({what}\\), not an image file"):
+        collect_inputs([str(path)])

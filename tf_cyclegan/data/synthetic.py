@@ -15,8 +15,8 @@ import colorsys
 import os
 
 import numpy as np
-import tensorflow as tf
 
+from tf_cyclegan.checks import check_image_size, check_int
 from tf_cyclegan.files import OutputExists, refuse_existing
 
 SPLITS = ("trainA", "trainB", "testA", "testB", "testB_paired")
@@ -69,11 +69,20 @@ def restyle(image):
 
 
 def _write_png(path, image_uint8):
+    import tensorflow as tf  # here, so that the command line checks its options before TensorFlow loads
+
     tf.io.write_file(path, tf.io.encode_png(image_uint8))
 
 
 MAX_SIZE = 2048  # a scene is drawn in float64 grids: about 100 MB at this size
 MAX_COUNT = 100_000  # images per split
+# make_demo_data's numbers, by argument: the command line checks its options with these too.
+DEMO_DATA_CHECKS = {
+    "size": lambda key, value: check_image_size(key, value, maximum=MAX_SIZE),
+    "num_train": lambda key, value: check_int(key, value, minimum=1, maximum=MAX_COUNT),
+    "num_test": lambda key, value: check_int(key, value, minimum=0, maximum=MAX_COUNT),
+    "seed": lambda key, value: check_int(key, value, minimum=0, maximum=2**32 - 1),
+}
 
 
 def make_demo_data(root, num_train=200, num_test=20, size=72, seed=0):
@@ -93,12 +102,8 @@ def make_demo_data(root, num_train=200, num_test=20, size=72, seed=0):
     Returns:
         The dict of folder names to lists of written paths.
     """
-    if isinstance(size, bool) or not isinstance(size, int) or size % 4 or not 8 <= size <= MAX_SIZE:
-        raise ValueError(f"size must be a multiple of 4, at least 8 and at most {MAX_SIZE}. Received: size={size!r}")
-    for name, count, least in (("num_train", num_train, 1), ("num_test", num_test, 0)):
-        if isinstance(count, bool) or not isinstance(count, int) or not least <= count <= MAX_COUNT:
-            raise ValueError(f"{name} must be an int of at least {least} and at most {MAX_COUNT}. "
-                             f"Received: {name}={count!r}")
+    for name, value in (("size", size), ("num_train", num_train), ("num_test", num_test), ("seed", seed)):
+        DEMO_DATA_CHECKS[name](name, value)
     root = os.fspath(root)
     if os.path.exists(root) and not os.path.isdir(root):
         raise OutputExists(f"{root!r} is a file, not a folder: give a folder for the dataset")

@@ -15,7 +15,14 @@ import os
 import keras
 import tensorflow as tf
 
-from tf_cyclegan.data.images import IMAGE_EXTENSIONS, describe_error, read_image, to_minus_one_one, to_uint8
+from tf_cyclegan.data.images import (
+    IMAGE_EXTENSIONS,
+    describe_error,
+    not_a_regular_file,
+    read_image,
+    to_minus_one_one,
+    to_uint8,
+)
 from tf_cyclegan.files import OutputExists, refuse_existing, write_bytes
 
 logger = logging.getLogger(__name__)
@@ -46,6 +53,8 @@ def collect_inputs(inputs):
                       for rel in _folder_files(item)]
         elif os.path.isfile(item):
             pairs.append((item, os.path.splitext(os.path.basename(item))[0]))
+        elif os.path.exists(item):  # a FIFO, socket or device: reading it could block for ever
+            raise ValueError(f"Input {item!r} is {not_a_regular_file(item)}, not an image file")
         else:
             raise FileNotFoundError(f"Input not found: {item!r}")
     return pairs

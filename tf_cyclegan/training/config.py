@@ -15,7 +15,7 @@ from typing import Literal, Optional, Union
 
 import yaml
 
-from tf_cyclegan.checks import check_image_size, check_pipeline_sizes, min_training_size
+from tf_cyclegan.checks import MAX_DISC_LAYERS, check_image_size, check_int, check_pipeline_sizes, min_training_size
 from tf_cyclegan.choices import ALIGNMENTS, ALLOCATORS, GAN_MODES, OLD_PRECISIONS, PRECISIONS, STRATEGIES, UPSAMPLINGS
 
 
@@ -296,7 +296,11 @@ def _check_consistency(config):
     data = config.data
     try:
         check_pipeline_sizes(data.load_size, data.crop_size, data.batch_size, prefix="data.")
-        check_image_size("data.crop_size", data.crop_size, minimum=min_training_size(config.model.disc_layers))
+        check_int("model.disc_layers", config.model.disc_layers, minimum=1, maximum=MAX_DISC_LAYERS)
+        check_image_size("data.crop_size", data.crop_size, minimum=min_training_size(config.model.disc_layers),
+                         why=f" for model.disc_layers={config.model.disc_layers}")
+        if config.train.seed is not None:  # what keras.utils.set_random_seed takes
+            check_int("train.seed", config.train.seed, minimum=0, maximum=2**32 - 1)
     except ValueError as error:
         raise ConfigError(str(error)) from None
     sources = [name for name, on in (("root", data.root), ("tfds", data.tfds),
