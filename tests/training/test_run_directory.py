@@ -70,3 +70,19 @@ def test_a_data_folder_written_differently_is_the_same_config(demo_root, tmp_pat
     assert (run_dir / "config.yaml").read_text() == before  # what the user wrote stays
     with pytest.raises(ConfigError, match="data.root: 'demo.*' in the run, 'elsewhere' now"):
         resuming(_config("elsewhere"), str(run_dir), restart=False)
+
+
+def test_a_run_records_its_data_folders_absolute_so_it_resumes_from_any_working_folder(demo_root, tmp_path,
+                                                                                      monkeypatch):
+    from tf_cyclegan.training.run_directory import RecordConfig
+
+    monkeypatch.chdir(demo_root.parent)
+    run_dir = tmp_path / "run"
+    (run_dir / "backup").mkdir(parents=True)
+    recorder = RecordConfig(_config(demo_root.name), str(run_dir))  # started with data.root=demo0 (relative)
+    recorder.on_train_batch_end(0)
+    assert load_config(str(run_dir / "config.yaml")).data.root == str(demo_root)
+    monkeypatch.chdir(tmp_path)  # elsewhere: the same folder, named absolutely, is the same run
+    assert resuming(_config(str(demo_root)), str(run_dir), restart=False)
+    with pytest.raises(ConfigError, match="data.root"):  # here "demo0" names a folder that is not the run's
+        resuming(_config(demo_root.name), str(run_dir), restart=False)

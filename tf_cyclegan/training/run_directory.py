@@ -191,6 +191,17 @@ _RESUMABLE = ("train.verbose", "train.cpu_allocator", "train.init_from", "train.
 # Keys naming a folder: "./data/" and "data" are the same folder, not a change of config.
 _PATH_KEYS = ("data.root", "data.train_a", "data.train_b", "data.tfds_data_dir")
 
+def with_absolute_paths(config):
+    """`config` with its data folders made absolute, as a run records it: a run started with
+    `data.root=data` from one folder resumes from any other, on the folder it trained on."""
+    def absolute(path):
+        return os.path.abspath(os.path.expanduser(path)) if isinstance(path, str) else path
+
+    data = config.data
+    folders = {key.split(".")[1]: absolute(getattr(data, key.split(".")[1])) for key in _PATH_KEYS}
+    return dataclasses.replace(config, data=dataclasses.replace(data, **folders))
+
+
 def _same_setting(key, saved, wanted):
     """Whether a setting of the saved config and of the new one are the same (folders compared
     as the folders they name)."""
@@ -250,6 +261,7 @@ class RecordConfig(keras.callbacks.Callback):
 
     def __init__(self, config, run_dir):
         super().__init__()
+        config = with_absolute_paths(config)
         self.text = yaml.safe_dump(config.to_dict(), sort_keys=False)
         self.config = config
         self.path = os.path.join(run_dir, CONFIG)
