@@ -409,9 +409,14 @@ def main(argv=None):
         print(f"tf-cyclegan {args.command}: {str(interrupt) or 'interrupted'}", file=sys.stderr)
         return 130
     except ImportError as error:  # an optional module that is not installed
+        top = (error.name or "").split(".")[0]
+        if top == "tf_cyclegan":  # this package's own import failing is a bug, not a missing extra
+            raise
         if "pip install" in str(error):  # the message says what to install (a TFDS dataset's module)
             return fail(" ".join(str(error).split()))  # in one line
-        return fail(f"{error}. Install the extra it belongs to, e.g. pip install 'tf_cyclegan[onnx]'")
+        if top in ("onnx", "onnxruntime", "tf2onnx"):
+            return fail(f"{error}. Install the [onnx] extra: pip install 'tf_cyclegan[onnx]'")
+        return fail(f"{error}. Install it: pip install {top or 'the missing module'}")
     except OSError as error:  # a full disk, a folder that cannot be written, a file that vanished
         where = f": {error.filename}" if error.filename else ""
         return fail(f"{error.strerror or error}{where}")
