@@ -70,6 +70,7 @@ class TrainConfig:
     seed: Optional[int] = 0
     deterministic: bool = False  # enable_op_determinism(): a resumed run ends bit-identical
     cpu_allocator: Literal["auto", "bfc", "malloc"] = "auto"  # auto: TensorFlow's own (tf_cyclegan/runtime.py)
+    cpu_speedups: Literal["auto", "on", "off"] = "auto"  # tf_cyclegan.speed; auto: on without a GPU
     verbose: Literal["auto", 0, 1, 2] = "auto"  # fit's; auto: 1 (live bar) on a terminal, else 2 (line per epoch)
     init_from: Optional[str] = None  # a CycleGAN .keras whose four networks' weights a new run starts from
 

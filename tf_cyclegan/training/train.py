@@ -27,6 +27,7 @@ from tf_cyclegan.evaluation.fid import InceptionFeatures
 from tf_cyclegan.evaluation.paired import paired_translation_error
 from tf_cyclegan.files import remove, remove_stale_temporaries, replacing, save_model_atomically, write_json
 from tf_cyclegan.models.cyclegan import build_cyclegan, default_optimizer
+from tf_cyclegan.speed import apply_cpu_speedups
 from tf_cyclegan.training.callbacks.backup import BackupCallback, BackupError, BackupManager, RunProgress
 from tf_cyclegan.training.callbacks.checkpoints import KerasCheckpoints
 from tf_cyclegan.training.callbacks.evaluation import EvaluationCallback
@@ -89,8 +90,8 @@ def _check_writable(run_dir):
 
 
 # Settings that may differ when a run is resumed; anything else must match the saved config.
-_RESUMABLE = ("train.verbose", "train.cpu_allocator", "train.init_from", "train.epochs", "train.epochs_decay",
-              "checkpoint.", "monitor.", "eval.", "distribute.strategy", "distribute.tpu", "distribute.timeout_s")
+_RESUMABLE = ("train.verbose", "train.cpu_allocator", "train.cpu_speedups", "train.init_from", "train.epochs",
+              "train.epochs_decay", "checkpoint.", "monitor.", "eval.", "distribute.strategy", "distribute.tpu", "distribute.timeout_s")
 _RUN_FILES = ("backup", "checkpoints", "logs", "samples", "log.csv", "model.keras", "results.json", "config.yaml")
 
 
@@ -345,6 +346,7 @@ def _train(config, run_dir, dataset, position, samples, policy, resume, extra_ca
             disc_optimizer=default_optimizer(learning_rate, beta_1=t.beta_1),
             jit_compile=t.jit_compile,
         )
+        apply_cpu_speedups(model, t.cpu_speedups)
         model.build(tuple(dataset.element_spec[0].shape))  # the pools, so a backup can load into them
         record = manager.restore(model) if resume else None
         if t.init_from and not record:
