@@ -2,7 +2,7 @@
 
 Both generators, both discriminators, the pools and both optimizers, batch `batch`,
 random images, run by one `fit` and timed step by step. Returns the keys of
-`../shared/bench/torch_reference.py`, so the two can be compared side by side.
+`benchmarks/torch_reference.py`, so the two can be compared side by side.
 """
 
 import os
