@@ -69,3 +69,25 @@ def test_nothing_below_training_imports_the_speed_package():
                 offenders += [f"{below}/{name}: {m}" for m in modules
                               if m.startswith(("tf_cyclegan.speed", "tf_cyclegan.training"))]
     assert offenders == []
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
+def test_the_speedups_train_under_mixed_precision(monkeypatch, policy):
+    import keras
+    import numpy as np
+    from conftest import random_pairs
+
+    monkeypatch.setattr(runtime, "onednn_enabled", lambda: False)  # every device, lean gradients included
+    keras.mixed_precision.set_global_policy(policy)
+    model = tiny_cyclegan()
+    model.compile()
+    assert all(apply_cpu_speedups(model, "on").values())
+    before = [np.asarray(v).copy() for v in model.gen_a2b.trainable_variables]
+    history = model.fit(random_pairs(count=3), epochs=1, verbose=0).history
+    assert all(np.isfinite(values[-1]) for values in history.values()), history
+    if policy == "mixed_float16":  # loss-scaled: the wrapped Adam got the fused update
+        assert isinstance(model.gen_optimizer, keras.optimizers.LossScaleOptimizer)
+    else:
+        after = [np.asarray(v) for v in model.gen_a2b.trainable_variables]
+        assert all(not np.array_equal(b, a) for b, a in zip(before, after))
