@@ -40,16 +40,16 @@ class CycleGAN(keras.Model):
         self._build_for_batch(real_a)
 
         with tf.GradientTape(persistent=True) as gen_tape:
-            images = self.forward(real_a, real_b, training=True)
-            losses = self.generator_losses(real_a, real_b, images, training=True)
+            translations = self.forward(real_a, real_b, training=True)
+            losses = self.generator_losses(real_a, real_b, translations, training=True)
             scaled_gen_loss = self.gen_optimizer.scale_loss(average_over_replicas(losses["gen_total"]))
         gen_grads = gen_tape.gradient(scaled_gen_loss, self.generator_variables)
         del gen_tape
         self.gen_optimizer.apply_gradients(zip(gen_grads, self.generator_variables))
 
         # Each discriminator sees a fake from its history pool; no gradient reaches the generators.
-        pooled_fake_a = self.pool_a(tf.stop_gradient(images.fake_a))
-        pooled_fake_b = self.pool_b(tf.stop_gradient(images.fake_b))
+        pooled_fake_a = self.pool_a(tf.stop_gradient(translations.fake_a))
+        pooled_fake_b = self.pool_b(tf.stop_gradient(translations.fake_b))
         losses["disc_a"], disc_a_grads = self.discriminator_step(self.disc_a, real_a, pooled_fake_a)
         losses["disc_b"], disc_b_grads = self.discriminator_step(self.disc_b, real_b, pooled_fake_b)
         self.disc_optimizer.apply_gradients(zip(disc_a_grads + disc_b_grads, self.discriminator_variables))
@@ -73,9 +73,9 @@ class CycleGAN(keras.Model):
         cycled_b = self.gen_a2b(fake_a, training=training)
         return Translations(fake_b, fake_a, cycled_a, cycled_b, same_a, same_b)
 
-    def generator_losses(self, real_a, real_b, images, training=False):
+    def generator_losses(self, real_a, real_b, translations, training=False):
         """Every generator loss term (per example) and their weighted sum, `gen_total`."""
-        fake_b, fake_a, cycled_a, cycled_b, same_a, same_b = images
+        fake_b, fake_a, cycled_a, cycled_b, same_a, same_b = translations
         gan_a2b = gan_loss(self.disc_b(fake_b, training=training), True, self.gan_mode)  # fool disc_b
         gan_b2a = gan_loss(self.disc_a(fake_a, training=training), True, self.gan_mode)  # fool disc_a
         cycle_a, cycle_b = l1_loss(real_a, cycled_a), l1_loss(real_b, cycled_b)  # come back where it started
@@ -94,19 +94,19 @@ class CycleGAN(keras.Model):
     def discriminator_step(self, disc, real, fake):
         """The reference's `backward_D_basic`: `disc`'s halved loss on a real and a fake image
         (per example), and its gradients for `disc`'s variables."""
+        call = self._call_stacked if self.stack_network_calls else self._call_each
         with tf.GradientTape() as tape:
-            pred_real, pred_fake = self._call_stacked(disc, True, real, fake) if self.stack_network_calls \
-                else self._call_each(disc, True, real, fake)
+            pred_real, pred_fake = call(disc, True, real, fake)
             per_example = discriminator_loss(pred_real, pred_fake, self.gan_mode)
             scaled = self.disc_optimizer.scale_loss(average_over_replicas(per_example))
         return per_example, tape.gradient(scaled, disc.trainable_variables)
 
     def test_step(self, data):
         real_a, real_b, _ = keras.utils.unpack_x_y_sample_weight(data)
-        images = self.forward(real_a, real_b)
-        losses = self.generator_losses(real_a, real_b, images)
-        losses["disc_a"] = discriminator_loss(self.disc_a(real_a), self.disc_a(images.fake_a), self.gan_mode)
-        losses["disc_b"] = discriminator_loss(self.disc_b(real_b), self.disc_b(images.fake_b), self.gan_mode)
+        translations = self.forward(real_a, real_b)
+        losses = self.generator_losses(real_a, real_b, translations)
+        losses["disc_a"] = discriminator_loss(self.disc_a(real_a), self.disc_a(translations.fake_a), self.gan_mode)
+        losses["disc_b"] = discriminator_loss(self.disc_b(real_b), self.disc_b(translations.fake_b), self.gan_mode)
         return self._track(losses)
 
     def call(self, inputs, training=False):
