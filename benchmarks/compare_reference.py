@@ -1,11 +1,12 @@
 """Side by side with the PyTorch reference: alternating runs, medians and ratios.
 
     python benchmarks/compare_reference.py --size 128 --rounds 3 \\
-        --torch-python /path/to/venv-with-torch/bin/python [--allocators bfc,malloc] [--cpu-speedups on,off] [--bf16]
+        --torch-python /path/to/venv-with-torch/bin/python [--allocators bfc,malloc] [--bf16] \\
+        [--cpu-speedups on,off]
 
 Each round runs `benchmarks/torch_reference.py` and then `benchmarks/train_step.py`
-(once per allocator and CPU speed-up setting, `train.cpu_speedups`) as separate processes, one after another, with the same size, steps
-and warm-up (8 + 2 at 128 px, 4 + 1 above, unless given). Alternating rounds spread the
+(once per allocator and CPU speed-up setting, `train.cpu_speedups`) as separate processes,
+one after another, with the same size, steps and warm-up (8 + 2 at 128 px, 4 + 1 above, unless given). Alternating rounds spread the
 shared machine's drift over both sides, and medians over rounds keep one slow start from
 deciding the first-step ratio, which moves by seconds between runs of the same code.
 Then, once, this machine's matrix-multiply rate (`benchmarks/matmul_peak.py`).
@@ -55,7 +56,8 @@ def main():
     parser.add_argument("--torch-python", required=True, help="a Python that has torch (2.13.0) installed")
     parser.add_argument("--reference", default=os.path.join(HERE, "torch_reference.py"))
     parser.add_argument("--allocators", default="auto", help="comma-separated CPU allocators to run ours with")
-    parser.add_argument("--cpu-speedups", default="auto", help="comma-separated settings (auto, on, off) to run ours with")
+    parser.add_argument("--cpu-speedups", default="auto",
+                        help="comma-separated settings (auto, on, off) to run ours with")
     parser.add_argument("--bf16", action="store_true")
     args = parser.parse_args()
     if not os.path.isfile(args.reference):

@@ -1,5 +1,6 @@
 """The deprecated module paths `tf_cyclegan.cyclegan`, `tf_cyclegan.optimizers` and
-`tf_cyclegan.training.fused_adam` (one file for all: `tests/test_cyclegan.py` would share its name with `tests/models/test_cyclegan.py`)."""
+`tf_cyclegan.training.fused_adam` (one file for all: `tests/test_cyclegan.py` would share its
+name with `tests/models/test_cyclegan.py`)."""
 
 import importlib
 import sys
@@ -8,7 +9,8 @@ import pytest
 
 
 @pytest.mark.parametrize("old, names, new, advice", [
-    ("tf_cyclegan.cyclegan", ("CycleGAN", "default_optimizer"), "tf_cyclegan.models.cyclegan", "import from tf_cyclegan"),
+    ("tf_cyclegan.cyclegan", ("CycleGAN", "default_optimizer"), "tf_cyclegan.models.cyclegan",
+     "import from tf_cyclegan"),
     ("tf_cyclegan.optimizers", ("FusedAdam",), "tf_cyclegan.layers.legacy", "use keras.optimizers.Adam"),
     ("tf_cyclegan.training.fused_adam", ("FusedAdam",), "tf_cyclegan.layers.legacy", "use keras.optimizers.Adam"),
 ])

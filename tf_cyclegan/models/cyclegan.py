@@ -86,7 +86,8 @@ class CycleGAN(keras.Model):
             + self.lambda_cycle * (cycle_a + cycle_b)
             + self.lambda_cycle * self.lambda_identity * (identity_a + identity_b)
         )
-        losses = {"gen_total": gen_total, "gan_a2b": gan_a2b, "gan_b2a": gan_b2a, "cycle_a": cycle_a, "cycle_b": cycle_b}
+        losses = {"gen_total": gen_total, "gan_a2b": gan_a2b, "gan_b2a": gan_b2a,
+                  "cycle_a": cycle_a, "cycle_b": cycle_b}
         if identity:
             losses.update(identity_a=identity_a, identity_b=identity_b)
         return losses

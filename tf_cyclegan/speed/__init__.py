@@ -22,7 +22,7 @@ the plain path back. Training applies it from `train.cpu_speedups`. Nothing in
 `tf_cyclegan.layers` or `tf_cyclegan.models` imports this package.
 
 Example:
->>> from tf_cyclegan import build_cyclegan
+>>> from tf_cyclegan.models.cyclegan import build_cyclegan
 >>> model = build_cyclegan(filters=8, num_residual_blocks=1, disc_filters=8)
 >>> model.compile()
 >>> applied = apply_cpu_speedups(model, "on")

@@ -90,8 +90,9 @@ def _check_writable(run_dir):
 
 
 # Settings that may differ when a run is resumed; anything else must match the saved config.
-_RESUMABLE = ("train.verbose", "train.cpu_allocator", "train.cpu_speedups", "train.init_from", "train.epochs",
-              "train.epochs_decay", "checkpoint.", "monitor.", "eval.", "distribute.strategy", "distribute.tpu", "distribute.timeout_s")
+_RESUMABLE = ("train.verbose", "train.cpu_allocator", "train.init_from", "train.epochs", "train.epochs_decay",
+              "checkpoint.", "monitor.", "eval.", "distribute.strategy", "distribute.tpu", "distribute.timeout_s",
+              "train.cpu_speedups")
 _RUN_FILES = ("backup", "checkpoints", "logs", "samples", "log.csv", "model.keras", "results.json", "config.yaml")
 
 
