@@ -7,8 +7,9 @@
 Each round runs `benchmarks/torch_reference.py` and then `benchmarks/train_step.py`
 (once per allocator and CPU speed-up setting, `train.cpu_speedups`) as separate processes,
 one after another, with the same size, steps and warm-up (8 + 2 at 128 px, 4 + 1 above,
-unless given). Alternating rounds spread the shared machine's drift over both sides, and medians over rounds keep one slow start from
-deciding the first-step ratio, which moves by seconds between runs of the same code.
+unless given). Alternating rounds spread the shared machine's drift over both sides, and
+medians over rounds keep one slow start from deciding the first-step ratio, which moves by
+seconds between runs of the same code.
 Then, once, this machine's matrix-multiply rate (`benchmarks/matmul_peak.py`).
 Prints every run's JSON line, then one summary line: per implementation the median
 images/s, first-step seconds and peak RSS, and the ratios of ours to the reference's
