@@ -1,13 +1,15 @@
 """Side by side with the PyTorch reference: alternating runs, medians and ratios.
 
     python benchmarks/compare_reference.py --size 128 --rounds 3 \\
-        --torch-python /path/to/venv-with-torch/bin/python [--allocators bfc,malloc] [--bf16]
+        --torch-python /path/to/venv-with-torch/bin/python [--allocators bfc,malloc] [--bf16] \\
+        [--cpu-speedups on,off]
 
-Each round runs `../shared/bench/torch_reference.py` and then `benchmarks/train_step.py`
-(once per allocator) as separate processes, one after another, with the same size, steps
-and warm-up (8 + 2 at 128 px, 4 + 1 above, unless given). Alternating rounds spread the
-shared machine's drift over both sides, and medians over rounds keep one slow start from
-deciding the first-step ratio, which moves by seconds between runs of the same code.
+Each round runs `benchmarks/torch_reference.py` and then `benchmarks/train_step.py`
+(once per allocator and CPU speed-up setting, `train.cpu_speedups`) as separate processes,
+one after another, with the same size, steps and warm-up (8 + 2 at 128 px, 4 + 1 above,
+unless given). Alternating rounds spread the shared machine's drift over both sides, and
+medians over rounds keep one slow start from deciding the first-step ratio, which moves by
+seconds between runs of the same code.
 Then, once, this machine's matrix-multiply rate (`benchmarks/matmul_peak.py`).
 Prints every run's JSON line, then one summary line: per implementation the median
 images/s, first-step seconds and peak RSS, and the ratios of ours to the reference's
@@ -53,8 +55,10 @@ def main():
     parser.add_argument("--steps", type=int, help="timed steps (default 8 at 128 px or less, else 4)")
     parser.add_argument("--warmup", type=int, help="untimed steps after the first (default 2, or 1 above 128 px)")
     parser.add_argument("--torch-python", required=True, help="a Python that has torch (2.13.0) installed")
-    parser.add_argument("--reference", default=os.path.join(HERE, "..", "..", "shared", "bench", "torch_reference.py"))
+    parser.add_argument("--reference", default=os.path.join(HERE, "torch_reference.py"))
     parser.add_argument("--allocators", default="auto", help="comma-separated CPU allocators to run ours with")
+    parser.add_argument("--cpu-speedups", default="auto",
+                        help="comma-separated settings (auto, on, off) to run ours with")
     parser.add_argument("--bf16", action="store_true")
     args = parser.parse_args()
     if not os.path.isfile(args.reference):
@@ -66,9 +70,10 @@ def main():
     reference = [args.torch_python, args.reference] + common + (["--bf16"] if args.bf16 else [])
     precision = ["--precision", "bfloat16" if args.bf16 else "float32"]
     ours = {
-        allocator: [sys.executable, os.path.join(HERE, "train_step.py")] + common + precision
-        + ["--cpu-allocator", allocator]
-        for allocator in args.allocators.split(",")
+        allocator if speedups == "auto" else f"{allocator}/speedups_{speedups}":
+        [sys.executable, os.path.join(HERE, "train_step.py")] + common + precision
+        + ["--cpu-allocator", allocator, "--cpu-speedups", speedups]
+        for allocator in args.allocators.split(",") for speedups in args.cpu_speedups.split(",")
     }
 
     runs = {"reference": []} | {f"tf_cyclegan/{allocator}": [] for allocator in ours}

@@ -13,8 +13,10 @@ variants. Prints every run's JSON line, then one summary line: per variant the m
 rounds of its change against the round's two baselines (step time, first step, peak RSS),
 with the A/A spread beside them.
 
-The devices are switched off here, in the benchmark's child process, by putting back what
-plain Keras and TensorFlow do; nothing in the package reads a switch. Devices that did not
+The devices are the ones `tf_cyclegan.speed` attaches (`train.cpu_speedups`, on by default
+without a GPU); one is left out here, in the benchmark's child process, by putting back what
+plain Keras and TensorFlow do. `benchmarks/speedups.py` measures the whole switch, on
+against off. Devices that did not
 pay were removed from the package, and with them from this list; docs/performance.md keeps
 their figures, measured by this script before their removal (commit 676a4f7).
 """
@@ -34,38 +36,41 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, ".."))
 
 
-def _plain_instance_norm(x, epsilon, slope):
+def _plain_instance_norm(x, epsilon, slope, gamma=None, beta=None, custom_gradient=None):
     """Instance norm (float32 statistics) and its activation, differentiated op by op."""
     import tensorflow as tf
 
     x32 = tf.cast(x, tf.float32)
     mean, variance = tf.nn.moments(x32, axes=[1, 2], keepdims=True)
-    y = tf.cast((x32 - mean) * tf.math.rsqrt(variance + epsilon), x.dtype)
+    y32 = (x32 - mean) * tf.math.rsqrt(variance + epsilon)
+    if gamma is not None:
+        y32 = y32 * tf.cast(gamma, tf.float32) + tf.cast(beta, tf.float32)
+    y = tf.cast(y32, x.dtype)
     if slope is None:
         return y
     return tf.nn.relu(y) if slope == 0 else tf.nn.leaky_relu(y, alpha=slope)
 
 
 def _switch_off(device):
-    """Puts back plain Keras / TensorFlow in place of `device` in this process."""
-    import keras
-
-    from tf_cyclegan.layers import custom_gradient, instance_normalization, lean_conv
+    """Puts back plain Keras / TensorFlow in place of `device` in this process (the switch
+    `train.cpu_speedups` attaches the others as usual)."""
+    from tf_cyclegan.layers import instance_normalization
     from tf_cyclegan.models import cyclegan
+    from tf_cyclegan.speed import fused_adam, grappler, lean_conv, tape
 
     if device == "grappler":
-        cyclegan.lean_training_function = lambda function: function
+        grappler.lean_training_function = lambda function: function
     elif device == "fused_adam":
-        cyclegan.FusedAdam = keras.optimizers.Adam
+        fused_adam.attach = lambda optimizer: False
     elif device == "conv_lean_gradients":
-        lean_conv.LeanConv2D.convolution_op = keras.layers.Conv2D.convolution_op
+        lean_conv.attach = lambda layer: False
     elif device == "instance_norm_gradient":
         instance_normalization._instance_norm = _plain_instance_norm
     elif device == "tape_record":
-        custom_gradient._tape_record = None  # `custom_gradient` falls back to `tf.custom_gradient`
+        tape.tape_record_module = lambda: None  # `recorded_custom_gradient` is `tf.custom_gradient` then
     elif device == "stacked_calls":
-        cyclegan.CycleGAN._call_on_each = lambda self, network, inputs, training: [
-            network(x, training=training) for x in inputs]
+        cyclegan.CycleGAN._call_stacked = lambda self, network, training, *inputs: self._call_each(
+            network, training, *inputs)
     else:
         raise ValueError(f"unknown device {device!r}")
 

@@ -3,7 +3,7 @@
     /path/to/venv-with-torch/bin/python benchmarks/torch_inference.py --size 256 --runs 8
 
 Runs in an environment that has torch (never this package's): `benchmarks/inference.py
---torch-python` starts it. The network is `generator()` of `../shared/bench/torch_reference.py`
+--torch-python` starts it. The network is `resnet_generator()` of `benchmarks/torch_reference.py`
 (the reference's resnet_9blocks), weights drawn as the reference initialises them. Times
 eager inference (`torch.inference_mode`, the way the reference's test script runs) on one
 image of a smooth random scene, median of `--runs` after 3 warm-up runs; bfloat16 is
@@ -32,15 +32,15 @@ def main():
     parser.add_argument("--num-residual-blocks", type=int, default=9)
     parser.add_argument("--no-bfloat16", action="store_true",
                         help="float32 only (a CPU without bfloat16 instructions emulates it, minutes per image)")
-    parser.add_argument("--reference", default=os.path.join(HERE, "..", "..", "shared", "bench", "torch_reference.py"))
+    parser.add_argument("--reference", default=os.path.join(HERE, "torch_reference.py"))
     args = parser.parse_args()
     spec = importlib.util.spec_from_file_location("torch_reference", args.reference)
     reference = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(reference)
 
     torch.manual_seed(0)
-    net = reference.generator(blocks=args.num_residual_blocks, f=args.filters)
-    net.apply(reference.init_weights)
+    net = reference.resnet_generator(filters=args.filters, num_residual_blocks=args.num_residual_blocks)
+    net.apply(reference.paper_init)
     net.eval()
     y, x = np.mgrid[:args.size, :args.size] / args.size
     rng = np.random.default_rng(0)

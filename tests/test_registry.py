@@ -44,11 +44,12 @@ def test_a_saved_model_loads_with_keras_alone_whichever_is_imported_first(import
 @pytest.mark.parametrize("name, module", [
     ("tf_cyclegan>CycleGAN", "tf_cyclegan.models.cyclegan"),
     ("tf_cyclegan>ImagePool", "tf_cyclegan.models.image_pool"),
-    ("tf_cyclegan>FusedAdam", "tf_cyclegan.training.fused_adam"),
+    ("tf_cyclegan>FusedAdam", "tf_cyclegan.layers.legacy"),
     ("tf_cyclegan>InstanceNormalization", "tf_cyclegan.layers.instance_normalization"),
     ("tf_cyclegan>ReflectionPadding2D", "tf_cyclegan.layers.reflection_padding"),
-    ("tf_cyclegan>LeanConv2D", "tf_cyclegan.layers.lean_conv"),
+    ("tf_cyclegan>LeanConv2D", "tf_cyclegan.layers.legacy"),
     ("tf_cyclegan>Conv2D", "tf_cyclegan.layers.legacy"),
+    ("tf_cyclegan>ZeroPadding2D", "tf_cyclegan.layers.legacy"),
 ])
 def test_every_class_a_keras_file_names_is_registered(name, module):
     assert registry.register_serializable_classes() is True

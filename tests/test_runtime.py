@@ -100,3 +100,16 @@ def test_cpu_flags_are_read_from_cpuinfo(tmp_path):
     (tmp_path / "cpuinfo").write_text("processor\t: 0\nflags\t\t: fpu avx2 amx_tile\nbugs\t\t: spectre\n")
     assert runtime.cpu_flags(tmp_path / "cpuinfo") == {"fpu", "avx2", "amx_tile"}
     assert runtime.cpu_flags(tmp_path / "missing") == frozenset()
+
+
+def test_the_private_tensorflow_names_runtime_reads_exist_in_this_tensorflow():
+    # Pins runtime.py's two private reads: a TensorFlow that renames them fails here instead of
+    # quietly taking the fallbacks (the rule of `onednn_default`; "not started").
+    from tensorflow.python.eager import context
+    from tensorflow.python.util import _pywrap_util_port
+
+    assert callable(_pywrap_util_port.IsMklEnabled)
+    assert callable(context.context_safe)
+    tf.constant(0)  # TensorFlow has started now
+    assert context.context_safe()._context_handle is not None
+    assert runtime._tensorflow_started()

@@ -38,6 +38,9 @@ OLD_PRECISIONS = {"mixed_float16": "float16", "mixed_bfloat16": "bfloat16"}
 # tf.distribute: none, one machine's devices, several machines, a TPU; `auto` picks.
 STRATEGIES = ("auto", "none", "mirrored", "multi_worker", "tpu")
 
+# The CPU speed devices of tf_cyclegan.speed: on, off, or `auto` (on where they pay).
+CPU_SPEEDUPS = ("auto", "on", "off")
+
 # TensorFlow's CPU allocator (runtime.set_cpu_allocator): its own BFC, or the C library's.
 ALLOCATORS = ("auto", "bfc", "malloc")
 

@@ -25,7 +25,6 @@ logger = logging.getLogger(__name__)
 # Every module that defines a registered class, leaves first (each only needs those before it).
 SERIALIZABLE_MODULES = (
     "tf_cyclegan.layers",
-    "tf_cyclegan.training.fused_adam",
     "tf_cyclegan.models.image_pool",
     "tf_cyclegan.models.cyclegan",
 )

@@ -139,21 +139,31 @@ def onednn_enabled():
     TensorFlow decides this itself: on by default on Linux x86 processors with the instructions
     oneDNN is tuned for (AVX-512 VNNI or bfloat16, AVX-VNNI, AMX: recent Intel server CPUs),
     off on others (an AMD EPYC, for one); `TF_ENABLE_ONEDNN_OPTS=0/1` overrides. TensorFlow
-    has no public query for it; its private one is asked, and where a TensorFlow lacks it,
-    the same rule is applied here (`onednn_default`).
+    has no public query for it; its private one is asked (`tensorflow.python.util.
+    _pywrap_util_port.IsMklEnabled`; missing public API: a query for the kernel library in
+    use), and where a TensorFlow lacks it, the same rule is applied here (`onednn_default`).
     """
     try:
         from tensorflow.python.util import _pywrap_util_port
-    except ImportError:  # no public API says whether oneDNN is on
+
+        return bool(_pywrap_util_port.IsMklEnabled())
+    except (ImportError, AttributeError):  # no public API says whether oneDNN is on
         return onednn_default()
-    return bool(_pywrap_util_port.IsMklEnabled())
 
 
 def _tensorflow_started():
-    """True once TensorFlow's eager context (and with it the CPU allocator) exists."""
+    """True once TensorFlow's eager context (and with it the CPU allocator) exists.
+
+    Private TensorFlow API (`tensorflow.python.eager.context.context_safe` and the context's
+    `_context_handle`); missing public API: asking whether the runtime has started without
+    starting it. Fallback: False (the choice is then made through the environment, which
+    TensorFlow reads if it has not started).
+    """
     try:
         from tensorflow.python.eager import context
     except ImportError:
+        return False
+    if not hasattr(context, "context_safe"):
         return False
     ctx = context.context_safe()
     return ctx is not None and getattr(ctx, "_context_handle", None) is not None

@@ -27,7 +27,7 @@ def test_a_tiny_benchmark_returns_every_key_with_sane_values():
     assert set(result) == {
         "impl", "tensorflow", "keras", "size", "batch", "upsampling", "precision", "jit_compile", "cpu_allocator",
         "onednn", "images_per_s", "first_step_s", "peak_rss_mb", "gpu", "gpu_peak_memory_mb", "step_gflop",
-        "gflop_per_s", "params_generator", "params_discriminator", "final_loss_g",
+        "gflop_per_s", "params_generator", "params_discriminator", "final_loss_g", "cpu_speedups",
     }
     assert (result["impl"], result["size"], result["batch"], result["precision"]) == ("tf_cyclegan", 32, 1, "float32")
     assert result["upsampling"] == "transpose"

@@ -32,25 +32,53 @@ def test_importing_the_package_registers_the_old_names():
     assert done.stdout.strip().splitlines()[-1] == "tf_cyclegan.layers.legacy"
 
 
-@pytest.mark.parametrize("old_conv", ["keras", "0.1.0"])
+@pytest.mark.parametrize("old_conv", ["keras", "0.1.0", "0.2.0"])
 def test_weight_files_of_older_versions_load(tmp_path, monkeypatch, old_conv):
     # Weight files address layers by class name: networks built on keras.layers.Conv2D (before
-    # 0.1.0) or on the package's old `Conv2D` (0.1.0) wrote `conv2d_N`, where Keras now looks
-    # for `lean_conv2d_N`. Keras' own load_weights refuses them; `legacy.load_weights` reads them.
+    # 0.1.0, and now) or on the package's old `Conv2D` (0.1.0) wrote `conv2d_N`, version 0.2.0's
+    # `LeanConv2D` wrote `lean_conv2d_N`. `legacy.load_weights` reads each into today's network.
     import tf_cyclegan.models.resnet_generator as generator_module
 
-    monkeypatch.setattr(generator_module, "LeanConv2D", keras.layers.Conv2D if old_conv == "keras" else legacy.Conv2D)
+    old_class = {"keras": keras.layers.Conv2D, "0.1.0": legacy.Conv2D, "0.2.0": legacy.LeanConv2D}[old_conv]
+    monkeypatch.setattr(generator_module.keras.layers, "Conv2D", old_class)
     old = build_resnet_generator(filters=4, num_residual_blocks=1)
     monkeypatch.undo()
+    assert type(old.get_layer("stem_conv")) is old_class
     old.save_weights(tmp_path / "old.weights.h5")
     before = (tmp_path / "old.weights.h5").read_bytes()
     new = build_resnet_generator(filters=4, num_residual_blocks=1)
-    with pytest.raises(ValueError, match="could not be loaded"):
-        new.load_weights(tmp_path / "old.weights.h5")
+    if old_conv == "0.2.0":
+        with pytest.raises(ValueError, match="could not be loaded"):
+            new.load_weights(tmp_path / "old.weights.h5")
     legacy.load_weights(new, tmp_path / "old.weights.h5")
     x = np.random.default_rng(0).uniform(-1, 1, (1, 16, 16, 3)).astype("float32")
     np.testing.assert_allclose(new(x).numpy(), old(x).numpy(), atol=1e-6)
     assert (tmp_path / "old.weights.h5").read_bytes() == before  # the user's file is not touched
+
+
+def test_a_network_of_version_0_2_0_reads_todays_weight_files(tmp_path, monkeypatch):
+    # A model loaded from a 0.2.0 .keras file (LeanConv2D layers) resuming from a backup
+    # written by today's plain networks.
+    import tf_cyclegan.models.resnet_generator as generator_module
+
+    today = build_resnet_generator(filters=4, num_residual_blocks=1)
+    today.save_weights(tmp_path / "today.weights.h5")
+    monkeypatch.setattr(generator_module.keras.layers, "Conv2D", legacy.LeanConv2D)
+    old = build_resnet_generator(filters=4, num_residual_blocks=1)
+    monkeypatch.undo()
+    legacy.load_weights(old, tmp_path / "today.weights.h5")
+    x = np.random.default_rng(1).uniform(-1, 1, (1, 16, 16, 3)).astype("float32")
+    np.testing.assert_allclose(old(x).numpy(), today(x).numpy(), atol=1e-6)
+
+
+def test_the_old_optimizer_name_loads_as_keras_adam():
+    config = {"module": None, "class_name": "FusedAdam", "registered_name": "tf_cyclegan>FusedAdam",
+              "config": {"name": "adam", "learning_rate": 0.0002, "beta_1": 0.5}}
+    optimizer = keras.saving.deserialize_keras_object(config)
+    assert isinstance(optimizer, legacy.FusedAdam) and isinstance(optimizer, keras.optimizers.Adam)
+    assert optimizer.beta_1 == 0.5 and type(optimizer).update_step is keras.optimizers.Adam.update_step
+    with pytest.raises(ValueError, match="amsgrad"):
+        legacy.FusedAdam(amsgrad=True)
 
 
 def test_a_weight_file_of_another_network_still_fails_with_keras_error(tmp_path):

@@ -4,10 +4,12 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import FIXTURES, TINY_SIZE, random_pairs, tiny_cyclegan
+from conftest import FIXTURES, TINY_SIZE, conv_path, random_pairs, tiny_cyclegan
 
 from tf_cyclegan import CycleGAN
+from tf_cyclegan.layers.legacy import load_weights
 from tf_cyclegan.models.losses import discriminator_loss, gan_loss, l1_loss
+from tf_cyclegan.speed import apply_cpu_speedups, cpu_speedups_applied
 
 NETWORKS = ("gen_a2b", "gen_b2a", "disc_a", "disc_b")
 
@@ -61,12 +63,13 @@ def test_loss_scaling_acts_on_both_optimizers_under_mixed_float16():
         assert int(opt.inner_optimizer.iterations.numpy()) == 0
 
 
-def _first_step_and_trained(jit_compile, initial=None, steps=1):
+def _first_step_and_trained(jit_compile, initial=None, steps=1, cpu_speedups="off"):
     """A tiny CycleGAN's losses on its first batch (one fit epoch of one batch), then the model
     after `steps - 1` more batches; `initial` weights, or a fresh model's."""
     keras.utils.set_random_seed(3)
     model = tiny_cyclegan()
     model.compile(jit_compile=jit_compile)
+    apply_cpu_speedups(model, cpu_speedups)
     model.build((1, TINY_SIZE, TINY_SIZE, 3))
     if initial is not None:
         model.set_weights(initial)
@@ -81,18 +84,21 @@ def _first_step_and_trained(jit_compile, initial=None, steps=1):
 @pytest.mark.slow
 @pytest.mark.onednn
 @pytest.mark.parametrize("policy, branches", [
-    ("float32", "cpu"),  # the lean custom gradients, as a CPU runs them, inside XLA
+    ("float32", "cpu"),  # the CPU speed-ups (lean custom gradients, fused Adam) inside XLA
     ("mixed_float16", "gpu"),  # what a GPU runs by default: jit_compile="auto" and precision "auto"
 ])
 def test_the_whole_step_compiles_under_xla_and_matches_the_plain_graph(policy, branches, request):
     if branches == "gpu":
         request.getfixturevalue("gpu_branches")
+    else:
+        conv_path(request.getfixturevalue("monkeypatch"), lean=True)
     keras.mixed_precision.set_global_policy(policy)
     # Under mixed_float16 the first steps overflow at the initial 2**15 loss scale and are
     # skipped while the scale halves, so more steps are needed for every network to change.
     steps = 12 if policy == "mixed_float16" else 2
     plain_losses, start, _ = _first_step_and_trained(jit_compile=False)
-    xla_losses, _, xla = _first_step_and_trained(jit_compile=True, initial=start, steps=steps)
+    xla_losses, _, xla = _first_step_and_trained(jit_compile=True, initial=start, steps=steps, cpu_speedups="auto")
+    assert all(cpu_speedups_applied(xla).values()) is (branches == "cpu")
     assert xla.jit_compile and xla.train_function is not None
     worst = max(abs(xla_losses[key] - plain_losses[key]) for key in plain_losses)
     print(f"{policy}/{branches}: largest first-step loss difference, XLA against the plain graph: {worst:.2e}")
@@ -104,14 +110,24 @@ def test_the_whole_step_compiles_under_xla_and_matches_the_plain_graph(policy, b
         assert all(changed), f"{name}: {changed.count(False)} variables did not change under XLA"
 
 
-def test_generator_loss_is_the_paper_combination():
+@pytest.mark.parametrize("stacked", [False, True])
+def test_generator_loss_is_the_paper_combination(stacked):
     model = tiny_cyclegan(lambda_cycle=10.0, lambda_identity=0.5)
+    model.stack_network_calls = stacked
     real_a, real_b = (np.random.default_rng(i).uniform(-1, 1, (2, 32, 32, 3)).astype("float32") for i in (0, 1))
-    losses, fake_a, fake_b = model._cycle_losses(real_a, real_b, training=False)
+    images = model.forward(real_a, real_b)
+    losses = model.generator_losses(real_a, real_b, images)
 
     fake_b_direct = model.gen_a2b(real_a)
     fake_a_direct = model.gen_b2a(real_b)
-    np.testing.assert_allclose(fake_b, fake_b_direct, atol=1e-6)
+    direct = {
+        "fake_b": fake_b_direct, "fake_a": fake_a_direct,
+        "cycled_a": model.gen_b2a(fake_b_direct), "cycled_b": model.gen_a2b(fake_a_direct),
+        "same_a": model.gen_b2a(real_a), "same_b": model.gen_a2b(real_b),
+    }
+    assert images._fields == tuple(direct)
+    for name, value in direct.items():
+        np.testing.assert_allclose(getattr(images, name), value, atol=1e-5, err_msg=name)
     expected = {
         "gan_a2b": gan_loss(model.disc_b(fake_b_direct), True),
         "gan_b2a": gan_loss(model.disc_a(fake_a_direct), True),
@@ -140,7 +156,9 @@ def test_zero_identity_weight_skips_the_identity_passes():
 
         network.call = counting
     x = np.zeros((1, 32, 32, 3), "float32")
-    losses, _, _ = model._cycle_losses(x, x, training=False)
+    translations = model.forward(x, x)
+    losses = model.generator_losses(x, x, translations)
+    assert translations.same_a is None and translations.same_b is None
     assert "identity_a" not in losses and "identity_b" not in losses
     # Translation and cycle only: A->B on real A and fake A, B->A on real B and fake B.
     assert images == {"gen_a2b": 2, "gen_b2a": 2}
@@ -149,11 +167,11 @@ def test_zero_identity_weight_skips_the_identity_passes():
 def test_stacked_calls_match_separate_calls_and_fall_back_for_other_sizes():
     model = tiny_cyclegan()
     x, y = (np.random.default_rng(i).uniform(-1, 1, (2, 32, 32, 3)).astype("float32") for i in (4, 5))
-    stacked = model._call_on_each(model.disc_a, [x, y], training=False)
+    stacked = model._call_stacked(model.disc_a, False, x, y)
     for out, image in zip(stacked, (x, y)):
         np.testing.assert_allclose(out, model.disc_a(image), rtol=1e-5, atol=1e-6)
     small = x[:, :16, :16]
-    different = model._call_on_each(model.gen_a2b, [x, small], training=False)
+    different = model._call_stacked(model.gen_a2b, False, x, small)
     assert different[0].shape == (2, 32, 32, 3) and different[1].shape == (2, 16, 16, 3)
 
 
@@ -180,7 +198,7 @@ def test_networks_with_batch_statistics_anywhere_are_called_one_by_one():
     call = gen_with_bn.call
     gen_with_bn.call = lambda x, *args, **kwargs: calls.append(x.shape[0]) or call(x, *args, **kwargs)
     x = np.zeros((1, 16, 16, 3), "float32")
-    model._call_on_each(gen_with_bn, [x, x], training=True)
+    model._call_stacked(gen_with_bn, True, x, x)
     assert calls == [1, 1]
 
 
@@ -227,6 +245,11 @@ def test_compile_rejects_a_single_optimizer_or_a_loss():
 
 
 def test_bad_arguments_are_named():
+    plain = tiny_cyclegan()
+    with pytest.raises(ValueError, match="disc_a=None"):
+        CycleGAN(plain.gen_a2b, plain.gen_b2a, None, plain.disc_b)
+    with pytest.raises(ValueError, match="gen_a2b='resnet'"):
+        CycleGAN("resnet", plain.gen_b2a, plain.disc_a, plain.disc_b)
     with pytest.raises(ValueError, match="gan_mode"):
         tiny_cyclegan(gan_mode="wgan")
     with pytest.raises(ValueError, match="lambda_cycle=-1"):
@@ -275,9 +298,9 @@ def test_stacked_generator_pass_gives_the_same_gradients_as_separate_calls():
     real_a, real_b = (tf.constant(rng.uniform(-1, 1, (2, TINY_SIZE, TINY_SIZE, 3)).astype("float32")) for _ in "ab")
 
     def gradients(stacked):
-        model._per_image_networks = stacked
+        model.stack_network_calls = stacked
         with tf.GradientTape() as tape:
-            losses, _, _ = model._cycle_losses(real_a, real_b, training=True)
+            losses = model.generator_losses(real_a, real_b, model.forward(real_a, real_b, training=True), training=True)
             loss = tf.reduce_mean(losses["gen_total"])
         return tape.gradient(loss, model.generator_variables)
 
@@ -302,3 +325,75 @@ def test_a_model_saved_by_version_0_1_0_loads_and_translates_the_same():
         got = keras.ops.convert_to_numpy(getattr(model, name)(expected["image"]))
         np.testing.assert_allclose(got, expected[name], atol=1e-5, err_msg=name)
     assert int(keras.ops.convert_to_numpy(model.gen_optimizer.iterations)) == 2
+
+
+@pytest.mark.onednn
+def test_a_model_saved_by_version_0_2_0_loads_and_translates_the_same():
+    # Saved by the code of version 0.2.0 (tests/fixtures/README.md): LeanConv2D and FusedAdam.
+    model = keras.saving.load_model(os.path.join(FIXTURES, "cyclegan_0.2.0.keras"))
+    expected = np.load(os.path.join(FIXTURES, "cyclegan_0.2.0_outputs.npz"))
+    assert type(model.gen_a2b.get_layer("stem_conv")).__name__ == "LeanConv2D"
+    for name in NETWORKS:
+        got = keras.ops.convert_to_numpy(getattr(model, name)(expected["image"]))
+        np.testing.assert_allclose(got, expected[name], atol=1e-5, err_msg=name)
+    assert int(keras.ops.convert_to_numpy(model.gen_optimizer.iterations)) == 2
+
+
+@pytest.mark.onednn
+def test_a_backup_of_version_0_2_0_resumes_into_todays_plain_networks():
+    # A run's backup is `save_weights` of the whole compiled model: 0.2.0 named the
+    # convolutions' groups lean_conv2d_N, today's plain networks conv2d_N.
+    model = tiny_cyclegan()
+    model.compile()
+    model.build((1, TINY_SIZE, TINY_SIZE, 3))
+    load_weights(model, os.path.join(FIXTURES, "cyclegan_0.2.0_state.weights.h5"))
+    expected = np.load(os.path.join(FIXTURES, "cyclegan_0.2.0_outputs.npz"))
+    for name in NETWORKS:
+        got = keras.ops.convert_to_numpy(getattr(model, name)(expected["image"]))
+        np.testing.assert_allclose(got, expected[name], atol=1e-5, err_msg=name)
+    for optimizer in (model.gen_optimizer, model.disc_optimizer):
+        assert int(keras.ops.convert_to_numpy(optimizer.iterations)) == 2
+        assert any(np.abs(np.asarray(v)).max() > 0 for v in optimizer.variables if "momentum" in v.path)
+
+
+def test_a_new_model_saves_only_keras_layers_and_our_own(tmp_path):
+    model = tiny_cyclegan()
+    model.compile()
+    apply_cpu_speedups(model, "on")  # attached to the objects, not saved with them
+    model.build((1, TINY_SIZE, TINY_SIZE, 3))
+    model.save(tmp_path / "model.keras")
+    import json
+    import zipfile
+
+    with zipfile.ZipFile(tmp_path / "model.keras") as archive:
+        config = json.loads(archive.read("config.json"))
+    names = set()
+
+    def walk(node):
+        if isinstance(node, dict):
+            if "class_name" in node and "module" in node:
+                names.add(f"{node['module']}.{node['class_name']}")
+                if isinstance(node.get("registered_name"), str):
+                    names.add(node["registered_name"])
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(config)
+    ours = {name for name in names if name.startswith("tf_cyclegan>")}
+    assert ours == {"tf_cyclegan>CycleGAN", "tf_cyclegan>InstanceNormalization",
+                    "tf_cyclegan>ReflectionPadding2D"}, names
+    assert "keras.layers.Conv2D" in names and "keras.optimizers.Adam" in names, names
+    assert not any("Lean" in name or "Fused" in name for name in names), names
+
+
+def test_the_discriminators_share_one_step_function():
+    model = tiny_cyclegan()
+    model.compile()
+    real, fake = (np.random.default_rng(i).uniform(-1, 1, (1, 32, 32, 3)).astype("float32") for i in (6, 7))
+    per_example, grads = model.discriminator_step(model.disc_b, real, fake)
+    expected = discriminator_loss(model.disc_b(real, training=True), model.disc_b(fake, training=True))
+    np.testing.assert_allclose(per_example, expected, rtol=1e-5)
+    assert len(grads) == len(model.disc_b.trainable_variables) and all(g is not None for g in grads)

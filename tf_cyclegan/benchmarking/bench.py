@@ -2,7 +2,7 @@
 
 Both generators, both discriminators, the pools and both optimizers, batch `batch`,
 random images, run by one `fit` and timed step by step. Returns the keys of
-`../shared/bench/torch_reference.py`, so the two can be compared side by side.
+`benchmarks/torch_reference.py`, so the two can be compared side by side.
 """
 
 import os
@@ -46,7 +46,8 @@ def _gpu_name():
 
 
 def train_step_benchmark(size=128, batch=1, filters=64, num_residual_blocks=9, steps=10, warmup=2, precision="float32",
-                         jit_compile="auto", start_time=None, upsampling="transpose"):
+                         jit_compile="auto", start_time=None, upsampling="transpose",
+                         cpu_speedups="auto"):
     """Times the CycleGAN training step as `fit` runs it.
 
     Args:
@@ -61,6 +62,7 @@ def train_step_benchmark(size=128, batch=1, filters=64, num_residual_blocks=9, s
         start_time: when the process started (`time.time()`), for `first_step_s`;
             default: from /proc.
         upsampling: the generators' ("transpose", the reference's, or "resize").
+        cpu_speedups: "auto", "on" or "off", as `train.cpu_speedups` (`tf_cyclegan.speed`).
 
     Returns:
         dict: images_per_s (steady state), first_step_s (process start to the end of the
@@ -74,6 +76,7 @@ def train_step_benchmark(size=128, batch=1, filters=64, num_residual_blocks=9, s
     from tf_cyclegan.models.cyclegan import build_cyclegan
     from tf_cyclegan.precision import set_precision
     from tf_cyclegan.runtime import cpu_allocator_in_use, has_gpu, onednn_enabled
+    from tf_cyclegan.speed import apply_cpu_speedups
 
     check_bench_arguments(size=size, batch=batch, filters=filters, num_residual_blocks=num_residual_blocks,
                           steps=steps, warmup=warmup)
@@ -87,6 +90,7 @@ def train_step_benchmark(size=128, batch=1, filters=64, num_residual_blocks=9, s
             tf.config.experimental.reset_memory_stats("GPU:0")
         model = build_cyclegan(filters=filters, num_residual_blocks=num_residual_blocks, upsampling=upsampling)
         model.compile(jit_compile=jit_compile)
+        speedups = apply_cpu_speedups(model, cpu_speedups)
         shape = (batch, size, size, 3)
         data = tf.data.Dataset.from_tensors(
             (tf.random.uniform(shape, -1, 1), tf.random.uniform(shape, -1, 1))).repeat()
@@ -107,6 +111,7 @@ def train_step_benchmark(size=128, batch=1, filters=64, num_residual_blocks=9, s
         "size": size, "batch": batch, "upsampling": upsampling, "precision": precision,
         "jit_compile": bool(model.jit_compile),
         "cpu_allocator": cpu_allocator_in_use(), "onednn": onednn_enabled(),
+        "cpu_speedups": sorted(name for name, on in speedups.items() if on),
         "images_per_s": round(images_per_s, 4),
         "first_step_s": round(clock.ends[0] - start_time, 2),
         "peak_rss_mb": round(peak_rss_mb, 1),

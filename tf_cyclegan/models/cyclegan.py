@@ -1,72 +1,138 @@
 """The CycleGAN training wrapper: two generators, two discriminators, one `train_step`.
 
-https://arxiv.org/abs/1703.10593. The update follows the reference implementation:
-the generators are updated together on the adversarial, cycle and identity losses;
-then each discriminator on a real image and a fake drawn from the history pool, with
-its loss halved. One Adam optimizer serves both generators, one both discriminators.
+https://arxiv.org/abs/1703.10593, following the reference implementation: the generators
+are updated together on the adversarial, cycle and identity losses, then each
+discriminator on a real image and a fake drawn from its history pool, with its loss halved.
+One Adam optimizer serves both generators, one both discriminators. What `tf.distribute`
+needs is in `models/distribution.py`.
 """
+
+from typing import NamedTuple, Optional
 
 import keras
 import tensorflow as tf
 
+from tf_cyclegan.models.distribution import average_over_replicas, build_without_peeking, step_logs
 from tf_cyclegan.models.image_pool import ImagePool
 from tf_cyclegan.models.losses import check_gan_mode, discriminator_loss, gan_loss, l1_loss
 from tf_cyclegan.models.patchgan import build_patchgan_discriminator
 from tf_cyclegan.models.resnet_generator import build_resnet_generator
-from tf_cyclegan.training.fused_adam import FusedAdam
-from tf_cyclegan.training.grappler import lean_training_function
 
-LOSS_NAMES = (
-    "gen_total", "gan_a2b", "gan_b2a", "cycle_a", "cycle_b",
-    "identity_a", "identity_b", "disc_a", "disc_b",
-)
-
-
-def default_optimizer(learning_rate=2e-4, beta_1=0.5):
-    """Adam(2e-4, beta_1=0.5), the paper's optimizer (with the fused update kernel)."""
-    return FusedAdam(learning_rate=learning_rate, beta_1=beta_1)
-
-
-def _average_over_replicas(per_example_loss):
-    """Mean over the local batch, divided by the replica count: summing the replicas'
-    gradients (what `tf.distribute` does) then gives the gradient of the global mean."""
-    replicas = tf.distribute.get_strategy().num_replicas_in_sync
-    return tf.reduce_mean(per_example_loss) / replicas
+LOSS_NAMES = ("gen_total", "gan_a2b", "gan_b2a", "cycle_a", "cycle_b", "identity_a", "identity_b", "disc_a", "disc_b")
+NETWORKS = ("gen_a2b", "gen_b2a", "disc_a", "disc_b")
 
 
 @keras.saving.register_keras_serializable(package="tf_cyclegan")
 class CycleGAN(keras.Model):
     """Unpaired image-to-image translation between domains A and B, trained with `fit`.
 
-    Train on a dataset of `(real_a, real_b)` batches of [-1, 1] images of a fixed crop
-    size. `call()` translates A to B with `gen_a2b`.
-
-    Args:
-        gen_a2b: keras.Model, generator translating domain A to B.
-        gen_b2a: keras.Model, generator translating domain B to A.
-        disc_a: keras.Model, discriminator telling real A from generated A.
-        disc_b: keras.Model, discriminator telling real B from generated B.
-        lambda_cycle: float, default 10. Weight of each cycle-consistency L1 term.
-        lambda_identity: float, default 0.5. Identity L1 weight as a fraction of
-            `lambda_cycle` (the reference's convention); 0 skips the identity passes.
-        pool_size: int, default 50. Fakes kept per domain for the discriminators.
-        gan_mode: str, default "lsgan". "lsgan" (least squares) or "vanilla" (BCE).
-        pool_seed: int or None. Seed of the image pools' random streams.
+    Train on `(real_a, real_b)` batches of [-1, 1] images of a fixed crop size; `call()`
+    translates A to B with `gen_a2b`. Arguments are documented in `__init__`.
 
     Example:
-    >>> from tf_cyclegan import build_patchgan_discriminator, build_resnet_generator
-    >>> model = CycleGAN(build_resnet_generator(filters=8, num_residual_blocks=1),
-    ...                  build_resnet_generator(filters=8, num_residual_blocks=1),
-    ...                  build_patchgan_discriminator(filters=8),
-    ...                  build_patchgan_discriminator(filters=8))
+    >>> model = build_cyclegan(filters=8, num_residual_blocks=1, disc_filters=8)
     >>> model.compile()
     """
+
+    def train_step(self, data):
+        """One update: both generators together, then each discriminator."""
+        real_a, real_b, _ = keras.utils.unpack_x_y_sample_weight(data)
+        self._build_for_batch(real_a)
+
+        with tf.GradientTape(persistent=True) as gen_tape:
+            translations = self.forward(real_a, real_b, training=True)
+            losses = self.generator_losses(real_a, real_b, translations, training=True)
+            scaled_gen_loss = self.gen_optimizer.scale_loss(average_over_replicas(losses["gen_total"]))
+        gen_grads = gen_tape.gradient(scaled_gen_loss, self.generator_variables)
+        del gen_tape
+        self.gen_optimizer.apply_gradients(zip(gen_grads, self.generator_variables))
+
+        # Each discriminator sees a fake from its history pool; no gradient reaches the generators.
+        pooled_fake_a = self.pool_a(tf.stop_gradient(translations.fake_a))
+        pooled_fake_b = self.pool_b(tf.stop_gradient(translations.fake_b))
+        losses["disc_a"], disc_a_grads = self.discriminator_step(self.disc_a, real_a, pooled_fake_a)
+        losses["disc_b"], disc_b_grads = self.discriminator_step(self.disc_b, real_b, pooled_fake_b)
+        self.disc_optimizer.apply_gradients(zip(disc_a_grads + disc_b_grads, self.discriminator_variables))
+        return self._track(losses)
+
+    def forward(self, real_a, real_b, training=False):
+        """The generators' forward pass: the translations, both cycles and, with an identity
+        loss, each generator on an image of its own target domain (else `same_*` are None).
+
+        With `stack_network_calls`, a generator's calls that do not depend on each other run
+        as one call on their inputs stacked along the batch: the same numbers, fewer ops.
+        """
+        call = self._call_stacked if self.stack_network_calls else self._call_each
+        if self.lambda_identity > 0:
+            fake_b, same_b = call(self.gen_a2b, training, real_a, real_b)
+            cycled_a, fake_a, same_a = call(self.gen_b2a, training, fake_b, real_b, real_a)
+        else:
+            same_a = same_b = None
+            fake_b = self.gen_a2b(real_a, training=training)
+            cycled_a, fake_a = call(self.gen_b2a, training, fake_b, real_b)
+        cycled_b = self.gen_a2b(fake_a, training=training)
+        return Translations(fake_b, fake_a, cycled_a, cycled_b, same_a, same_b)
+
+    def generator_losses(self, real_a, real_b, translations, training=False):
+        """Every generator loss term (per example) and their weighted sum, `gen_total`."""
+        fake_b, fake_a, cycled_a, cycled_b, same_a, same_b = translations
+        gan_a2b = gan_loss(self.disc_b(fake_b, training=training), True, self.gan_mode)  # fool disc_b
+        gan_b2a = gan_loss(self.disc_a(fake_a, training=training), True, self.gan_mode)  # fool disc_a
+        cycle_a, cycle_b = l1_loss(real_a, cycled_a), l1_loss(real_b, cycled_b)  # come back where it started
+        identity = same_a is not None  # leave an image of the target domain alone
+        identity_a, identity_b = (l1_loss(real_a, same_a), l1_loss(real_b, same_b)) if identity else (0.0, 0.0)
+        gen_total = (
+            gan_a2b + gan_b2a
+            + self.lambda_cycle * (cycle_a + cycle_b)
+            + self.lambda_cycle * self.lambda_identity * (identity_a + identity_b)
+        )
+        losses = {"gen_total": gen_total, "gan_a2b": gan_a2b, "gan_b2a": gan_b2a,
+                  "cycle_a": cycle_a, "cycle_b": cycle_b}
+        if identity:
+            losses.update(identity_a=identity_a, identity_b=identity_b)
+        return losses
+
+    def discriminator_step(self, disc, real, fake):
+        """The reference's `backward_D_basic`: `disc`'s halved loss on a real and a fake image
+        (per example), and its gradients for `disc`'s variables."""
+        call = self._call_stacked if self.stack_network_calls else self._call_each
+        with tf.GradientTape() as tape:
+            pred_real, pred_fake = call(disc, True, real, fake)
+            per_example = discriminator_loss(pred_real, pred_fake, self.gan_mode)
+            scaled = self.disc_optimizer.scale_loss(average_over_replicas(per_example))
+        return per_example, tape.gradient(scaled, disc.trainable_variables)
+
+    def test_step(self, data):
+        real_a, real_b, _ = keras.utils.unpack_x_y_sample_weight(data)
+        translations = self.forward(real_a, real_b)
+        losses = self.generator_losses(real_a, real_b, translations)
+        losses["disc_a"] = discriminator_loss(self.disc_a(real_a), self.disc_a(translations.fake_a), self.gan_mode)
+        losses["disc_b"] = discriminator_loss(self.disc_b(real_b), self.disc_b(translations.fake_b), self.gan_mode)
+        return self._track(losses)
+
+    def call(self, inputs, training=False):
+        return self.gen_a2b(inputs, training=training)
 
     def __init__(
         self, gen_a2b, gen_b2a, disc_a, disc_b, lambda_cycle=10.0, lambda_identity=0.5,
         pool_size=50, gan_mode="lsgan", pool_seed=None, **kwargs,
     ):
+        """Args:
+            gen_a2b: keras.Model, generator translating domain A to B.
+            gen_b2a: keras.Model, generator translating domain B to A.
+            disc_a: keras.Model, discriminator telling real A from generated A.
+            disc_b: keras.Model, discriminator telling real B from generated B.
+            lambda_cycle: float, default 10. Weight of each cycle-consistency L1 term.
+            lambda_identity: float, default 0.5. Identity L1 weight as a fraction of
+                `lambda_cycle` (the reference's convention); 0 skips the identity passes.
+            pool_size: int, default 50. Fakes kept per domain for the discriminators.
+            gan_mode: str, default "lsgan". "lsgan" (least squares) or "vanilla" (BCE).
+            pool_seed: int or None. Seed of the image pools' random streams.
+        """
         super().__init__(**kwargs)
+        for name, network in zip(NETWORKS, (gen_a2b, gen_b2a, disc_a, disc_b)):
+            if not isinstance(network, keras.layers.Layer):
+                raise ValueError(f"{name} must be a Keras model (keras.Model). Received: {name}={network!r}")
         if lambda_cycle < 0 or lambda_identity < 0:
             raise ValueError(
                 "Loss weights must be non-negative. "
@@ -86,6 +152,10 @@ class CycleGAN(keras.Model):
         self.pool_a = ImagePool(pool_size, seed=pool_seed, name="pool_a")
         self.pool_b = ImagePool(pool_size, seed=pool_b_seed, name="pool_b")
         self.trackers = {name: keras.metrics.Mean(name=name) for name in LOSS_NAMES}
+        # How the step runs, not what it computes (not in the config): plain Keras unless
+        # `tf_cyclegan.speed.apply_cpu_speedups` sets them.
+        self.stack_network_calls = False
+        self.train_function_wrapper = None
 
     def compile(self, gen_optimizer=None, disc_optimizer=None, **kwargs):
         """Configures training.
@@ -95,6 +165,9 @@ class CycleGAN(keras.Model):
             disc_optimizer: optimizer for both discriminators; same default.
             **kwargs: passed to `keras.Model.compile` (`jit_compile`, `steps_per_execution`, ...).
                 `optimizer` and `loss` are not accepted: the losses are CycleGAN's own.
+
+        The CPU speed-ups are attached afterwards, by `tf_cyclegan.speed.apply_cpu_speedups`
+        (`train.cpu_speedups` in training).
         """
         for key in ("optimizer", "loss"):
             if key in kwargs:
@@ -117,97 +190,22 @@ class CycleGAN(keras.Model):
         self.disc_optimizer.build(self.discriminator_variables)
         self._compile_kwargs = kwargs
 
-    def train_step(self, data):
-        """One CycleGAN update: both generators together, then each discriminator."""
-        real_a, real_b, _ = keras.utils.unpack_x_y_sample_weight(data)
-        self._build_for_batch(real_a)
+    # The plumbing: how the networks are called, building, Keras' hooks.
 
-        # Generators: adversarial + lambda * cycle + lambda * identity_weight * identity, one tape.
-        with tf.GradientTape(persistent=True) as gen_tape:
-            losses, fake_a, fake_b = self._cycle_losses(real_a, real_b, training=True)
-            gen_loss = _average_over_replicas(losses["gen_total"])
-            scaled_gen_loss = self.gen_optimizer.scale_loss(gen_loss)
-        gen_grads = gen_tape.gradient(scaled_gen_loss, self.generator_variables)
-        del gen_tape
-        self.gen_optimizer.apply_gradients(zip(gen_grads, self.generator_variables))
+    @staticmethod
+    def _call_each(network, training, *inputs):
+        return [network(x, training=training) for x in inputs]
 
-        # Discriminators: real against a fake from the history pool, loss halved; no gradient
-        # flows back into the generators.
-        pooled_fake_a = self.pool_a(tf.stop_gradient(fake_a))
-        pooled_fake_b = self.pool_b(tf.stop_gradient(fake_b))
-        disc_grads = []
-        for name, disc, real, fake in (
-            ("disc_a", self.disc_a, real_a, pooled_fake_a),
-            ("disc_b", self.disc_b, real_b, pooled_fake_b),
-        ):
-            with tf.GradientTape() as disc_tape:
-                pred_real, pred_fake = self._call_on_each(disc, [real, fake], training=True)
-                per_example = discriminator_loss(pred_real, pred_fake, self.gan_mode)
-                scaled = self.disc_optimizer.scale_loss(_average_over_replicas(per_example))
-            disc_grads += disc_tape.gradient(scaled, disc.trainable_variables)
-            losses[name] = per_example
-        self.disc_optimizer.apply_gradients(zip(disc_grads, self.discriminator_variables))
-        return self._track(losses)
-
-    def _cycle_losses(self, real_a, real_b, training):
-        """The forward pass and every generator loss term; returns the fakes for the discriminators.
-
-        The calls of one generator that do not depend on each other go through it together
-        (`_call_on_each`): the same numbers as one call each, in fewer, larger ops.
-        """
-        identity = self.lambda_identity > 0
-        if identity:
-            # The cycles A -> B -> A and B -> A -> B, and each generator on its own target domain.
-            fake_b, same_b = self._call_on_each(self.gen_a2b, [real_a, real_b], training)
-            cycled_a, fake_a, same_a = self._call_on_each(self.gen_b2a, [fake_b, real_b, real_a], training)
-        else:
-            fake_b = self.gen_a2b(real_a, training=training)
-            cycled_a, fake_a = self._call_on_each(self.gen_b2a, [fake_b, real_b], training)
-        cycled_b = self.gen_a2b(fake_a, training=training)
-
-        losses = {
-            # Fool the discriminators (least squares to "real" for lsgan).
-            "gan_a2b": gan_loss(self.disc_b(fake_b, training=training), True, self.gan_mode),
-            "gan_b2a": gan_loss(self.disc_a(fake_a, training=training), True, self.gan_mode),
-            # Come back to where the cycle started.
-            "cycle_a": l1_loss(real_a, cycled_a),
-            "cycle_b": l1_loss(real_b, cycled_b),
-        }
-        gen_total = losses["gan_a2b"] + losses["gan_b2a"] + self.lambda_cycle * (
-            losses["cycle_a"] + losses["cycle_b"]
-        )
-        if identity:
-            # Leave an image of the target domain alone.
-            losses["identity_a"] = l1_loss(real_a, same_a)
-            losses["identity_b"] = l1_loss(real_b, same_b)
-            gen_total += self.lambda_cycle * self.lambda_identity * (
-                losses["identity_a"] + losses["identity_b"]
-            )
-        losses["gen_total"] = gen_total
-        return losses, fake_a, fake_b
-
-    def test_step(self, data):
-        real_a, real_b, _ = keras.utils.unpack_x_y_sample_weight(data)
-        losses, fake_a, fake_b = self._cycle_losses(real_a, real_b, training=False)
-        losses["disc_a"] = discriminator_loss(self.disc_a(real_a), self.disc_a(fake_a), self.gan_mode)
-        losses["disc_b"] = discriminator_loss(self.disc_b(real_b), self.disc_b(fake_b), self.gan_mode)
-        return self._track(losses)
-
-    def call(self, inputs, training=False):
-        return self.gen_a2b(inputs, training=training)
-
-    # The plumbing: how the networks are called, building, Keras' and tf.distribute's hooks.
-
-    def _call_on_each(self, network, inputs, training):
-        """`[network(x) for x in inputs]`, computed as one call on the inputs stacked along the
-        batch axis. Instance norm (and everything else in these networks) treats each image
-        on its own, so the numbers are the same; the step is traced and run as fewer, larger
-        ops. Networks with batch statistics (BatchNormalization) are called one by one.
+    def _call_stacked(self, network, training, *inputs):
+        """`_call_each`, computed as one call on the inputs stacked along the batch axis.
+        Instance norm (and everything else in these networks) treats each image on its own,
+        so the numbers are the same. Inputs of different sizes, and networks with batch
+        statistics (BatchNormalization), are called one by one.
         """
         shapes = {tuple(x.shape[1:]) for x in inputs}
         same_size = len(shapes) == 1 and None not in next(iter(shapes))
         if len(inputs) == 1 or not same_size or not self._per_image:
-            return [network(x, training=training) for x in inputs]
+            return self._call_each(network, training, *inputs)
         outputs = network(tf.concat(inputs, axis=0), training=training)
         return tf.split(outputs, len(inputs), axis=0)
 
@@ -261,46 +259,26 @@ class CycleGAN(keras.Model):
         return self.disc_a.trainable_variables + self.disc_b.trainable_variables
 
     def make_train_function(self, force=False):
-        """Keras' training function, run without the graph optimisations that do nothing for
-        this step on a CPU (`tf_cyclegan.grappler`): the first step starts sooner."""
+        """Keras' training function, passed through `train_function_wrapper` where one is set
+        (the CPU speed-ups run it with lean graph-optimisation options)."""
         if self.train_function is not None and not force:
             return self.train_function
         super().make_train_function(force=True)
-        self.train_function = lean_training_function(self.train_function)
+        if self.train_function_wrapper is not None:
+            self.train_function = self.train_function_wrapper(self.train_function)
         return self.train_function
 
     def _track(self, losses):
         for name, value in losses.items():
             self.trackers[name].update_state(value)
         logs = {name: self.trackers[name].result() for name in LOSS_NAMES if name in losses}
-        if _multi_worker(self.distribute_strategy):
-            # Keras averages the step's outputs across workers along axis 0, which scalars
-            # do not have (keras-team/keras#20585): give each a length-1 axis to reduce.
-            logs = {name: tf.reshape(value, [1]) for name, value in logs.items()}
-        return logs
+        return step_logs(logs, self.distribute_strategy)
 
     def _maybe_symbolic_build(self, iterator=None, data_batch=None):
-        """Replaces Keras' pre-fit build under `tf.distribute`, which peeks at a batch and
-        averages it across replicas: under MultiWorkerMirroredStrategy that reduce fails
-        ("Attempt to convert a value (PerReplica...)", keras-team/keras#20585), and the
-        peek uses up a pass of the dataset. CycleGAN needs no symbolic build: `compile`
-        builds both optimizers and `build` the pools, which is all that is left to do,
-        from a peeked batch only when the model was not built beforehand.
-        """
-        if self.built or iterator is None:
-            return
-        strategy = self.distribute_strategy
-        for _, _, batches in iterator:
-            batch = next(batches)
-            break
-        local = tf.nest.map_structure(
-            lambda x: strategy.experimental_local_results(x)[0]
-            if isinstance(x, tf.distribute.DistributedValues) else x,
-            batch,
-        )
-        real_a, _, _ = keras.utils.unpack_x_y_sample_weight(local)
-        with strategy.scope():
-            self.build(tuple(real_a.shape))
+        # Overrides Keras' private pre-fit build hook (there is no public one) for
+        # keras-team/keras#20585; see models/distribution.py, and tests/models/test_private_api.py
+        # for the test that fails if Keras renames it.
+        build_without_peeking(self, iterator)
 
     def get_compile_config(self):
         if not self.compiled:
@@ -369,9 +347,21 @@ def build_cyclegan(filters=64, num_residual_blocks=9, disc_filters=64, disc_laye
                     **kwargs)
 
 
-def _multi_worker(strategy):
-    extended = getattr(strategy, "extended", None)
-    return bool(getattr(extended, "_in_multi_worker_mode", lambda: False)())
+
+class Translations(NamedTuple):
+    """The generators' outputs in one step; `same_*` are None without an identity loss."""
+
+    fake_b: tf.Tensor  # gen_a2b(real_a)
+    fake_a: tf.Tensor  # gen_b2a(real_b)
+    cycled_a: tf.Tensor  # gen_b2a(fake_b)
+    cycled_b: tf.Tensor  # gen_a2b(fake_a)
+    same_a: Optional[tf.Tensor]  # gen_b2a(real_a)
+    same_b: Optional[tf.Tensor]  # gen_a2b(real_b)
+
+
+def default_optimizer(learning_rate=2e-4, beta_1=0.5):
+    """Adam(2e-4, beta_1=0.5), the paper's optimizer."""
+    return keras.optimizers.Adam(learning_rate=learning_rate, beta_1=beta_1)
 
 
 def _loss_scaled(optimizer):

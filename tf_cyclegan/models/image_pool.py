@@ -10,14 +10,7 @@ import random
 import keras
 import tensorflow as tf
 
-
-def _replica_local(variable):
-    """The tf.Variable behind a Keras variable; under `tf.distribute`, this replica's copy
-    (sync-on-read variables have no scatter updates of their own)."""
-    value = variable.value
-    if isinstance(value, tf.distribute.DistributedValues):
-        return value._get_on_device_or_primary()
-    return value
+from tf_cyclegan.models.distribution import replica_local as _replica_local
 
 
 @keras.saving.register_keras_serializable(package="tf_cyclegan")

@@ -8,13 +8,12 @@ gives 30x30 logits.
 import keras
 
 from tf_cyclegan.layers.instance_normalization import InstanceNormalization
-from tf_cyclegan.layers.lean_conv import LeanConv2D
 from tf_cyclegan.models.initializers import paper_initializer
 
 
 def _padded_conv(x, filters, strides, name, use_bias=True):
     x = keras.layers.ZeroPadding2D(1, name=f"{name}_pad")(x)
-    return LeanConv2D(
+    return keras.layers.Conv2D(
         filters, 4, strides=strides, padding="valid", use_bias=use_bias,
         kernel_initializer=paper_initializer(), bias_initializer="zeros", name=f"{name}_conv",
     )(x)

@@ -8,13 +8,12 @@ import keras
 
 from tf_cyclegan.choices import ALIGNMENTS, UPSAMPLINGS  # what each means: tf_cyclegan/choices.py
 from tf_cyclegan.layers.instance_normalization import InstanceNormalization
-from tf_cyclegan.layers.lean_conv import LeanConv2D
 from tf_cyclegan.layers.reflection_padding import ReflectionPadding2D
 from tf_cyclegan.models.initializers import paper_initializer
 
 
 def _conv(filters, kernel_size, strides=1, use_bias=True, padding="valid", name=None):
-    return LeanConv2D(
+    return keras.layers.Conv2D(
         filters, kernel_size, strides=strides, padding=padding, use_bias=use_bias,
         kernel_initializer=paper_initializer(), bias_initializer="zeros", name=name,
     )

@@ -16,7 +16,16 @@ from typing import Literal, Optional, Union
 import yaml
 
 from tf_cyclegan.checks import MAX_DISC_LAYERS, check_image_size, check_int, check_pipeline_sizes, min_training_size
-from tf_cyclegan.choices import ALIGNMENTS, ALLOCATORS, GAN_MODES, OLD_PRECISIONS, PRECISIONS, STRATEGIES, UPSAMPLINGS
+from tf_cyclegan.choices import (
+    ALIGNMENTS,
+    ALLOCATORS,
+    CPU_SPEEDUPS,
+    GAN_MODES,
+    OLD_PRECISIONS,
+    PRECISIONS,
+    STRATEGIES,
+    UPSAMPLINGS,
+)
 
 
 class ConfigError(ValueError):
@@ -74,6 +83,7 @@ class TrainConfig:
     seed: Optional[int] = 0
     deterministic: bool = False  # enable_op_determinism(): a resumed run ends bit-identical
     cpu_allocator: Literal[ALLOCATORS] = "auto"  # auto: TensorFlow's own (tf_cyclegan/runtime.py)
+    cpu_speedups: Literal[CPU_SPEEDUPS] = "auto"  # tf_cyclegan.speed; auto: on without a GPU
     verbose: Literal["auto", 0, 1, 2] = "auto"  # fit's; auto: 1 (live bar) on a terminal, else 2 (line per epoch)
     init_from: Optional[str] = None  # a CycleGAN .keras whose four networks' weights a new run starts from
 

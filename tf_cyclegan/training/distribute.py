@@ -1,8 +1,9 @@
 """Choosing a `tf.distribute` strategy from the config, and who is who in a cluster.
 
-`fit` drives the one `CycleGAN.train_step` under every strategy. Two Keras 3 problems
-with MultiWorkerMirroredStrategy (keras-team/keras#20585) are worked around inside
-`CycleGAN` itself (see `CycleGAN._maybe_symbolic_build` and `CycleGAN._track`), so
+`fit` drives the one `CycleGAN.train_step` under every strategy. What the step itself
+needs under a strategy (the loss averaged over replicas, the pools' per-replica variables,
+and the two workarounds of Keras 3 problems with MultiWorkerMirroredStrategy,
+keras-team/keras#20585) is in one place, `tf_cyclegan/models/distribution.py`, so
 multi-worker training goes through the same `fit`, callbacks and run directory.
 """
 

@@ -186,7 +186,8 @@ def check_restartable(run_dir):
 
 
 # Settings that may differ when a run is resumed; anything else must match the saved config.
-_RESUMABLE = ("train.verbose", "train.cpu_allocator", "train.init_from", "train.epochs", "train.epochs_decay",
+_RESUMABLE = ("train.verbose", "train.cpu_allocator", "train.cpu_speedups", "train.init_from", "train.epochs",
+              "train.epochs_decay",
               "checkpoint.", "monitor.", "eval.", "distribute.strategy", "distribute.tpu", "distribute.timeout_s")
 # Keys naming a folder: "./data/" and "data" are the same folder, not a change of config.
 _PATH_KEYS = ("data.root", "data.train_a", "data.train_b", "data.tfds_data_dir")

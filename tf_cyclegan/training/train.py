@@ -26,6 +26,7 @@ from tf_cyclegan.evaluation.paired import check_paired_test_set
 from tf_cyclegan.files import lock_directory
 from tf_cyclegan.models.cyclegan import build_cyclegan, default_optimizer
 from tf_cyclegan.precision import set_precision
+from tf_cyclegan.speed import apply_cpu_speedups
 from tf_cyclegan.training.callbacks.backup import BackupCallback, BackupError, BackupManager
 from tf_cyclegan.training.callbacks.checkpoints import KerasCheckpoints
 from tf_cyclegan.training.callbacks.evaluation import EvaluationCallback
@@ -260,6 +261,7 @@ def _train(config, run_dir, dataset, position, samples, precision, resume, extra
             disc_optimizer=default_optimizer(learning_rate, beta_1=t.beta_1),
             jit_compile=t.jit_compile,
         )
+        apply_cpu_speedups(model, t.cpu_speedups)
         model.build(tuple(dataset.element_spec[0].shape))  # the pools, so a backup can load into them
         record = manager.restore(model) if resume else None
         if t.init_from and not record:

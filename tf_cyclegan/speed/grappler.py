@@ -1,4 +1,4 @@
-"""Graph-optimisation settings for the training step's function on a CPU-only machine.
+"""Graph-optimisation settings for the training step's function on a CPU-only machine (a speed device).
 
 TensorFlow optimises a `tf.function`'s graph (Grappler) the first time it runs, so the
 time Grappler takes is part of the wait before training's first step. Four of its
@@ -59,7 +59,10 @@ def _calling_with_lean_passes():
     options the way 2.21 does (then the training function keeps TensorFlow's defaults).
 
     This module's one use of private TensorFlow API: the eager context's per-thread
-    function-call options. The options are made once, here (from the calling thread's
+    function-call options (`tensorflow.python.eager.context`: `context()`,
+    `function_call_options`, `FunctionCallOptions`, `_thread_local_data`). Missing public
+    API: per-`tf.function` Grappler options (`tf.config.optimizer.set_experimental_options`
+    is process-wide). Fallback: TensorFlow's defaults. The options are made once, here (from the calling thread's
     options now), so every call passes the same ones and reuses the one optimised graph.
     """
     try:

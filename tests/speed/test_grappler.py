@@ -8,7 +8,7 @@ from tensorflow.core.protobuf import config_pb2, rewriter_config_pb2
 from tensorflow.python.eager import context
 
 from tf_cyclegan import runtime
-from tf_cyclegan.training import grappler
+from tf_cyclegan.speed import apply_cpu_speedups, grappler
 
 Rewriter = rewriter_config_pb2.RewriterConfig
 LEAN = {
@@ -99,6 +99,7 @@ def test_fit_traces_and_runs_the_training_step_with_the_lean_passes(monkeypatch)
     monkeypatch.setattr(runtime, "has_gpu", lambda: False)  # the lean passes apply on CPU-only machines
     model = tiny_cyclegan()
     model.compile()
+    apply_cpu_speedups(model, "on")
     seen = []
     train_step = type(model).train_step
 
