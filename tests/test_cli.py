@@ -8,7 +8,7 @@ from conftest import CONFIGS, saved_tiny_cyclegan
 from tf_cyclegan.benchmarking.flops import training_step_flops
 from tf_cyclegan.cli import main
 from tf_cyclegan.models.cyclegan import build_cyclegan
-from tf_cyclegan.runtime import onednn_enabled
+from tf_cyclegan.runtime import has_gpu, onednn_enabled
 
 
 def test_make_demo_data(tmp_path, capsys):
@@ -99,14 +99,16 @@ def test_train_writes_a_complete_run_directory(demo_root, tmp_path, capsys):
 def test_bench_prints_the_reference_keys(capsys):
     # A tiny network so the test is quick; the real benchmark uses the paper's ResNet-9.
     code = main(["bench", "--size", "32", "--filters", "4", "--num-residual-blocks", "1", "--steps", "2",
-                 "--warmup", "1"])
+                 "--warmup", "1", "--cpu-speedups", "off"])
     assert code == 0
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     for key in ("images_per_s", "first_step_s", "peak_rss_mb", "params_generator", "params_discriminator"):
         assert result[key] > 0, key
     assert result["size"] == 32 and result["params_discriminator"] == 2764737
     assert result["onednn"] is onednn_enabled()  # what TensorFlow runs, not the switch's spelling
-    assert result["gpu"] is None and result["gpu_peak_memory_mb"] is None  # no GPU here: null, not 0
+    assert result["cpu_speedups"] == []  # --cpu-speedups off: the plain Keras step
+    if not has_gpu():
+        assert result["gpu"] is None and result["gpu_peak_memory_mb"] is None  # no GPU: null, not 0
     # The arithmetic of the benchmarked update, and the rate it ran at.
     step_flop = training_step_flops(build_cyclegan(filters=4, num_residual_blocks=1), (1, 32, 32, 3))
     assert result["step_gflop"] == round(step_flop / 1e9, 2)

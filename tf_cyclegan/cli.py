@@ -15,7 +15,7 @@ import threading
 import time
 import warnings
 
-from tf_cyclegan.choices import ALLOCATORS, DIRECTIONS, PRECISIONS, UPSAMPLINGS
+from tf_cyclegan.choices import ALLOCATORS, CPU_SPEEDUPS, DIRECTIONS, PRECISIONS, UPSAMPLINGS
 
 
 @contextlib.contextmanager
@@ -158,7 +158,8 @@ def bench_kwargs(args):
     jit = {"auto": "auto", "true": True, "false": False}[args.jit_compile]
     return dict(size=args.size, batch=args.batch, filters=args.filters,
                 num_residual_blocks=args.num_residual_blocks, steps=args.steps,
-                warmup=args.warmup, precision=args.precision, jit_compile=jit, upsampling=args.upsampling)
+                warmup=args.warmup, precision=args.precision, jit_compile=jit, upsampling=args.upsampling,
+                cpu_speedups=args.cpu_speedups)
 
 
 def run_bench(args, start_time=None):
@@ -361,6 +362,8 @@ def build_parser():
                        help="untimed steps after the first (0 or more)")
     bench.add_argument("--precision", default="float32", type=_precision, choices=PRECISIONS)
     bench.add_argument("--jit-compile", default="auto", choices=("auto", "true", "false"))
+    bench.add_argument("--cpu-speedups", default="auto", choices=CPU_SPEEDUPS,
+                       help="the CPU speed devices, as train.cpu_speedups (auto: on without a GPU)")
     bench.add_argument("--cpu-allocator", default="auto", choices=ALLOCATORS,
                        help="TensorFlow's host-memory allocator (auto: TensorFlow's own choice)")
     bench.set_defaults(func=_bench)

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from conftest import subprocess_env
 
+from tf_cyclegan import runtime
 from tf_cyclegan.training.config import ConfigError
 from tf_cyclegan.training.distribute import check_tf_config, make_strategy, wait_for_workers, worker_layout
 
@@ -54,7 +55,7 @@ def test_a_worker_that_never_comes_is_a_clear_error_within_the_timeout():
 
 def test_single_process_strategies():
     assert worker_layout(make_strategy("none")) == (1, 0, True)
-    assert make_strategy("auto").num_replicas_in_sync == 1  # no GPUs here
+    assert make_strategy("auto").num_replicas_in_sync == max(1, runtime.gpu_count())  # one replica a GPU
     with pytest.raises(ConfigError, match="one of auto, none"):
         make_strategy("parameter_server")
 
