@@ -67,3 +67,28 @@ def test_instance_norm_config_round_trip_and_bad_arguments():
         InstanceNormalization(activation="gelu")
     with pytest.raises(ValueError, match="epsilon"):
         InstanceNormalization(epsilon=0)
+
+
+def _instance_norm_by_ops(activation, affine, epsilon=1e-5, negative_slope=0.2):
+    """The layer's maths with plain TensorFlow ops, for autodiff to differentiate."""
+    def reference(x, *weights):
+        mean, variance = tf.nn.moments(x, axes=[1, 2], keepdims=True)
+        y = (x - mean) / tf.sqrt(variance + epsilon)
+        if affine:
+            gamma, beta = weights
+            y = y * gamma + beta
+        if activation == "relu":
+            return tf.nn.relu(y)
+        return tf.nn.leaky_relu(y, negative_slope) if activation == "leaky_relu" else y
+    return reference
+
+
+@pytest.mark.parametrize("affine", [False, True])
+@pytest.mark.parametrize("activation", [None, "relu", "leaky_relu"])
+def test_instance_norm_passes_the_layer_harness_with_its_gradient_against_autodiff(tmp_path, activation, affine):
+    """Its own gradient, for the input and (affine) for the scale and offset, against autodiff."""
+    from conftest import run_layer_test
+
+    layer = run_layer_test(InstanceNormalization, {"activation": activation, "affine": affine}, (2, 6, 5, 4),
+                           (2, 6, 5, 4), tmp_path, reference=_instance_norm_by_ops(activation, affine))
+    assert len(layer.trainable_weights) == (2 if affine else 0)

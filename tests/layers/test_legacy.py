@@ -85,3 +85,23 @@ def test_a_weight_file_of_another_network_still_fails_with_keras_error(tmp_path)
     build_resnet_generator(filters=4, num_residual_blocks=1).save_weights(tmp_path / "small.weights.h5")
     with pytest.raises(ValueError):
         legacy.load_weights(build_resnet_generator(filters=4, num_residual_blocks=2), tmp_path / "small.weights.h5")
+
+
+@pytest.mark.parametrize("name", ["Conv2D", "LeanConv2D"])
+def test_the_old_convolution_classes_pass_the_layer_harness_as_keras_conv2d(tmp_path, name):
+    import tensorflow as tf
+    from conftest import run_layer_test
+
+    def convolution(x, kernel, bias):
+        return tf.nn.conv2d(x, kernel, strides=1, padding="VALID") + bias
+
+    run_layer_test(getattr(legacy, name), {"filters": 5, "kernel_size": 3}, (2, 7, 6, 3), (2, 5, 4, 5), tmp_path,
+                   reference=convolution)
+
+
+def test_the_old_zero_padding_class_passes_the_layer_harness(tmp_path):
+    import tensorflow as tf
+    from conftest import run_layer_test
+
+    run_layer_test(ZeroPadding2D, {"padding": 1}, (2, 4, 5, 3), (2, 6, 7, 3), tmp_path,
+                   reference=lambda x: tf.pad(x, [[0, 0], [1, 1], [1, 1], [0, 0]]))

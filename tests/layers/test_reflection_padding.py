@@ -24,3 +24,11 @@ def test_reflection_padding_shape_and_config_round_trip():
 def test_reflection_padding_rejects_bad_padding(bad):
     with pytest.raises(ValueError, match="padding"):
         ReflectionPadding2D(bad)
+
+
+def test_reflection_padding_passes_the_layer_harness(tmp_path):
+    import tensorflow as tf
+    from conftest import run_layer_test
+
+    run_layer_test(ReflectionPadding2D, {"padding": 2}, (2, 5, 6, 3), (2, 9, 10, 3), tmp_path,
+                   reference=lambda x: tf.pad(x, [[0, 0], [2, 2], [2, 2], [0, 0]], mode="REFLECT"))
