@@ -214,3 +214,16 @@ def test_the_layout_tree_lists_every_module_of_the_package():
     listed = layout_tree()
     assert not modules - listed, f"modules missing from docs/architecture.md's layout: {sorted(modules - listed)}"
     assert not listed - modules, f"docs/architecture.md lists what does not exist: {sorted(listed - modules)}"
+
+
+def test_the_layers_in_the_architecture_page_are_the_contract_lint_imports_checks():
+    """docs/architecture.md states the import contracts of pyproject.toml, the same layers."""
+    tomllib = pytest.importorskip("tomllib")
+    with open(os.path.join(ROOT, "pyproject.toml"), "rb") as f:
+        contracts = tomllib.load(f)["tool"]["importlinter"]["contracts"]
+    layers = next(c["layers"] for c in contracts if c["type"] == "layers")
+    with open(os.path.join(DOCS, "architecture.md"), encoding="utf-8") as f:
+        page = f.read()
+    block = page.split("## The layers, checked", 1)[1].split("```text\n", 1)[1].split("```", 1)[0]
+    assert block.strip().splitlines() == layers
+    assert {c["type"] for c in contracts} == {"layers", "acyclic_siblings"}
