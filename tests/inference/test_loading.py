@@ -250,3 +250,17 @@ def test_a_keras_generator_translates_a2b_only(keras_run, tmp_path):
     [(direction, translator)] = load_translators(tmp_path / "gen.keras", ("a2b",)).items()
     assert direction == "a2b"
     np.testing.assert_allclose(translator.translate(image), translate(model.gen_b2a, image).numpy(), atol=1e-5)
+
+
+def test_a_lone_file_that_does_not_say_its_direction_is_taken_as_a2b_with_a_warning(tmp_path, caplog):
+    from tf_cyclegan.inference.loading import ModelPath, _recorded_direction
+
+    bare = tmp_path / "copied" / "generator_float32.tflite"  # copied out of its export folder
+    bare.parent.mkdir()
+    bare.write_bytes(b"not read here")
+    with caplog.at_level("WARNING"):
+        assert _recorded_direction(ModelPath("tflite", str(bare), None)) == "a2b"
+    assert "says nothing of its direction" in caplog.text and "taken as a2b" in caplog.text
+    (tmp_path / "copied" / "metadata.json").write_text('{"direction": "b2a"}')
+    caplog.clear()
+    assert _recorded_direction(ModelPath("tflite", str(bare), None)) == "b2a" and not caplog.text

@@ -267,6 +267,8 @@ def _recorded_direction(model):
     for candidate in (folder, os.path.dirname(os.path.abspath(folder))):
         if os.path.basename(candidate) in DIRECTIONS:  # an export's OUT/<direction>/ folder
             return os.path.basename(candidate)
+    logger.warning("%s says nothing of its direction (no metadata.json beside it, not in an a2b/ or b2a/ "
+                   "folder): taken as a2b", model.path)
     return "a2b"
 
 
