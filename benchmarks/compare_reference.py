@@ -4,9 +4,10 @@
         --torch-python /path/to/venv-with-torch/bin/python [--allocators bfc,malloc] [--bf16] \\
         [--cpu-speedups on,off]
 
-Each round runs `benchmarks/torch_reference.py` and then `benchmarks/train_step.py`
-(once per allocator and CPU speed-up setting, `train.cpu_speedups`) as separate processes,
-one after another, with the same size, steps and warm-up (8 + 2 at 128 px, 4 + 1 above,
+Each round runs `benchmarks/torch_reference.py` and then `tf-cyclegan bench`, its clock
+started at process start as `benchmarks/train_step.py` does (once per allocator and CPU
+speed-up setting, `train.cpu_speedups`), as separate processes, one after another, with the
+same size, steps and warm-up (8 + 2 at 128 px, 4 + 1 above,
 unless given). Alternating rounds spread the shared machine's drift over both sides, and
 medians over rounds keep one slow start from deciding the first-step ratio, which moves by
 seconds between runs of the same code.
@@ -28,6 +29,15 @@ import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 KEYS = ("images_per_s", "first_step_s", "peak_rss_mb")
+ROOT = os.path.dirname(HERE)
+# `tf-cyclegan bench` with the clock started at process start, as benchmarks/train_step.py
+# and the reference's script start theirs (argv: the repository, then bench's options).
+_BENCH = (
+    "import time; T0 = time.time()\n"
+    "import os, sys; os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3'); sys.path.insert(0, sys.argv[1])\n"
+    "from tf_cyclegan.cli import build_parser, run_bench\n"
+    "run_bench(build_parser().parse_args(['bench'] + sys.argv[2:]), start_time=T0)\n"
+)
 
 
 def _run_all(command):
@@ -71,7 +81,7 @@ def main():
     precision = ["--precision", "bfloat16" if args.bf16 else "float32"]
     ours = {
         allocator if speedups == "auto" else f"{allocator}/speedups_{speedups}":
-        [sys.executable, os.path.join(HERE, "train_step.py")] + common + precision
+        [sys.executable, "-c", _BENCH, ROOT] + common + precision
         + ["--cpu-allocator", allocator, "--cpu-speedups", speedups]
         for allocator in args.allocators.split(",") for speedups in args.cpu_speedups.split(",")
     }
