@@ -1,7 +1,7 @@
 """Throughput of the full CycleGAN training step as `fit` runs it, on this machine.
 
     python benchmarks/train_step.py --size 128 --steps 10 --warmup 2 [--precision float32] [--cpu-speedups off]
-    (the same as `tf-cyclegan bench ...`; `--cpu-speedups` as `train.cpu_speedups`, default auto)
+    (the same options as `tf-cyclegan bench`; `--cpu-speedups` as `train.cpu_speedups`, default auto)
     python benchmarks/train_step.py --size 256 --batches 1,4,8,16 --precision float16 --jit-compile auto
     (a GPU run: one process per batch size, one JSON line each)
 
@@ -29,22 +29,13 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 from tf_cyclegan.cli import bench_kwargs, build_parser  # noqa: E402
 
 
-def _pop_option(argv, name, default):
-    """(value of `name` in argv or `default`, argv without it): an option `tf-cyclegan bench` lacks."""
-    if name not in argv:
-        return default, argv
-    at = argv.index(name)
-    return argv[at + 1], argv[:at] + argv[at + 2:]
-
-
 def main():
-    cpu_speedups, argv = _pop_option(sys.argv[1:], "--cpu-speedups", "auto")  # train.cpu_speedups: auto, on, off
+    argv = sys.argv[1:]
     if "--batches" in argv:  # each batch size in a fresh process: first-step time and peaks are per process
         at = argv.index("--batches")
         batches, rest = argv[at + 1].split(","), argv[:at] + argv[at + 2:]
         for batch in batches:
-            subprocess.run([sys.executable, __file__, *rest, "--batch", batch.strip(), "--cpu-speedups", cpu_speedups],
-                           check=True)
+            subprocess.run([sys.executable, __file__, *rest, "--batch", batch.strip()], check=True)
         return
     import json
 
@@ -53,7 +44,7 @@ def main():
 
     args = build_parser().parse_args(["bench"] + argv)
     set_cpu_allocator(args.cpu_allocator)  # as `tf-cyclegan bench` does, before TensorFlow starts
-    print(json.dumps(train_step_benchmark(**bench_kwargs(args), cpu_speedups=cpu_speedups, start_time=T0)))
+    print(json.dumps(train_step_benchmark(**bench_kwargs(args), start_time=T0)))
 
 
 if __name__ == "__main__":
