@@ -88,6 +88,24 @@ def group_norm_then(activation):
     return lambda t: act(norm(t))
 
 
+def images_that_crashed_or_misread(folder, prefix=""):
+    """Writes into `folder` an animated WebP (it crashed TensorFlow's decoder) and an 8-bit
+    palette BMP (TensorFlow decoded it as grey indices), named `<prefix>animated.webp` and
+    `<prefix>palette.bmp`; returns {"animated": ..., "palette": ...}, the pixels Pillow shows."""
+    from PIL import Image
+
+    os.makedirs(folder, exist_ok=True)
+    rng = np.random.default_rng(0)
+    frames = [Image.fromarray(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)) for _ in range(3)]
+    frames[0].save(os.path.join(folder, f"{prefix}animated.webp"), save_all=True, append_images=frames[1:],
+                   lossless=True)
+    red_and_blue = np.zeros((16, 16, 3), np.uint8)
+    red_and_blue[:, :8, 0] = 255
+    red_and_blue[:, 8:, 2] = 255
+    Image.fromarray(red_and_blue).quantize(4).save(os.path.join(folder, f"{prefix}palette.bmp"))
+    return {"animated": np.asarray(frames[0]), "palette": red_and_blue}
+
+
 def run_layer_test(layer_class, init_kwargs, input_shape, expected_output_shape, tmp_path, reference=None,
                    seed=0):
     """Every layer's tests in one call (keras-hub's `run_layer_test`, for this package's layers):

@@ -581,22 +581,12 @@ def test_train_with_imagenet_inception_weights_offline_is_one_line_before_any_st
 
 
 def _files_that_crashed_corrupted_or_blocked(folder):
-    """Writes into `folder` an animated WebP (crashed TensorFlow's decoder), an 8-bit palette BMP
-    (decoded as grey indices) and a FIFO named like an image (blocked for ever); returns
-    {name: the pixels Pillow shows} of the two images."""
-    import numpy as np
-    from PIL import Image
+    """`images_that_crashed_or_misread` and a FIFO named like an image (it blocked for ever)."""
+    from conftest import images_that_crashed_or_misread
 
-    folder.mkdir(exist_ok=True)
-    rng = np.random.default_rng(0)
-    frames = [Image.fromarray(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)) for _ in range(3)]
-    frames[0].save(folder / "animated.webp", save_all=True, append_images=frames[1:], lossless=True)
-    red_and_blue = np.zeros((16, 16, 3), np.uint8)
-    red_and_blue[:, :8, 0] = 255
-    red_and_blue[:, 8:, 2] = 255
-    Image.fromarray(red_and_blue).quantize(4).save(folder / "palette.bmp")
+    expected = images_that_crashed_or_misread(folder)
     os.mkfifo(folder / "pipe.png")
-    return {"animated": np.asarray(frames[0]), "palette": red_and_blue}
+    return expected
 
 
 def _cli(argv, timeout):

@@ -131,19 +131,12 @@ def test_animated_webp_palette_bmp_and_a_fifo_train_as_pillow_shows_them(tmp_pat
     pipeline: the first two train as the pixels Pillow shows, the FIFO is skipped by name."""
     import logging
 
-    from PIL import Image
+    from conftest import images_that_crashed_or_misread
     from test_images import fifo_nobody_may_read
 
     folder = tmp_path / "a"
-    folder.mkdir()
-    rng = np.random.default_rng(0)
-    frames = [Image.fromarray(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)) for _ in range(3)]
-    frames[0].save(folder / "0_animated.webp", save_all=True, append_images=frames[1:], lossless=True)
-    red_and_blue = np.zeros((16, 16, 3), np.uint8)
-    red_and_blue[:, :8, 0] = 255
-    red_and_blue[:, 8:, 2] = 255
-    Image.fromarray(red_and_blue).quantize(4).save(folder / "1_palette.bmp")
-    expected = [np.asarray(frames[0]), red_and_blue]
+    pixels = images_that_crashed_or_misread(folder, prefix="0_")
+    expected = [pixels["animated"], pixels["palette"]]
     with fifo_nobody_may_read(folder / "2_pipe.png"), caplog.at_level(logging.WARNING):
         dataset = make_unpaired_dataset(folder, folder, load_size=16, crop_size=16, flip=False, shuffle=False,
                                         cache=cache, seed=0)
