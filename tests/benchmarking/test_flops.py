@@ -119,3 +119,21 @@ def test_the_matmul_rate_refuses_what_it_cannot_measure():
         matmul_rate(size=0)
     with pytest.raises(ValueError, match="not_a_dtype"):
         matmul_rate(size=8, dtype="not_a_dtype", library="numpy")
+
+
+def test_the_private_tensorflow_name_the_count_relies_on_is_still_there():
+    """`_called_function` looks inside nested function calls with `tf.Graph._get_function`: if
+    TensorFlow renames it, this fails (the count would otherwise refuse every nested call)."""
+    import tensorflow as tf
+
+    from tf_cyclegan.benchmarking.flops import _called_function
+
+    assert callable(getattr(tf.Graph, "_get_function", None))
+
+    @tf.function
+    def inner(x):
+        return x * 2
+
+    graph = tf.function(lambda x: inner(x)).get_concrete_function(tf.TensorSpec((2,), tf.float32)).graph
+    call = next(op for op in graph.get_operations() if op.type in ("PartitionedCall", "StatefulPartitionedCall"))
+    assert _called_function(graph, call.get_attr("f").name).graph is not None
