@@ -44,3 +44,12 @@ def test_the_words_of_version_0_2_0_still_work_with_a_warning_naming_the_new_one
         assert precision.resolve_precision("mixed_float16") == "float16"
     with pytest.warns(UserWarning, match="'mixed_bfloat16' is now called 'bfloat16'"):
         assert load_config(sets=["train.precision=mixed_bfloat16"]).train.precision == "bfloat16"
+
+
+def test_the_commands_take_the_same_words_and_the_old_ones_with_a_warning():
+    from tf_cyclegan.cli import build_parser
+
+    for command in (["bench"], ["translate", "--model", "m.keras", "--out", "o", "x.png"]):
+        assert build_parser().parse_args([*command, "--precision", "bfloat16"]).precision == "bfloat16"
+        with pytest.warns(UserWarning, match="--precision mixed_float16 is now called float16"):
+            assert build_parser().parse_args([*command, "--precision", "mixed_float16"]).precision == "float16"

@@ -15,7 +15,7 @@ import threading
 import time
 import warnings
 
-from tf_cyclegan.choices import ALLOCATORS, CPU_SPEEDUPS, DIRECTIONS, PRECISIONS, UPSAMPLINGS
+from tf_cyclegan.choices import ALLOCATORS, CPU_SPEEDUPS, DIRECTIONS, OLD_PRECISIONS, PRECISIONS, UPSAMPLINGS
 
 
 @contextlib.contextmanager
@@ -76,8 +76,6 @@ def _ctrl_c_at_the_next_batch():
 
 def _precision(text):
     """An argparse `type`: a precision word, version 0.2.0's `mixed_*` words mapped to theirs."""
-    from tf_cyclegan.choices import OLD_PRECISIONS
-
     if text in OLD_PRECISIONS:
         warnings.warn(f"--precision {text} is now called {OLD_PRECISIONS[text]}", stacklevel=2)
     return OLD_PRECISIONS.get(text, text)
