@@ -13,6 +13,7 @@ animation (its WebP decoder crashes the whole process, "double free or corruptio
 animated WebP). tests/data/test_images.py compares every format with Pillow's pixels.
 """
 
+import contextlib
 import io
 import logging
 import os
@@ -148,12 +149,21 @@ def decode_with_pillow(contents):
     """
     from PIL import Image
 
+    with _pillow_errors(), Image.open(io.BytesIO(contents)) as image:  # an animation opens at its first frame
+        return np.asarray(image.convert("RGB"))
+
+
+@contextlib.contextmanager
+def _pillow_errors():
+    """Pillow failing on a file, as one ValueError saying why (its plugins raise many types on
+    corrupt data; an unidentified file's message names a BytesIO object, not the file)."""
+    from PIL import Image
+
     try:
-        with Image.open(io.BytesIO(contents)) as image:  # an animation opens at its first frame
-            return np.asarray(image.convert("RGB"))
-    except Image.UnidentifiedImageError:  # its message names a BytesIO object
+        yield
+    except Image.UnidentifiedImageError:
         raise ValueError("Pillow cannot identify the image format") from None
-    except Exception as error:  # noqa: BLE001 - Pillow's plugins raise many types on corrupt data
+    except Exception as error:  # noqa: BLE001
         raise ValueError(f"cannot decode the image: {error or type(error).__name__}") from None
 
 
@@ -270,16 +280,11 @@ def viewed_size(path):
     problem = not_a_regular_file(path)
     if problem:
         raise ValueError(problem)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(os.fspath(path)) as image:
-                image.load()  # the whole file: a truncated or corrupt one fails here
-                width, height = image.size
-    except Image.UnidentifiedImageError:
-        raise ValueError("Pillow cannot identify the image format") from None
-    except Exception as error:  # noqa: BLE001 - Pillow's plugins raise many types on corrupt data
-        raise ValueError(f"cannot decode the image: {error or type(error).__name__}") from None
+    with _pillow_errors(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        with Image.open(os.fspath(path)) as image:
+            image.load()  # the whole file: a truncated or corrupt one fails here
+            width, height = image.size
     return (width, height) if exif_orientation(path) in (5, 6, 7, 8) else (height, width)
 
 

@@ -21,6 +21,8 @@ import tempfile
 import h5py
 import keras
 
+from tf_cyclegan.choices import NETWORKS
+
 
 @keras.saving.register_keras_serializable(package="tf_cyclegan", name="Conv2D")
 class Conv2D(keras.layers.Conv2D):
@@ -113,7 +115,7 @@ def _all_layers(model):
         for layer in getattr(todo.pop(), "layers", []):
             found.append(layer)
             todo.append(layer)
-    for name in ("gen_a2b", "gen_b2a", "disc_a", "disc_b"):  # a CycleGAN's networks are attributes
+    for name in NETWORKS:  # a CycleGAN's networks are attributes
         network = getattr(model, name, None)
         if network is not None and network is not model:
             found += _all_layers(network)

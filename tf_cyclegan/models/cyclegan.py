@@ -12,6 +12,7 @@ from typing import NamedTuple, Optional
 import keras
 import tensorflow as tf
 
+from tf_cyclegan.choices import NETWORKS
 from tf_cyclegan.models.distribution import average_over_replicas, build_without_peeking, step_logs
 from tf_cyclegan.models.image_pool import ImagePool
 from tf_cyclegan.models.losses import check_gan_mode, discriminator_loss, gan_loss, l1_loss
@@ -19,7 +20,6 @@ from tf_cyclegan.models.patchgan import build_patchgan_discriminator
 from tf_cyclegan.models.resnet_generator import build_resnet_generator
 
 LOSS_NAMES = ("gen_total", "gan_a2b", "gan_b2a", "cycle_a", "cycle_b", "identity_a", "identity_b", "disc_a", "disc_b")
-NETWORKS = ("gen_a2b", "gen_b2a", "disc_a", "disc_b")
 
 
 @keras.saving.register_keras_serializable(package="tf_cyclegan")
@@ -298,7 +298,7 @@ class CycleGAN(keras.Model):
 
     def get_config(self):
         config = super().get_config()
-        for name in ("gen_a2b", "gen_b2a", "disc_a", "disc_b"):
+        for name in NETWORKS:
             config[name] = keras.saving.serialize_keras_object(getattr(self, name))
         config.update(
             lambda_cycle=self.lambda_cycle, lambda_identity=self.lambda_identity,
@@ -309,7 +309,7 @@ class CycleGAN(keras.Model):
     @classmethod
     def from_config(cls, config):
         config = dict(config)
-        for name in ("gen_a2b", "gen_b2a", "disc_a", "disc_b"):
+        for name in NETWORKS:
             config[name] = keras.saving.deserialize_keras_object(config[name])
         return cls(**config)
 
