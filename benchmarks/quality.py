@@ -2,6 +2,7 @@
 
     python benchmarks/quality.py --out runs/quality                  # 2 options x 2 seeds, 5,000 steps
     python benchmarks/quality.py --out runs/quality --options transpose,resize --seeds 0
+    python benchmarks/quality.py --out runs/quality --options transpose --ema-decays 0.999,0.99,0.9999
 
 Domain A: random crops of the colour photographs that scikit-image, scikit-learn and
 matplotlib install with themselves (no download; `pip install scikit-image scikit-learn
@@ -23,6 +24,13 @@ grid per option and seed, `grid_<option>_seed<seed>.png`: rows of input | output
 one per seed over the options asked for, `grid_seed<seed>.png`: input | each option | truth
 (re-translated from each run's model.keras); each shown at 2x with nearest-neighbour so that a
 grid stays visible.
+
+With `--ema-decays D1,D2,...` each run also averages its generators' weights
+(`model.ema_decay`, tf_cyclegan/models/averaging.py) and is scored both ways: the trained
+(raw) generator and the averaged one, for each decay. The model keeps the first decay's
+average (saved, resumed); the others are kept beside it by `ExtraAverages`, with the library's
+own update, and are exact for a run that was not resumed (a resumed run restarts them, and its
+result says so). Training is the same for all of them: one run gives every row of a seed.
 """
 
 import argparse
@@ -119,7 +127,7 @@ def make_data(root, train_per_domain=600, test_count=64, seed=1234):
     open(os.path.join(root, "done"), "w").close()
 
 
-def train_one(option, seed, steps, data_root, run_dir, threads):
+def train_one(option, seed, steps, data_root, run_dir, threads, ema_decays=()):
     """Trains one option and seed; returns its result dict (also written to run_dir/result.json)."""
     import tensorflow as tf
 
@@ -132,6 +140,7 @@ def train_one(option, seed, steps, data_root, run_dir, threads):
     from tf_cyclegan.evaluation.paired import paired_paths_for, paired_scores
     from tf_cyclegan.inference.loading import load_keras_file
     from tf_cyclegan.inference.translate import translate
+    from tf_cyclegan.models.averaging import averaged_copy, update_average
     from tf_cyclegan.training.config import load_config
     from tf_cyclegan.training.train import train_and_evaluate
 
@@ -146,26 +155,54 @@ def train_one(option, seed, steps, data_root, run_dir, threads):
         def on_train_batch_end(self, batch, logs=None):
             self.durations.append(time.perf_counter() - self._start)
 
+    class ExtraAverages(keras.callbacks.Callback):
+        """Averages of gen_a2b for more decays than the model's one, by the library's update."""
+
+        def __init__(self, decays):
+            super().__init__()
+            self.decays, self.averages, self.count = decays, {}, 0
+
+        def on_train_batch_end(self, batch, logs=None):
+            if not self.averages:
+                self.averages = {decay: averaged_copy(self.model.gen_a2b, f"ema_{decay}") for decay in self.decays}
+            self.count += 1
+            for decay, average in self.averages.items():
+                update_average(average, self.model.gen_a2b, decay, self.count)
+
     config = load_config(overrides={
         "data": {"root": data_root, "load_size": TRAIN_CROP, "crop_size": TRAIN_CROP, "num_samples": 4},
-        "model": {"filters": 32, "num_residual_blocks": 6, "upsampling": option},
+        "model": {"filters": 32, "num_residual_blocks": 6, "upsampling": option,
+                  "ema_decay": ema_decays[0] if ema_decays else None},
         "train": {"epochs": EPOCHS // 2, "epochs_decay": EPOCHS // 2, "steps_per_epoch": steps // EPOCHS,
                   "seed": seed, "precision": "float32", "verbose": 2},
         "checkpoint": {"backup_every_n_steps": 500, "keras_every_n_epochs": 0},
         "monitor": {"images_every_n_steps": 0},
     })
     timer = StepTimer()
+    extra = ExtraAverages(ema_decays[1:])
+    resumed = os.path.isdir(os.path.join(run_dir, "backup"))
     started = time.perf_counter()
-    train_and_evaluate(config, run_dir, callbacks=[timer])
+    train_and_evaluate(config, run_dir, callbacks=[timer, extra] if ema_decays else [timer])
     train_s = time.perf_counter() - started
 
-    gen_a2b = load_keras_file(os.path.join(run_dir, "model.keras")).gen_a2b
+    trained = load_keras_file(os.path.join(run_dir, "model.keras"))
+    gen_a2b = trained.generator("a2b", weights="raw")
     paths = list_images(os.path.join(data_root, "testA"))
     sources = [load_image(path).numpy() for path in paths]
     fakes = [translate(gen_a2b, source).numpy() for source in sources]
     truth_paths = paired_paths_for(paths, os.path.join(data_root, "testB_paired"))
     model, baseline = paired_scores(fakes, sources, truth_paths)
     truths = [load_image(path).numpy() for path in truth_paths]
+    averaged = {}
+    generators = {ema_decays[0]: trained.generator("a2b", weights="averaged")} if ema_decays else {}
+    generators.update(extra.averages)
+    for decay, generator in generators.items():
+        outputs = [translate(generator, source).numpy() for source in sources]
+        averaged[str(decay)] = {"model": paired_scores(outputs, sources, truth_paths)[0],
+                                "checkerboard": checkerboard_score(np.stack(outputs)),
+                                "exact": decay == ema_decays[0] or not resumed}
+        _write_grid(os.path.join(os.path.dirname(run_dir), f"grid_{option}_ema{decay}_seed{seed}.png"),
+                    sources, outputs, truths)
     timed = timer.durations[20:] or timer.durations
     result = {
         "option": option, "seed": seed, "steps": steps, "test_images": len(paths),
@@ -173,7 +210,7 @@ def train_one(option, seed, steps, data_root, run_dir, threads):
         "checkerboard": {"output": checkerboard_score(np.stack(fakes)), "truth": checkerboard_score(np.stack(truths)),
                          "input": checkerboard_score(np.stack(sources))},
         "step_ms": 1000 * statistics.median(timed) if timed else None, "timed_steps": len(timed),
-        "train_s": train_s, "threads": threads, "parameters": gen_a2b.count_params(),
+        "train_s": train_s, "threads": threads, "parameters": gen_a2b.count_params(), "averaged": averaged,
     }
     _write_grid(os.path.join(os.path.dirname(run_dir), f"grid_{option}_seed{seed}.png"), sources, fakes, truths)
     with open(os.path.join(run_dir, "result.json"), "w") as f:
@@ -181,7 +218,7 @@ def train_one(option, seed, steps, data_root, run_dir, threads):
     return result
 
 
-def _write_seed_grid(out, data_root, options, seed, rows=6):
+def _write_seed_grid(out, data_root, options, seed, run_dir, rows=6):
     """grid_seed<seed>.png: input | each option's output | truth, for the first test images."""
     from tf_cyclegan.data.images import list_images, load_image
     from tf_cyclegan.evaluation.paired import paired_paths_for
@@ -192,7 +229,7 @@ def _write_seed_grid(out, data_root, options, seed, rows=6):
     sources = [load_image(path).numpy() for path in paths]
     columns = [sources]
     for option in options:
-        gen_a2b = load_keras_file(os.path.join(out, f"{option}_seed{seed}", "model.keras")).gen_a2b
+        gen_a2b = load_keras_file(os.path.join(run_dir(option, seed), "model.keras")).generator("a2b")
         columns.append([translate(gen_a2b, source).numpy() for source in sources])
     columns.append([load_image(path).numpy()
                     for path in paired_paths_for(paths, os.path.join(data_root, "testB_paired"))])
@@ -240,7 +277,26 @@ def _table(results):
                        f"{statistics.mean(r['step_ms'] for r in mine):.0f} |")
     means = ("Means over seeds:\n\n| option | seeds | MAE | PSNR dB | checkerboard (output) | step ms |\n"
              "|---|---:|---:|---:|---:|---:|\n")
-    return header + "\n" + "\n".join(rows) + "\n\n" + means + "\n".join(summary)
+    table = header + "\n" + "\n".join(rows) + "\n\n" + means + "\n".join(summary)
+    if any(r.get("averaged") for r in results):
+        table += "\n\n" + _averaged_table(results)
+    return table
+
+
+def _averaged_table(results):
+    """Each run's raw generator against its averages, and the change in MAE per decay."""
+    lines = ["Raw against averaged generators, the same runs:", "",
+             "| option | seed | generator | MAE | PSNR dB | SSIM | checkerboard | MAE vs raw |",
+             "|---|---:|---|---:|---:|---:|---:|---:|"]
+    for r in results:
+        lines.append(f"| {r['option']} | {r['seed']} | raw | {r['model']['mae']:.4f} | {r['model']['psnr']:.2f} | "
+                     f"{r['model']['ssim']:.4f} | {r['checkerboard']['output']:.2f} | - |")
+        for decay, a in r.get("averaged", {}).items():
+            note = "" if a["exact"] else " (restarted at resume)"
+            lines.append(f"| {r['option']} | {r['seed']} | ema {decay}{note} | {a['model']['mae']:.4f} | "
+                         f"{a['model']['psnr']:.2f} | {a['model']['ssim']:.4f} | {a['checkerboard']:.2f} | "
+                         f"{100 * (a['model']['mae'] / r['model']['mae'] - 1):+.1f} % |")
+    return "\n".join(lines)
 
 
 def main():
@@ -250,15 +306,21 @@ def main():
     parser.add_argument("--seeds", default="0,1")
     parser.add_argument("--steps", type=int, default=5000, help=f"training steps, a multiple of {EPOCHS}")
     parser.add_argument("--one", nargs=2, metavar=("OPTION", "SEED"), help=argparse.SUPPRESS)
+    parser.add_argument("--ema-decays", default="",
+                        help="score each run's averaged generators too, for these decays (the first kept by the model)")
     parser.add_argument("--threads", type=int, default=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.steps % EPOCHS:
         parser.error(f"--steps must be a multiple of {EPOCHS}")
+    ema_decays = [float(decay) for decay in args.ema_decays.split(",") if decay]
     data_root = os.path.join(args.out, "data")
+
+    def run_dir(option, seed):
+        return os.path.join(args.out, f"{option}{'_ema' if ema_decays else ''}_seed{seed}")
+
     if args.one:
         option, seed = args.one[0], int(args.one[1])
-        result = train_one(option, seed, args.steps, data_root, os.path.join(args.out, f"{option}_seed{seed}"),
-                           args.threads)
+        result = train_one(option, seed, args.steps, data_root, run_dir(option, seed), args.threads, ema_decays)
         print(json.dumps(result))
         return
 
@@ -266,30 +328,34 @@ def main():
     make_data(data_root)
     options, seeds = args.options.split(","), [int(seed) for seed in args.seeds.split(",")]
     jobs = [(option, seed) for seed in seeds for option in options]
-    threads = max(1, 2 // len(options))
+    # A seed's options side by side, the next seed after them; one option: two seeds at a time.
+    groups = [jobs[i:i + 2] for i in range(0, len(jobs), 2)] if len(options) == 1 else \
+        [[(option, seed) for option in options] for seed in seeds]
+    threads = max(1, 2 // len(groups[0]))
     results = {}
     os.makedirs(os.path.join(args.out, "logs"), exist_ok=True)
-    for seed in seeds:  # a seed's options side by side; the next seed after them
+    for group in groups:
         running = []
-        for option in options:
-            if os.path.exists(os.path.join(args.out, f"{option}_seed{seed}", "result.json")):
+        for option, seed in group:
+            if os.path.exists(os.path.join(run_dir(option, seed), "result.json")):
                 continue
-            log = open(os.path.join(args.out, "logs", f"{option}_seed{seed}.log"), "w")
+            log = open(os.path.join(args.out, "logs", f"{os.path.basename(run_dir(option, seed))}.log"), "w")
             command = [sys.executable, __file__, "--out", args.out, "--steps", str(args.steps),
-                       "--threads", str(threads), "--one", option, str(seed)]
+                       "--threads", str(threads), "--ema-decays", args.ema_decays, "--one", option, str(seed)]
             running.append(subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT))
             print(f"started {option} seed {seed}", flush=True)
         for process in running:
             process.wait()
     for option, seed in jobs:
-        path = os.path.join(args.out, f"{option}_seed{seed}", "result.json")
+        path = os.path.join(run_dir(option, seed), "result.json")
         if not os.path.exists(path):
-            sys.exit(f"{option} seed {seed} failed: see {os.path.join(args.out, 'logs', f'{option}_seed{seed}.log')}")
+            log = os.path.join(args.out, "logs", f"{os.path.basename(run_dir(option, seed))}.log")
+            sys.exit(f"{option} seed {seed} failed: see {log}")
         with open(path) as f:
             results[option, seed] = json.load(f)
     ordered = [results[job] for job in jobs]
     for seed in seeds:
-        _write_seed_grid(args.out, data_root, options, seed)
+        _write_seed_grid(args.out, data_root, options, seed, run_dir)
     print(json.dumps(ordered))
     print(_table(ordered))
 

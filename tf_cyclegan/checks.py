@@ -7,6 +7,7 @@ config re-raises it as its `ConfigError`). Nothing here imports TensorFlow, so a
 its arguments before TensorFlow loads.
 """
 
+import math
 import numbers
 
 # The generator reflection-pads by 3 at full size and by 1 at a quarter of it: 8 pixels at least.
@@ -34,6 +35,17 @@ def check_int(key, value, minimum=None, maximum=None, optional=False):
     if maximum is not None and value > maximum:
         raise ValueError(f"{key} must be at most {maximum}. Received: {value!r}")
     return value
+
+
+def check_decay(key, value):
+    """`value` as a float if it is None or a number strictly between 0 and 1 (a moving
+    average's decay: 1 would never move, 0 would average nothing), else a ValueError naming `key`."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) \
+            or not 0 < value < 1:
+        raise ValueError(f"{key} must be null or a number between 0 and 1, such as 0.999. Received: {value!r}")
+    return float(value)
 
 
 def min_training_size(disc_layers=3):

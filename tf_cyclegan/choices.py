@@ -9,6 +9,10 @@ can be checked before TensorFlow loads.
 DIRECTIONS = ("a2b", "b2a")
 NETWORKS = ("gen_a2b", "gen_b2a", "disc_a", "disc_b")
 
+# Which generators translate: the averaged ones where a model keeps them (`ema_decay`) and the
+# trained ones otherwise ("auto"), or asked for by name.
+GENERATOR_WEIGHTS = ("auto", "averaged", "raw")
+
 # The adversarial loss: least squares (the paper's) or the original cross-entropy GAN.
 GAN_MODES = ("lsgan", "vanilla")
 

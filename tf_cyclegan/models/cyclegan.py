@@ -12,7 +12,9 @@ from typing import NamedTuple, Optional
 import keras
 import tensorflow as tf
 
-from tf_cyclegan.choices import NETWORKS
+from tf_cyclegan.checks import check_decay
+from tf_cyclegan.choices import DIRECTIONS, GENERATOR_WEIGHTS, NETWORKS
+from tf_cyclegan.models.averaging import averaged_copy, update_average
 from tf_cyclegan.models.distribution import average_over_replicas, build_without_peeking, step_logs
 from tf_cyclegan.models.image_pool import ImagePool
 from tf_cyclegan.models.losses import check_gan_mode, discriminator_loss, gan_loss, l1_loss
@@ -46,6 +48,8 @@ class CycleGAN(keras.Model):
         gen_grads = gen_tape.gradient(scaled_gen_loss, self.generator_variables)
         del gen_tape
         self.gen_optimizer.apply_gradients(zip(gen_grads, self.generator_variables))
+        if self.ema_decay is not None:
+            self.update_averaged_generators()
 
         # Each discriminator sees a fake from its history pool; no gradient reaches the generators.
         pooled_fake_a = self.pool_a(tf.stop_gradient(translations.fake_a))
@@ -113,9 +117,34 @@ class CycleGAN(keras.Model):
     def call(self, inputs, training=False):
         return self.gen_a2b(inputs, training=training)
 
+    def generator(self, direction, weights="auto"):
+        """The generator that translates `direction` ("a2b" or "b2a").
+
+        Args:
+            weights: "auto" (default): the averaged generator where the model keeps one
+                (`ema_decay`), else the trained one; "averaged": the averaged one (an error
+                without `ema_decay`); "raw": the trained one.
+        """
+        if direction not in DIRECTIONS:
+            raise ValueError(f"direction must be one of {', '.join(DIRECTIONS)}. Received: {direction!r}")
+        if weights not in GENERATOR_WEIGHTS:
+            raise ValueError(f"weights must be one of {', '.join(GENERATOR_WEIGHTS)}. Received: {weights!r}")
+        if weights == "averaged" and self.ema_decay is None:
+            raise ValueError("This model keeps no averaged generators (it was built without ema_decay): "
+                             "use weights='raw'")
+        averaged = weights == "averaged" or (weights == "auto" and self.ema_decay is not None)
+        return getattr(self, f"gen_{direction}_ema" if averaged else f"gen_{direction}")
+
+    def update_averaged_generators(self):
+        """Moves `gen_a2b_ema` and `gen_b2a_ema` one step towards the generators' weights
+        (`models/averaging.py`); `train_step` calls it after each generator update."""
+        self.ema_updates.assign_add(1)
+        update_average(self.gen_a2b_ema, self.gen_a2b, self.ema_decay, self.ema_updates)
+        update_average(self.gen_b2a_ema, self.gen_b2a, self.ema_decay, self.ema_updates)
+
     def __init__(
         self, gen_a2b, gen_b2a, disc_a, disc_b, lambda_cycle=10.0, lambda_identity=0.5,
-        pool_size=50, gan_mode="lsgan", pool_seed=None, **kwargs,
+        pool_size=50, gan_mode="lsgan", pool_seed=None, ema_decay=None, **kwargs,
     ):
         """Args:
             gen_a2b: keras.Model, generator translating domain A to B.
@@ -128,6 +157,10 @@ class CycleGAN(keras.Model):
             pool_size: int, default 50. Fakes kept per domain for the discriminators.
             gan_mode: str, default "lsgan". "lsgan" (least squares) or "vanilla" (BCE).
             pool_seed: int or None. Seed of the image pools' random streams.
+            ema_decay: float in (0, 1) or None (default). Where set, the model also keeps
+                `gen_a2b_ema` and `gen_b2a_ema`: averages of the generators' weights over
+                training (`models/averaging.py`), updated after each generator step, which
+                translation uses by default (`generator()`). Training itself is unchanged.
         """
         super().__init__(**kwargs)
         for name, network in zip(NETWORKS, (gen_a2b, gen_b2a, disc_a, disc_b)):
@@ -151,6 +184,13 @@ class CycleGAN(keras.Model):
         pool_b_seed = None if pool_seed is None else pool_seed + 1
         self.pool_a = ImagePool(pool_size, seed=pool_seed, name="pool_a")
         self.pool_b = ImagePool(pool_size, seed=pool_b_seed, name="pool_b")
+        self.ema_decay = check_decay("ema_decay", ema_decay)
+        if self.ema_decay is not None:
+            self.gen_a2b_ema = averaged_copy(gen_a2b, "gen_a2b_ema")
+            self.gen_b2a_ema = averaged_copy(gen_b2a, "gen_b2a_ema")
+            # Replicas compute the same update from the same weights: the first one's is kept.
+            self.ema_updates = self.add_weight(shape=(), dtype="int64", initializer="zeros", trainable=False,
+                                               name="ema_updates", aggregation="only_first_replica")
         self.trackers = {name: keras.metrics.Mean(name=name) for name in LOSS_NAMES}
         # How the step runs, not what it computes (not in the config): plain Keras unless
         # `tf_cyclegan.speed.apply_cpu_speedups` sets them.
@@ -304,6 +344,8 @@ class CycleGAN(keras.Model):
             lambda_cycle=self.lambda_cycle, lambda_identity=self.lambda_identity,
             pool_size=self.pool_size, gan_mode=self.gan_mode, pool_seed=self.pool_seed,
         )
+        if self.ema_decay is not None:  # absent otherwise: files of models without it read as before
+            config["ema_decay"] = self.ema_decay
         return config
 
     @classmethod

@@ -15,7 +15,14 @@ from typing import Literal, Optional, Union
 
 import yaml
 
-from tf_cyclegan.checks import MAX_DISC_LAYERS, check_image_size, check_int, check_pipeline_sizes, min_training_size
+from tf_cyclegan.checks import (
+    MAX_DISC_LAYERS,
+    check_decay,
+    check_image_size,
+    check_int,
+    check_pipeline_sizes,
+    min_training_size,
+)
 from tf_cyclegan.choices import (
     ALIGNMENTS,
     ALLOCATORS,
@@ -67,6 +74,9 @@ class ModelConfig:
     norm_affine: bool = False  # instance norms with a learned scale and offset (PyTorch's affine=True)
     use_bias: bool = True  # biases on the convolutions before a normalisation
     upsampling: Literal[UPSAMPLINGS] = "transpose"  # resize: no visible grid (docs/checkerboard.md)
+    # Also keep averages of the generators' weights over training, which translate by default
+    # (tf_cyclegan/models/averaging.py); training itself is unchanged. None: none kept.
+    ema_decay: Optional[float] = None
 
 
 @dataclass(frozen=True)
@@ -307,6 +317,7 @@ def _check_consistency(config):
     try:
         check_pipeline_sizes(data.load_size, data.crop_size, data.batch_size, prefix="data.")
         check_int("model.disc_layers", config.model.disc_layers, minimum=1, maximum=MAX_DISC_LAYERS)
+        check_decay("model.ema_decay", config.model.ema_decay)
         check_image_size("data.crop_size", data.crop_size, minimum=min_training_size(config.model.disc_layers),
                          why=f" for model.disc_layers={config.model.disc_layers}")
         if config.train.seed is not None:  # what keras.utils.set_random_seed takes
