@@ -82,7 +82,7 @@ _MIRRORED_SCRIPT = textwrap.dedent("""
 
     def trained(strategy, initial=None):
         with strategy.scope():
-            model = tiny_cyclegan(pool_size=0)
+            model = tiny_cyclegan(pool_size=0, ema_decay=0.5)  # the averaged generators too
             model.compile(gen_optimizer=optimizer(), disc_optimizer=optimizer())
             # The step as `train` runs it on a CPU. (With the switch off, each image set goes
             # through a network in its own call, and float16 rounding then differs by about 22%
@@ -112,6 +112,12 @@ _MIRRORED_SCRIPT = textwrap.dedent("""
     worst, where = max((float(np.abs(a - b).max()), name) for a, b, name in zip(after_single, after_mirrored, names))
     applied = min(int(np.asarray(getattr(o, "inner_optimizer", o).iterations))
                   for o in (mirrored.gen_optimizer, mirrored.disc_optimizer))
+    # Every replica holds the same average (bit for bit), updated once a step.
+    averaged = mirrored.gen_a2b_ema.weights + mirrored.gen_b2a_ema.weights
+    spread = max(float(np.abs(np.asarray(r) - np.asarray(v.value.values[0])).max())
+                 for v in averaged for r in v.value.values)
+    assert len(averaged[0].value.values) == 2 and spread == 0.0, spread
+    assert int(np.asarray(mirrored.ema_updates)) == 2
     print("RESULT", worst, moved, where, applied)
 """)
 

@@ -10,9 +10,10 @@ The average is bias-corrected (as Adam's moments are), so it starts at the first
 is given rather than at the random initialisation, and after `t` updates it is exactly the
 weighted mean of the weights seen, the `i`-th weighted by `decay ** (t - i)`:
 
-    average <- average + (1 - decay) / (1 - decay ** t) * (weights - average)
+    rate = (1 - decay) / (1 - decay ** t)
+    average <- (1 - rate) * average + rate * weights
 
-which at `t = 1` is a copy. The arithmetic is that of the weights' own dtype (float32 under
+which at `t = 1` is an exact copy. The arithmetic is that of the weights' own dtype (float32 under
 mixed precision, where variables stay float32).
 """
 
@@ -39,9 +40,9 @@ def update_average(average, network, decay, count):
         decay: float in (0, 1).
         count: scalar tensor, the number of updates including this one (1 for the first).
     """
-    count = tf.cast(count, "float32")
-    rate = (1.0 - decay) / (1.0 - tf.pow(tf.constant(decay, "float32"), count))
+    decay = tf.constant(decay, "float32")
+    rate = (1.0 - decay) / (1.0 - tf.pow(decay, tf.cast(count, "float32")))  # exactly 1 at the first update
     for averaged, current in zip(average.weights, network.weights):
         value = tf.convert_to_tensor(averaged.value)
-        step = tf.cast(rate, value.dtype) * (tf.convert_to_tensor(current.value) - value)
-        averaged.assign(value + step)
+        rate_here = tf.cast(rate, value.dtype)
+        averaged.assign((1 - rate_here) * value + rate_here * tf.convert_to_tensor(current.value))

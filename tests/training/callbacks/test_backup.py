@@ -152,7 +152,7 @@ _TRAIN_SCRIPT = textwrap.dedent("""
 
     config = load_config(overrides={
         "data": {"root": root, "load_size": 36, "crop_size": 32, "num_samples": 0},
-        "model": {"filters": 4, "num_residual_blocks": 1, "disc_filters": 4, "pool_size": 3},
+        "model": {"filters": 4, "num_residual_blocks": 1, "disc_filters": 4, "pool_size": 3, "ema_decay": 0.9},
         "train": {"epochs": 2, "epochs_decay": 1, "verbose": 0, "seed": 3, "deterministic": True},
         "checkpoint": {"backup_every_n_steps": 2, "keras_every_n_epochs": 0},
     })
@@ -193,6 +193,8 @@ def test_a_run_killed_mid_epoch_resumes_to_the_same_weights_as_an_uninterrupted_
 
     expected, actual = _final_state(tmp_path / "straight"), _final_state(tmp_path / "killed")
     assert expected.keys() == actual.keys()
+    # The averaged generators (model.ema_decay, among model.weights) and their update count came back too.
+    assert int(expected[next(k for k in expected if k.endswith("ema_updates"))]) == 18
     for key in expected:
         np.testing.assert_array_equal(actual[key], expected[key], err_msg=key)
     assert int(np.asarray(expected[next(k for k in expected if k.endswith("iteration"))])) == 18

@@ -1,0 +1,135 @@
+"""The averaged generators: the bias-corrected moving average, kept beside training, never in it."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from conftest import TINY_SIZE, random_pairs, tiny_cyclegan
+
+from tf_cyclegan.models.averaging import averaged_copy, update_average
+
+
+class _RecordGenerators(keras.callbacks.Callback):
+    """The generators' weights after every step."""
+
+    def __init__(self):
+        super().__init__()
+        self.seen = []
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.seen.append([np.asarray(w) for w in self.model.gen_a2b.weights + self.model.gen_b2a.weights])
+
+
+def _hand_average(history, decay):
+    """Weights seen at steps 1..t, the i-th weighted by decay ** (t - i), normalised."""
+    t = len(history)
+    factors = np.array([decay ** (t - i) for i in range(1, t + 1)], np.float64)
+    return [sum(f * step[k].astype(np.float64) for f, step in zip(factors, history)) / factors.sum()
+            for k in range(len(history[0]))]
+
+
+def _averaged(model):
+    return [np.asarray(w) for w in model.gen_a2b_ema.weights + model.gen_b2a_ema.weights]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("jit_compile", [False, True])
+def test_the_average_after_n_steps_is_the_hand_computed_one(jit_compile):
+    model = tiny_cyclegan(ema_decay=0.8)
+    model.compile(jit_compile=jit_compile)
+    record = _RecordGenerators()
+    model.fit(random_pairs(count=5), epochs=1, verbose=0, callbacks=[record])
+    assert int(np.asarray(model.ema_updates)) == 5
+    for got, want in zip(_averaged(model), _hand_average(record.seen, 0.8)):
+        np.testing.assert_allclose(got, want, atol=2e-6)
+    # And it is an average, not the last iterate.
+    assert max(float(np.abs(a - b).max()) for a, b in zip(_averaged(model), record.seen[-1])) > 1e-4
+
+
+def test_the_first_update_copies_the_weights_whatever_the_average_held():
+    network = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    average = averaged_copy(network, "average")
+    for weight in average.weights:
+        weight.assign(np.full(weight.shape, 123.0, np.float32))
+    update_average(average, network, 0.999, tf.constant(1))
+    for got, want in zip(average.get_weights(), network.get_weights()):
+        np.testing.assert_array_equal(got, want)
+
+
+def test_the_copies_are_seen_by_no_optimizer_and_off_means_no_extra_variables():
+    plain, averaged = tiny_cyclegan(), tiny_cyclegan(ema_decay=0.99)
+    assert not hasattr(plain, "gen_a2b_ema") and not hasattr(plain, "ema_updates")
+    assert plain.get_config().get("ema_decay") is None and "ema_decay" not in plain.get_config()
+    assert len(averaged.trainable_variables) == len(plain.trainable_variables)
+    generator_weights = len(averaged.gen_a2b.weights) + len(averaged.gen_b2a.weights)
+    assert len(averaged.weights) == len(plain.weights) + generator_weights + 1  # the copies and their count
+    assert not averaged.gen_a2b_ema.trainable and not averaged.gen_b2a_ema.trainable
+    averaged.compile()
+    gen_ids = {id(v) for v in averaged.generator_variables}
+    assert not gen_ids & {id(v) for v in averaged.gen_a2b_ema.weights + averaged.gen_b2a_ema.weights}
+
+
+@pytest.mark.slow
+def test_training_is_unchanged_by_averaging():
+    keras.utils.set_random_seed(0)
+    plain = tiny_cyclegan()
+    averaged = tiny_cyclegan(ema_decay=0.9)
+    networks = ("gen_a2b", "gen_b2a", "disc_a", "disc_b")
+    for name in networks:
+        getattr(averaged, name).set_weights(getattr(plain, name).get_weights())
+    for model in (plain, averaged):
+        model.compile()
+        model.fit(random_pairs(count=3), epochs=1, verbose=0)
+    for name in networks:
+        for a, b in zip(getattr(plain, name).weights, getattr(averaged, name).weights):
+            np.testing.assert_array_equal(np.asarray(a), np.asarray(b), err_msg=name)
+
+
+@pytest.mark.slow
+def test_saved_and_loaded_with_the_model(tmp_path):
+    model = tiny_cyclegan(ema_decay=0.9)
+    model.compile()
+    model.fit(random_pairs(count=2), epochs=1, verbose=0)
+    model.save(tmp_path / "m.keras")
+    loaded = keras.saving.load_model(tmp_path / "m.keras")
+    assert loaded.ema_decay == 0.9 and int(np.asarray(loaded.ema_updates)) == 2
+    for got, want in zip(_averaged(loaded), _averaged(model)):
+        np.testing.assert_array_equal(got, want)
+    image = np.random.default_rng(0).uniform(-1, 1, (1, TINY_SIZE, TINY_SIZE, 3)).astype("float32")
+    np.testing.assert_array_equal(loaded.generator("a2b")(image), model.gen_a2b_ema(image))
+
+
+@pytest.mark.slow
+def test_averaged_in_float32_under_mixed_precision():
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        model = tiny_cyclegan(ema_decay=0.8)
+        model.compile()
+        record = _RecordGenerators()
+        model.fit(random_pairs(count=3), epochs=1, verbose=0, callbacks=[record])
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    assert {w.dtype for w in model.gen_a2b_ema.weights} == {"float32"}
+    assert model.gen_a2b_ema.dtype_policy.name == "mixed_float16"  # computes as the generator does
+    for got, want in zip(_averaged(model), _hand_average(record.seen, 0.8)):
+        np.testing.assert_allclose(got, want, atol=2e-6)
+
+
+def test_generator_picks_the_averaged_ones_by_default_and_raw_on_request():
+    plain, averaged = tiny_cyclegan(), tiny_cyclegan(ema_decay=0.9)
+    assert averaged.generator("a2b") is averaged.gen_a2b_ema
+    assert averaged.generator("b2a", weights="averaged") is averaged.gen_b2a_ema
+    assert averaged.generator("b2a", weights="raw") is averaged.gen_b2a
+    assert plain.generator("a2b") is plain.gen_a2b
+    with pytest.raises(ValueError, match="no averaged generators.*weights='raw'"):
+        plain.generator("a2b", weights="averaged")
+    with pytest.raises(ValueError, match="direction must be one of a2b, b2a"):
+        plain.generator("ab")
+    with pytest.raises(ValueError, match="weights must be one of auto, averaged, raw"):
+        plain.generator("a2b", weights="ema")
+
+
+@pytest.mark.parametrize("decay", [0, 1, 1.5, -0.1, True, "0.9", float("nan")])
+def test_a_decay_outside_0_1_is_refused_naming_it(decay):
+    with pytest.raises(ValueError, match="ema_decay must be null or a number between 0 and 1"):
+        tiny_cyclegan(ema_decay=decay)
