@@ -15,7 +15,15 @@ import threading
 import time
 import warnings
 
-from tf_cyclegan.choices import ALLOCATORS, CPU_SPEEDUPS, DIRECTIONS, OLD_PRECISIONS, PRECISIONS, UPSAMPLINGS
+from tf_cyclegan.choices import (
+    ALLOCATORS,
+    CPU_SPEEDUPS,
+    DIRECTIONS,
+    GENERATOR_WEIGHTS,
+    OLD_PRECISIONS,
+    PRECISIONS,
+    UPSAMPLINGS,
+)
 
 
 @contextlib.contextmanager
@@ -81,6 +89,12 @@ def _precision(text):
     return OLD_PRECISIONS.get(text, text)
 
 
+def _add_weights_argument(parser):
+    parser.add_argument("--weights", default="auto", choices=GENERATOR_WEIGHTS,
+                        help="a .keras model's generators: auto (default) takes the averaged ones where the model "
+                             "keeps them (model.ema_decay), else the trained ones; raw: the trained ones")
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse, with a bad command line reported as one line (no usage block above it), as
     every other error of the command is; `--help` shows the usage."""
@@ -140,11 +154,14 @@ def _train(args):
         result = train_and_evaluate(config, run_dir, restart=args.restart, callbacks=[stop_on_ctrl_c])
     print(f"\nTraining took {time.time() - started:.0f} s. Results are in {run_dir}/ "
           "(model.keras, samples/, logs/ for TensorBoard, results.json)")
-    paired = result.get("paired_test")
+    paired, raw = result.get("paired_test"), result.get("paired_test_raw")
     if paired:
+        averaged = "\n" if not raw else (
+            f"  (averaged generator)\n  trained   MAE {raw['model']['mae']:.4f}  PSNR {raw['model']['psnr']:.2f} dB"
+            "  (the last weights, --weights raw)\n")
         print(
             f"Translation error on the {paired['images']} paired test images (A->B, pixels in [0, 1]):\n"
-            f"  model     MAE {paired['model']['mae']:.4f}  PSNR {paired['model']['psnr']:.2f} dB\n"
+            f"  model     MAE {paired['model']['mae']:.4f}  PSNR {paired['model']['psnr']:.2f} dB{averaged}"
             f"  baseline  MAE {paired['baseline']['mae']:.4f}  PSNR {paired['baseline']['psnr']:.2f} dB"
             f"  (untranslated input)\n"
             f"  the model's error is {paired['error_ratio']:.2f}x the baseline's"
@@ -189,7 +206,8 @@ def _export(args):
     from tf_cyclegan.inference.export import export_model
 
     written = export_model(args.model, args.out, formats=_split(args.formats), directions=_split(args.directions),
-                           tflite_size=args.tflite_size, overwrite=args.overwrite, calibration=args.calibration)
+                           tflite_size=args.tflite_size, overwrite=args.overwrite, calibration=args.calibration,
+                           weights=args.weights)
     for direction, files in written.items():
         for name, path in files.items():
             print(f"{direction:4s} {name:16s} {path}")
@@ -200,7 +218,8 @@ def _translate(args):
     from tf_cyclegan.inference.loading import load_translator
 
     plan_outputs(args.inputs, args.out, overwrite=args.overwrite)  # every path checked before the model loads
-    translator = load_translator(args.model, args.direction, precision=args.precision, tile=args.tile)
+    translator = load_translator(args.model, args.direction, precision=args.precision, tile=args.tile,
+                                 weights=args.weights)
     written, skipped = translate_paths(translator, args.inputs, args.out, overwrite=args.overwrite,
                                        progress=sys.stdout.isatty())
     if not written:
@@ -225,7 +244,7 @@ def _evaluate(args):
         if len(directions) == 1:  # a lone generator: nothing to cycle back through
             print(f"tf-cyclegan evaluate: {args.model} has only the {directions[0]} generator: evaluating "
                   f"{directions[0]} alone, without a cycle error", file=sys.stderr)
-    translators = load_translators(args.model, directions)  # a direction the model lacks: one line
+    translators = load_translators(args.model, directions, weights=args.weights)  # a direction it lacks: one line
     features = None if args.no_fid else InceptionFeatures(args.inception_weights)  # offline: one line
     report = evaluate(translators, args.data, directions, features=features, progress=sys.stdout.isatty())
     print(format_report(report))
@@ -314,6 +333,7 @@ def build_parser():
     export.add_argument("--calibration", metavar="DIR",
                         help="your images, to also write full-integer int8 TFLite calibrated on them: a folder of "
                              "one direction's inputs, or a dataset root (testA/ or trainA/ for a2b, B for b2a)")
+    _add_weights_argument(export)
     export.set_defaults(func=_export)
 
     translate = commands.add_parser("translate", help="translate image files or folders")
@@ -329,6 +349,7 @@ def build_parser():
                                 "bfloat16 instructions, float16 on a GPU, else float32 (default: float32, exact)")
     translate.add_argument("--overwrite", action="store_true", help="replace output files that exist")
     translate.add_argument("inputs", nargs="+", help="image files or folders")
+    _add_weights_argument(translate)
     translate.set_defaults(func=_translate)
 
     evaluate = commands.add_parser("evaluate", help="FID, KID, cycle consistency and paired error")
@@ -342,6 +363,7 @@ def build_parser():
                           help="local InceptionV3 (include_top=False) weights file, for machines "
                                "without internet (default: download ImageNet weights once)")
     evaluate.add_argument("--no-fid", action="store_true", help="skip FID and KID")
+    _add_weights_argument(evaluate)
     evaluate.set_defaults(func=_evaluate)
 
     bench = commands.add_parser("bench", help="time the training step (JSON keys of the PyTorch reference's)")

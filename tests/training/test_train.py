@@ -135,7 +135,7 @@ def test_a_run_directory_holds_the_config_model_logs_checkpoints_samples_and_res
     run_dir = tmp_path / "run"
     config = load_config(overrides={
         "data": {"root": str(demo_root), "load_size": 36, "crop_size": 32, "num_samples": 1},
-        "model": {"filters": 4, "num_residual_blocks": 1, "disc_filters": 4, "pool_size": 2},
+        "model": {"filters": 4, "num_residual_blocks": 1, "disc_filters": 4, "pool_size": 2, "ema_decay": 0.9},
         "train": {"epochs": 1, "epochs_decay": 1, "verbose": 0, "steps_per_epoch": 2},
         "checkpoint": {"keras_every_n_epochs": 1},
     })
@@ -157,6 +157,9 @@ def test_a_run_directory_holds_the_config_model_logs_checkpoints_samples_and_res
     assert saved["run_dir"] == str(run_dir) and saved["precision"] == result["precision"]
     assert set(saved["final_losses"]) >= {"gen_total", "disc_a", "disc_b", "learning_rate"}
     assert saved["paired_test"]["images"] == 3 and saved["paired_test"]["model"]["mae"] > 0
+    # With averaged generators (model.ema_decay): their error, and the trained ones' beside it.
+    assert saved["paired_test"]["generator"] == "averaged" and saved["paired_test_raw"]["model"]["mae"] > 0
+    assert int(result["model"].ema_updates) == 4
 
 
 def test_resuming_refuses_a_changed_config_and_changes_nothing(demo_root, tmp_path):

@@ -310,7 +310,7 @@ def _run_config(run_dir):
 
 
 def export_model(model_path, out_dir, formats=DEFAULT_FORMATS, directions=DIRECTIONS, tflite_size=None,
-                 overwrite=False, calibration=None):
+                 overwrite=False, calibration=None, weights="auto"):
     """Exports the generators of a trained CycleGAN, or a single generator, from a `.keras`
     file or a run directory.
 
@@ -321,6 +321,8 @@ def export_model(model_path, out_dir, formats=DEFAULT_FORMATS, directions=DIRECT
     generator (`import-torch` of one `.pth`) is one direction: the one `directions` names,
     "a2b" when it names both. Every argument, the model and the output folders are checked
     before anything is written; an earlier export there is replaced only with `overwrite=True`.
+    `weights` picks a CycleGAN's generators (`CycleGAN.generator`): by default the averaged
+    ones where it keeps them (`ema_decay`); metadata.json records which were exported.
     """
     from tf_cyclegan import __version__
     from tf_cyclegan.models.resnet_generator import generator_alignment, generator_upsampling
@@ -328,7 +330,7 @@ def export_model(model_path, out_dir, formats=DEFAULT_FORMATS, directions=DIRECT
     check_export_arguments(formats, tflite_size, directions, calibration=calibration)
     if os.path.lexists(out_dir) and not os.path.isdir(out_dir):
         raise OutputExists(f"--out {os.fspath(out_dir)!r} is a file, not a folder")
-    from tf_cyclegan.inference.loading import check_generator, load_keras_file, resolve_model_path
+    from tf_cyclegan.inference.loading import load_keras_file, pick_generator, resolve_model_path
 
     try:
         found = resolve_model_path(model_path)
@@ -340,12 +342,12 @@ def export_model(model_path, out_dir, formats=DEFAULT_FORMATS, directions=DIRECT
     keras_file, run_dir = found.path, found.run_dir
     model = load_keras_file(keras_file)
     if hasattr(model, "gen_a2b"):
-        generators = {direction: getattr(model, f"gen_{direction}") for direction in directions}
+        generators = {direction: pick_generator(model, direction, weights, keras_file) for direction in directions}
         crop_size = int(model.pool_a.images.shape[1]) if model.pool_size and model.pool_a.built else None
         steps = int(model.gen_optimizer.iterations.numpy()) if model.compiled else None
     else:
         direction = directions[0] if len(directions) == 1 else "a2b"
-        generators = {direction: check_generator(model, keras_file)}
+        generators = {direction: pick_generator(model, direction, weights, keras_file)}
         logger.info("%s holds one generator: exported as the %s direction", keras_file, direction)
         crop_size = steps = None
     for direction in generators:
@@ -363,6 +365,9 @@ def export_model(model_path, out_dir, formats=DEFAULT_FORMATS, directions=DIRECT
             "generator_alignment": generator_alignment(generator), "upsampling": generator_upsampling(generator),
             "package_version": __version__,
             "steps_trained": steps,
+            # "averaged": the moving average of the trained weights (the model's ema_decay).
+            "weights": "averaged" if generator.name.endswith("_ema") else "raw",
+            "ema_decay": getattr(model, "ema_decay", None),
         }
         written[direction] = export_generator(
             generator, os.path.join(out_dir, direction),

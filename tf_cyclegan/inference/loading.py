@@ -22,7 +22,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tf_cyclegan.choices import DIRECTIONS
+from tf_cyclegan.choices import DIRECTIONS, GENERATOR_WEIGHTS
 from tf_cyclegan.inference.translate import MIN_SIZE, grow_to, pad_to_multiple, translate_tiled
 from tf_cyclegan.inference.translate import translate as translate_full
 
@@ -175,12 +175,23 @@ def _load_keras(path, modified):
     return load_keras_file(path)
 
 
-def _generator_from_keras(path, direction):
+def pick_generator(model, direction, weights, where):
+    """The generator of `model` (a CycleGAN or a lone generator) for `direction` and `weights`
+    (see `CycleGAN.generator`), saying in the log when the averaged one is taken by default."""
+    if not hasattr(model, "gen_a2b"):
+        if weights == "averaged":
+            raise ValueError(f"{where} holds one generator, with no averaged copy: use --weights raw or auto")
+        return check_generator(model, where)
+    generator = model.generator(direction, weights)
+    if generator is not getattr(model, f"gen_{direction}") and weights == "auto":
+        logger.info("%s: translating %s with the averaged generator %s (ema_decay %s); --weights raw takes "
+                    "the trained one", where, direction, generator.name, model.ema_decay)
+    return check_generator(generator, f"{where} ({generator.name})")
+
+
+def _generator_from_keras(path, direction, weights="auto"):
     path = os.path.abspath(os.fspath(path))
-    model = _load_keras(path, os.stat(path).st_mtime_ns)
-    if hasattr(model, "gen_a2b"):
-        return check_generator(getattr(model, f"gen_{direction}"), f"{path} (gen_{direction})")
-    return check_generator(model, path)
+    return pick_generator(_load_keras(path, os.stat(path).st_mtime_ns), direction, weights, path)
 
 
 class ModelPath(typing.NamedTuple):
@@ -302,7 +313,7 @@ def _check_direction(path, direction, available):
                          f"(use --direction {available[0]})")
 
 
-def load_translator(path, direction=None, precision="float32", **kwargs):
+def load_translator(path, direction=None, precision="float32", weights="auto", **kwargs):
     """Opens `path` (see `resolve_model_path`) as a `Translator` for `direction`.
 
     `direction`: "a2b" or "b2a"; None takes the model's only direction, or a2b. A direction the
@@ -310,12 +321,17 @@ def load_translator(path, direction=None, precision="float32", **kwargs):
     `precision` ("float32", "bfloat16", "float16" or "auto", see
     `tf_cyclegan.inference.precision`) applies to `.keras` models and SavedModels; a TFLite or
     ONNX file computes in the precision it was exported with, so it takes "float32" or "auto".
+    `weights` ("auto", "averaged" or "raw", see `CycleGAN.generator`) picks a `.keras` model's
+    generator: by default the averaged one where the model keeps one (`ema_decay`). An export
+    holds the generator it was exported with (its metadata.json says which), so it takes "auto".
     """
     from tf_cyclegan.precision import check_precision
 
     if direction is not None and direction not in DIRECTIONS:
         raise ValueError(f"direction must be one of {DIRECTIONS}. Received: direction={direction!r}")
     precision = check_precision(precision)
+    if weights not in GENERATOR_WEIGHTS:
+        raise ValueError(f"weights must be one of {', '.join(GENERATOR_WEIGHTS)}. Received: weights={weights!r}")
     Translator(**{k: v for k, v in kwargs.items() if k in ("max_pixels", "tile", "overlap")})  # checks, no work
     available = model_directions(path)
     direction = direction or available[0]
@@ -325,7 +341,10 @@ def load_translator(path, direction=None, precision="float32", **kwargs):
         logger.info("%s: using %s (an export folder's best format there: SavedModel, TFLite float32, ONNX, "
                     "in that order)", os.fspath(path), model.path)
     if model.kind == "keras":
-        return KerasTranslator(_generator_from_keras(model.path, direction), precision=precision, **kwargs)
+        return KerasTranslator(_generator_from_keras(model.path, direction, weights), precision=precision, **kwargs)
+    if weights != "auto":
+        raise ValueError(f"{model.path!r} is an export, which holds the generator it was exported with (its "
+                         f"metadata.json says which): --weights {weights} applies to .keras models and run directories")
     if model.kind == "savedmodel":
         return SavedModelTranslator(model.path, precision=precision, **kwargs)
     if precision not in ("float32", "auto"):

@@ -309,10 +309,15 @@ def write_results(config, run_dir, result, only_missing=False):
     if only_missing and os.path.exists(os.path.join(run_dir, RESULTS)):
         return
     if config.data.root and os.path.isdir(os.path.join(config.data.root, "testB_paired")):
-        result["paired_test"] = paired_translation_error(
-            model.gen_a2b, os.path.join(config.data.root, "testA"),
-            os.path.join(config.data.root, "testB_paired"),
-        )
+        def paired_error(generator):
+            return paired_translation_error(generator, os.path.join(config.data.root, "testA"),
+                                            os.path.join(config.data.root, "testB_paired"))
+
+        # The generator translation uses by default: the averaged one where the model keeps one.
+        result["paired_test"] = paired_error(model.generator("a2b"))
+        if model.ema_decay is not None:
+            result["paired_test"]["generator"] = "averaged"
+            result["paired_test_raw"] = paired_error(model.gen_a2b)
     write_json(os.path.join(run_dir, RESULTS), {k: v for k, v in result.items() if k != "model"})
 
 

@@ -51,3 +51,21 @@ def test_a_png_grid_each_epoch_and_tensorboard_images_on_due_steps(model, tmp_pa
     events = EventAccumulator(str(tmp_path / "logs" / "samples"), size_guidance={"tensors": 0}).Reload()
     # Steps 2, 4 and 6 (due) and 3, the end of the first epoch; epoch 2 ends at step 6, logged once.
     assert [event.step for event in events.Tensors(SampleGrid.TAG)] == [2, 3, 4, 6]
+
+
+def test_averaged_generators_fill_the_png_and_tensorboard_shows_both_grids(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    model = tiny_cyclegan(ema_decay=0.9)
+    model.build((1, 32, 32, 3))
+    for weight in model.gen_a2b_ema.weights:  # averaged generators that translate differently
+        weight.assign(np.asarray(weight) * 1.5)
+    grid = SampleGrid(_images(1, (16, 16), 0), _images(1, (16, 16), 1), out_dir=str(tmp_path / "samples"),
+                      log_dir=str(tmp_path / "logs"))
+    grid.set_model(model)
+    grid.on_epoch_end(0)
+    png = tf.io.decode_png(tf.io.read_file(str(tmp_path / "samples" / "epoch_001.png"))).numpy()
+    np.testing.assert_array_equal(png, grid.grid("averaged").numpy())
+    assert np.abs(grid.grid("raw").numpy().astype(int) - png).max() > 0
+    events = EventAccumulator(str(tmp_path / "logs" / "samples"), size_guidance={"tensors": 0}).Reload()
+    assert sorted(events.Tags()["tensors"]) == sorted([SampleGrid.TAG, SampleGrid.TAG_AVERAGED])

@@ -5,6 +5,7 @@ import os
 import keras
 import tensorflow as tf
 
+from tf_cyclegan.choices import DIRECTIONS
 from tf_cyclegan.evaluation.evaluate import evaluate
 from tf_cyclegan.training.callbacks.periodic import is_due
 
@@ -36,7 +37,8 @@ class EvaluationCallback(keras.callbacks.Callback):
             return
         from tf_cyclegan.inference.loading import KerasTranslator
 
-        translators = {"a2b": KerasTranslator(self.model.gen_a2b), "b2a": KerasTranslator(self.model.gen_b2a)}
+        # The generators translation uses by default: the averaged ones where the model keeps them.
+        translators = {direction: KerasTranslator(self.model.generator(direction)) for direction in DIRECTIONS}
         report = evaluate(translators, self.root, features=self.features, kid_subsets=20, progress=False,
                           max_images=self.max_images)
         scalars = {}

@@ -5,6 +5,7 @@ import os
 import keras
 import tensorflow as tf
 
+from tf_cyclegan.choices import DIRECTIONS
 from tf_cyclegan.data.images import to_uint8
 from tf_cyclegan.files import write_bytes
 from tf_cyclegan.inference.translate import translate
@@ -16,7 +17,10 @@ class SampleGrid(keras.callbacks.Callback):
     every `every_n_steps` steps (and at every epoch's end).
 
     Each row is one sample: real A, fake B, cycled A | real B, fake A, cycled B.
-    All samples must share one size (they are resized to the first one's size).
+    All samples must share one size (they are resized to the first one's size). Where the
+    model keeps averaged generators (`ema_decay`), the PNG shows theirs (what translation
+    uses) and TensorBoard shows both: the trained generators' grid under `TAG`, the averaged
+    ones' under `TAG_AVERAGED`.
 
     Args:
         images_a, images_b: lists of [-1, 1] float images (H, W, 3).
@@ -27,6 +31,7 @@ class SampleGrid(keras.callbacks.Callback):
     """
 
     TAG = "samples/realA_fakeB_cycledA_realB_fakeA_cycledB"
+    TAG_AVERAGED = "samples_averaged/realA_fakeB_cycledA_realB_fakeA_cycledB"
     LOG_SUBDIR = "samples"  # under log_dir
     # The grids' names, one definition for the writer and for `--restart`'s cleaner.
     FILE_PATTERN = r"epoch_\d{3,}\.png"
@@ -46,22 +51,32 @@ class SampleGrid(keras.callbacks.Callback):
         self.out_dir = out_dir
         self.writer = tf.summary.create_file_writer(os.path.join(log_dir, self.LOG_SUBDIR)) if log_dir else None
 
-    def grid(self):
-        model = self.model
-        fake_b = translate(model.gen_a2b, self.images_a)
-        cycled_a = translate(model.gen_b2a, fake_b)
-        fake_a = translate(model.gen_b2a, self.images_b)
-        cycled_b = translate(model.gen_a2b, fake_a)
+    def grid(self, weights="auto"):
+        """The grid of the generators `weights` names (`CycleGAN.generator`), as uint8."""
+        gen_a2b, gen_b2a = (self.model.generator(direction, weights) for direction in DIRECTIONS)
+        fake_b = translate(gen_a2b, self.images_a)
+        cycled_a = translate(gen_b2a, fake_b)
+        fake_a = translate(gen_b2a, self.images_b)
+        cycled_b = translate(gen_a2b, fake_a)
         rows = [
             tf.concat([a, b, c, d, e, f], axis=1)
             for a, b, c, d, e, f in zip(self.images_a, fake_b, cycled_a, self.images_b, fake_a, cycled_b)
         ]
         return to_uint8(tf.concat(rows, axis=0))
 
+    @property
+    def _averaged(self):
+        return getattr(self.model, "ema_decay", None) is not None
+
     def _log(self, grid, step):
+        """`grid` (the default generators') and, beside averaged ones, the trained ones' grid."""
         if self.writer is not None:
             with self.writer.as_default():
-                tf.summary.image(self.TAG, grid[None], step=step)
+                if self._averaged:
+                    tf.summary.image(self.TAG_AVERAGED, grid[None], step=step)
+                    tf.summary.image(self.TAG, self.grid("raw")[None], step=step)
+                else:
+                    tf.summary.image(self.TAG, grid[None], step=step)
             self.writer.flush()
 
     def on_train_batch_end(self, batch, logs=None):
