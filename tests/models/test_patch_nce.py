@@ -87,3 +87,15 @@ def test_head_under_mixed_precision_returns_float32():
 def test_head_rejects_bad_arguments(bad):
     with pytest.raises(ValueError, match="Received"):
         PatchSampleHead(**bad)
+
+
+def test_a_patch_the_head_maps_to_zero_gets_a_zero_gradient_not_nan():
+    head = PatchSampleHead([2], units=4)
+    head.set_weights([np.ones((2, 4), "float32"), np.zeros(4, "float32"), np.eye(4, dtype="float32"),
+                      np.zeros(4, "float32")])
+    features = tf.constant([[[[-1.0, -1.0], [1.0, 2.0]]]])  # the first patch: ReLU(x @ 1) = 0
+    with tf.GradientTape() as tape:
+        (sampled,) = head([features], [tf.range(2)])
+        loss = tf.reduce_sum(sampled * tf.constant([1.0, 2.0, 3.0, 4.0]))
+    assert not sampled[0, 0].numpy().any()
+    assert all(np.isfinite(g.numpy()).all() for g in tape.gradient(loss, head.trainable_weights))

@@ -71,7 +71,10 @@ class PatchSampleHead(keras.layers.Layer):
         sampled = tf.gather(flat, ids, axis=1)
         projected = tf.cast(output(hidden(sampled)), tf.float32)
         # The official Normalize: x / (||x|| + 1e-7), not tf.math.l2_normalize's x / max(||x||, eps).
-        return projected / (tf.norm(projected, axis=-1, keepdims=True) + 1e-7)
+        # The root of a zero sum has no gradient (NaN, in PyTorch too); a patch whose ReLU MLP
+        # gives exactly zero happens with narrow heads, so the sum is floored far below any value.
+        squared = tf.reduce_sum(tf.square(projected), axis=-1, keepdims=True)
+        return projected / (tf.sqrt(tf.maximum(squared, 1e-30)) + 1e-7)
 
     def get_config(self):
         return {**super().get_config(), "channels": list(self.channels), "units": self.units}
