@@ -27,6 +27,8 @@ SERIALIZABLE_MODULES = (
     "tf_cyclegan.layers",
     "tf_cyclegan.models.image_pool",
     "tf_cyclegan.models.cyclegan",
+    "tf_cyclegan.models.patch_nce",
+    "tf_cyclegan.models.cut",
 )
 
 
