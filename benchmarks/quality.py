@@ -186,7 +186,7 @@ def train_one(option, seed, steps, data_root, run_dir, threads, ema_decays=()):
     train_s = time.perf_counter() - started
 
     trained = load_keras_file(os.path.join(run_dir, "model.keras"))
-    gen_a2b = trained.generator("a2b", weights="raw")
+    gen_a2b = trained.get_generator("a2b", weights="raw")
     paths = list_images(os.path.join(data_root, "testA"))
     sources = [load_image(path).numpy() for path in paths]
     fakes = [translate(gen_a2b, source).numpy() for source in sources]
@@ -194,7 +194,7 @@ def train_one(option, seed, steps, data_root, run_dir, threads, ema_decays=()):
     model, baseline = paired_scores(fakes, sources, truth_paths)
     truths = [load_image(path).numpy() for path in truth_paths]
     averaged = {}
-    generators = {ema_decays[0]: trained.generator("a2b", weights="averaged")} if ema_decays else {}
+    generators = {ema_decays[0]: trained.get_generator("a2b", weights="averaged")} if ema_decays else {}
     generators.update(extra.averages)
     for decay, generator in generators.items():
         outputs = [translate(generator, source).numpy() for source in sources]
@@ -229,7 +229,7 @@ def _write_seed_grid(out, data_root, options, seed, run_dir, rows=6):
     sources = [load_image(path).numpy() for path in paths]
     columns = [sources]
     for option in options:
-        gen_a2b = load_keras_file(os.path.join(run_dir(option, seed), "model.keras")).generator("a2b")
+        gen_a2b = load_keras_file(os.path.join(run_dir(option, seed), "model.keras")).get_generator("a2b")
         columns.append([translate(gen_a2b, source).numpy() for source in sources])
     columns.append([load_image(path).numpy()
                     for path in paired_paths_for(paths, os.path.join(data_root, "testB_paired"))])

@@ -96,7 +96,7 @@ def test_saved_and_loaded_with_the_model(tmp_path):
     for got, want in zip(_averaged(loaded), _averaged(model)):
         np.testing.assert_array_equal(got, want)
     image = np.random.default_rng(0).uniform(-1, 1, (1, TINY_SIZE, TINY_SIZE, 3)).astype("float32")
-    np.testing.assert_array_equal(loaded.generator("a2b")(image), model.gen_a2b_ema(image))
+    np.testing.assert_array_equal(loaded.get_generator("a2b")(image), model.gen_a2b_ema(image))
 
 
 @pytest.mark.slow
@@ -117,16 +117,16 @@ def test_averaged_in_float32_under_mixed_precision():
 
 def test_generator_picks_the_averaged_ones_by_default_and_raw_on_request():
     plain, averaged = tiny_cyclegan(), tiny_cyclegan(ema_decay=0.9)
-    assert averaged.generator("a2b") is averaged.gen_a2b_ema
-    assert averaged.generator("b2a", weights="averaged") is averaged.gen_b2a_ema
-    assert averaged.generator("b2a", weights="raw") is averaged.gen_b2a
-    assert plain.generator("a2b") is plain.gen_a2b
+    assert averaged.get_generator("a2b") is averaged.gen_a2b_ema
+    assert averaged.get_generator("b2a", weights="averaged") is averaged.gen_b2a_ema
+    assert averaged.get_generator("b2a", weights="raw") is averaged.gen_b2a
+    assert plain.get_generator("a2b") is plain.gen_a2b
     with pytest.raises(ValueError, match="no averaged generators.*weights='raw'"):
-        plain.generator("a2b", weights="averaged")
+        plain.get_generator("a2b", weights="averaged")
     with pytest.raises(ValueError, match="direction must be one of a2b, b2a"):
-        plain.generator("ab")
+        plain.get_generator("ab")
     with pytest.raises(ValueError, match="weights must be one of auto, averaged, raw"):
-        plain.generator("a2b", weights="ema")
+        plain.get_generator("a2b", weights="ema")
 
 
 @pytest.mark.parametrize("decay", [0, 1, 1.5, -0.1, True, "0.9", float("nan")])

@@ -321,7 +321,7 @@ def export_model(model_path, out_dir, formats=DEFAULT_FORMATS, directions=DIRECT
     generator (`import-torch` of one `.pth`) is one direction: the one `directions` names,
     "a2b" when it names both. Every argument, the model and the output folders are checked
     before anything is written; an earlier export there is replaced only with `overwrite=True`.
-    `weights` picks a CycleGAN's generators (`CycleGAN.generator`): by default the averaged
+    `weights` picks a CycleGAN's generators (`CycleGAN.get_generator`): by default the averaged
     ones where it keeps them (`ema_decay`); metadata.json records which were exported.
     """
     from tf_cyclegan import __version__

@@ -177,12 +177,12 @@ def _load_keras(path, modified):
 
 def pick_generator(model, direction, weights, where):
     """The generator of `model` (a CycleGAN or a lone generator) for `direction` and `weights`
-    (see `CycleGAN.generator`), saying in the log when the averaged one is taken by default."""
+    (see `CycleGAN.get_generator`), saying in the log when the averaged one is taken by default."""
     if not hasattr(model, "gen_a2b"):
         if weights == "averaged":
             raise ValueError(f"{where} holds one generator, with no averaged copy: use --weights raw or auto")
         return check_generator(model, where)
-    generator = model.generator(direction, weights)
+    generator = model.get_generator(direction, weights)
     if generator is not getattr(model, f"gen_{direction}") and weights == "auto":
         logger.info("%s: translating %s with the averaged generator %s (ema_decay %s); --weights raw takes "
                     "the trained one", where, direction, generator.name, model.ema_decay)
@@ -321,7 +321,7 @@ def load_translator(path, direction=None, precision="float32", weights="auto", *
     `precision` ("float32", "bfloat16", "float16" or "auto", see
     `tf_cyclegan.inference.precision`) applies to `.keras` models and SavedModels; a TFLite or
     ONNX file computes in the precision it was exported with, so it takes "float32" or "auto".
-    `weights` ("auto", "averaged" or "raw", see `CycleGAN.generator`) picks a `.keras` model's
+    `weights` ("auto", "averaged" or "raw", see `CycleGAN.get_generator`) picks a `.keras` model's
     generator: by default the averaged one where the model keeps one (`ema_decay`). An export
     holds the generator it was exported with (its metadata.json says which), so it takes "auto".
     """

@@ -117,7 +117,7 @@ class CycleGAN(keras.Model):
     def call(self, inputs, training=False):
         return self.gen_a2b(inputs, training=training)
 
-    def generator(self, direction, weights="auto"):
+    def get_generator(self, direction, weights="auto"):
         """The generator that translates `direction` ("a2b" or "b2a").
 
         Args:
@@ -160,7 +160,7 @@ class CycleGAN(keras.Model):
             ema_decay: float in (0, 1) or None (default). Where set, the model also keeps
                 `gen_a2b_ema` and `gen_b2a_ema`: averages of the generators' weights over
                 training (`models/averaging.py`), updated after each generator step, which
-                translation uses by default (`generator()`). Training itself is unchanged.
+                translation uses by default (`get_generator()`). Training itself is unchanged.
         """
         super().__init__(**kwargs)
         for name, network in zip(NETWORKS, (gen_a2b, gen_b2a, disc_a, disc_b)):

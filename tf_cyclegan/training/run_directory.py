@@ -314,7 +314,7 @@ def write_results(config, run_dir, result, only_missing=False):
                                             os.path.join(config.data.root, "testB_paired"))
 
         # The generator translation uses by default: the averaged one where the model keeps one.
-        result["paired_test"] = paired_error(model.generator("a2b"))
+        result["paired_test"] = paired_error(model.get_generator("a2b"))
         if model.ema_decay is not None:
             result["paired_test"]["generator"] = "averaged"
             result["paired_test_raw"] = paired_error(model.gen_a2b)

@@ -38,7 +38,7 @@ class EvaluationCallback(keras.callbacks.Callback):
         from tf_cyclegan.inference.loading import KerasTranslator
 
         # The generators translation uses by default: the averaged ones where the model keeps them.
-        translators = {direction: KerasTranslator(self.model.generator(direction)) for direction in DIRECTIONS}
+        translators = {direction: KerasTranslator(self.model.get_generator(direction)) for direction in DIRECTIONS}
         report = evaluate(translators, self.root, features=self.features, kid_subsets=20, progress=False,
                           max_images=self.max_images)
         scalars = {}

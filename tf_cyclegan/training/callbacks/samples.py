@@ -52,8 +52,8 @@ class SampleGrid(keras.callbacks.Callback):
         self.writer = tf.summary.create_file_writer(os.path.join(log_dir, self.LOG_SUBDIR)) if log_dir else None
 
     def grid(self, weights="auto"):
-        """The grid of the generators `weights` names (`CycleGAN.generator`), as uint8."""
-        gen_a2b, gen_b2a = (self.model.generator(direction, weights) for direction in DIRECTIONS)
+        """The grid of the generators `weights` names (`CycleGAN.get_generator`), as uint8."""
+        gen_a2b, gen_b2a = (self.model.get_generator(direction, weights) for direction in DIRECTIONS)
         fake_b = translate(gen_a2b, self.images_a)
         cycled_a = translate(gen_b2a, fake_b)
         fake_a = translate(gen_b2a, self.images_b)
