@@ -341,9 +341,17 @@ def export_model(model_path, out_dir, formats=DEFAULT_FORMATS, directions=DIRECT
                          "holding model.keras")
     keras_file, run_dir = found.path, found.run_dir
     model = load_keras_file(keras_file)
-    if hasattr(model, "gen_a2b"):
-        generators = {direction: pick_generator(model, direction, weights, keras_file) for direction in directions}
-        crop_size = int(model.pool_a.images.shape[1]) if model.pool_size and model.pool_a.built else None
+    if hasattr(model, "get_generator"):  # a CycleGAN (both directions) or a CUT model (a2b)
+        exported = [direction for direction in directions if direction in model.directions]
+        if not exported:
+            raise ValueError(f"{keras_file} holds a {type(model).__name__}, which translates "
+                             f"{' and '.join(model.directions)} only: it has no {' or '.join(directions)} generator")
+        if len(exported) < len(directions):
+            logger.info("%s holds a %s, which translates %s only: exporting %s", keras_file, type(model).__name__,
+                        " and ".join(model.directions), " and ".join(exported))
+        generators = {direction: pick_generator(model, direction, weights, keras_file) for direction in exported}
+        pool = getattr(model, "pool_a", None)  # CycleGAN's pools are built for the training crop
+        crop_size = int(pool.images.shape[1]) if pool is not None and model.pool_size and pool.built else None
         steps = int(model.gen_optimizer.iterations.numpy()) if model.compiled else None
     else:
         direction = directions[0] if len(directions) == 1 else "a2b"

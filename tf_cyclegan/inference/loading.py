@@ -176,14 +176,15 @@ def _load_keras(path, modified):
 
 
 def pick_generator(model, direction, weights, where):
-    """The generator of `model` (a CycleGAN or a lone generator) for `direction` and `weights`
-    (see `CycleGAN.get_generator`), saying in the log when the averaged one is taken by default."""
-    if not hasattr(model, "gen_a2b"):
+    """The generator of `model` (a CycleGAN, a CUT model or a lone generator) for `direction`
+    and `weights` (see `CycleGAN.get_generator`), saying in the log when the averaged one is
+    taken by default."""
+    if not hasattr(model, "get_generator"):
         if weights == "averaged":
             raise ValueError(f"{where} holds one generator, with no averaged copy: use --weights raw or auto")
         return check_generator(model, where)
     generator = model.get_generator(direction, weights)
-    if generator is not getattr(model, f"gen_{direction}") and weights == "auto":
+    if generator is not model.get_generator(direction, "raw") and weights == "auto":
         logger.info("%s: translating %s with the averaged generator %s (ema_decay %s); --weights raw takes "
                     "the trained one", where, direction, generator.name, model.ema_decay)
     return check_generator(generator, f"{where} ({generator.name})")
@@ -302,7 +303,8 @@ def model_directions(path):
     model = resolve_model_path(path)
     if model.kind == "keras":
         keras_path = os.path.abspath(model.path)
-        return DIRECTIONS if hasattr(_load_keras(keras_path, os.stat(keras_path).st_mtime_ns), "gen_a2b") else ("a2b",)
+        # A CycleGAN has both, a CUT model a2b (their `directions`); a lone generator is a2b.
+        return tuple(getattr(_load_keras(keras_path, os.stat(keras_path).st_mtime_ns), "directions", ("a2b",)))
     return (_recorded_direction(model),)
 
 

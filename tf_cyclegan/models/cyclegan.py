@@ -36,6 +36,8 @@ class CycleGAN(keras.Model):
     >>> model.compile()
     """
 
+    directions = DIRECTIONS  # it translates both ways (a CUT model: a2b only)
+
     def train_step(self, data):
         """One update: both generators together, then each discriminator."""
         real_a, real_b, _ = keras.utils.unpack_x_y_sample_weight(data)
