@@ -38,9 +38,10 @@ class EvaluationCallback(keras.callbacks.Callback):
         from tf_cyclegan.inference.loading import KerasTranslator
 
         # The generators translation uses by default: the averaged ones where the model keeps them.
-        translators = {direction: KerasTranslator(self.model.get_generator(direction)) for direction in DIRECTIONS}
-        report = evaluate(translators, self.root, features=self.features, kid_subsets=20, progress=False,
-                          max_images=self.max_images)
+        directions = getattr(self.model, "directions", DIRECTIONS)  # a CUT model: a2b only
+        translators = {direction: KerasTranslator(self.model.get_generator(direction)) for direction in directions}
+        report = evaluate(translators, self.root, directions=directions, features=self.features, kid_subsets=20,
+                          progress=False, max_images=self.max_images)
         scalars = {}
         for direction, result in report.items():
             for name in ("fid", "cycle_l1"):

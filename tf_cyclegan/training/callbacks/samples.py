@@ -16,11 +16,14 @@ class SampleGrid(keras.callbacks.Callback):
     """Translates fixed test images: a PNG grid after every epoch, and a TensorBoard image
     every `every_n_steps` steps (and at every epoch's end).
 
-    Each row is one sample: real A, fake B, cycled A | real B, fake A, cycled B.
-    All samples must share one size (they are resized to the first one's size). Where the
+    Each row is one sample: real A, fake B, cycled A | real B, fake A, cycled B for a model
+    that translates both ways (CycleGAN); real A, fake B | real B, same B (the generator on
+    an image of its own target domain, which it should leave alone) for one that translates
+    A to B only (CUT, FastCUT). The TensorBoard tag names the columns. All samples must
+    share one size (they are resized to the first one's size). Where the
     model keeps averaged generators (`ema_decay`), the PNG shows theirs (what translation
     uses) and TensorBoard shows both: the trained generators' grid under `TAG`, the averaged
-    ones' under `TAG_AVERAGED`.
+    ones' under `TAG_AVERAGED` (a one-way model's: `ONE_WAY_TAG`, `ONE_WAY_TAG_AVERAGED`).
 
     Args:
         images_a, images_b: lists of [-1, 1] float images (H, W, 3).
@@ -32,6 +35,8 @@ class SampleGrid(keras.callbacks.Callback):
 
     TAG = "samples/realA_fakeB_cycledA_realB_fakeA_cycledB"
     TAG_AVERAGED = "samples_averaged/realA_fakeB_cycledA_realB_fakeA_cycledB"
+    ONE_WAY_TAG = "samples/realA_fakeB_realB_sameB"
+    ONE_WAY_TAG_AVERAGED = "samples_averaged/realA_fakeB_realB_sameB"
     LOG_SUBDIR = "samples"  # under log_dir
     # The grids' names, one definition for the writer and for `--restart`'s cleaner.
     FILE_PATTERN = r"epoch_\d{3,}\.png"
@@ -53,16 +58,21 @@ class SampleGrid(keras.callbacks.Callback):
 
     def grid(self, weights="auto"):
         """The grid of the generators `weights` names (`CycleGAN.get_generator`), as uint8."""
-        gen_a2b, gen_b2a = (self.model.get_generator(direction, weights) for direction in DIRECTIONS)
+        gen_a2b = self.model.get_generator("a2b", weights)
         fake_b = translate(gen_a2b, self.images_a)
-        cycled_a = translate(gen_b2a, fake_b)
-        fake_a = translate(gen_b2a, self.images_b)
-        cycled_b = translate(gen_a2b, fake_a)
-        rows = [
-            tf.concat([a, b, c, d, e, f], axis=1)
-            for a, b, c, d, e, f in zip(self.images_a, fake_b, cycled_a, self.images_b, fake_a, cycled_b)
-        ]
+        if self._one_way:
+            columns = (self.images_a, fake_b, self.images_b, translate(gen_a2b, self.images_b))
+        else:
+            gen_b2a = self.model.get_generator("b2a", weights)
+            fake_a = translate(gen_b2a, self.images_b)
+            columns = (self.images_a, fake_b, translate(gen_b2a, fake_b),
+                       self.images_b, fake_a, translate(gen_a2b, fake_a))
+        rows = [tf.concat(row, axis=1) for row in zip(*columns)]
         return to_uint8(tf.concat(rows, axis=0))
+
+    @property
+    def _one_way(self):
+        return tuple(getattr(self.model, "directions", DIRECTIONS)) == ("a2b",)
 
     @property
     def _averaged(self):
@@ -72,11 +82,13 @@ class SampleGrid(keras.callbacks.Callback):
         """`grid` (the default generators') and, beside averaged ones, the trained ones' grid."""
         if self.writer is not None:
             with self.writer.as_default():
+                tag, tag_averaged = ((self.ONE_WAY_TAG, self.ONE_WAY_TAG_AVERAGED) if self._one_way
+                                     else (self.TAG, self.TAG_AVERAGED))
                 if self._averaged:
-                    tf.summary.image(self.TAG_AVERAGED, grid[None], step=step)
-                    tf.summary.image(self.TAG, self.grid("raw")[None], step=step)
+                    tf.summary.image(tag_averaged, grid[None], step=step)
+                    tf.summary.image(tag, self.grid("raw")[None], step=step)
                 else:
-                    tf.summary.image(self.TAG, grid[None], step=step)
+                    tf.summary.image(tag, grid[None], step=step)
             self.writer.flush()
 
     def on_train_batch_end(self, batch, logs=None):
