@@ -111,7 +111,7 @@ def test_export_takes_a_single_generator_as_one_direction(tmp_path):
     assert main(["export", str(model), "--out", str(tmp_path / "export"), "--formats", "savedmodel"]) == 0
     assert sorted(os.listdir(tmp_path / "export")) == ["a2b"]
     meta = json.loads((tmp_path / "export" / "a2b" / "metadata.json").read_text())
-    assert meta["direction"] == "a2b" and meta["generator_alignment"] == "reference"
+    assert meta["direction"] == "a2b" and meta["alignment"] == "reference"
     from tf_cyclegan.inference.loading import load_translator
 
     translated = load_translator(str(tmp_path / "export"), "a2b").translate(OUTPUTS["input_square"][0])
