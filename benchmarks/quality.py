@@ -175,7 +175,8 @@ def train_one(option, seed, steps, data_root, run_dir, threads, ema_decays=()):
                   "ema_decay": ema_decays[0] if ema_decays else None},
         "train": {"epochs": EPOCHS // 2, "epochs_decay": EPOCHS // 2, "steps_per_epoch": steps // EPOCHS,
                   "seed": seed, "precision": "float32", "verbose": 2},
-        "checkpoint": {"backup_every_n_steps": 500, "keras_every_n_epochs": 0},
+        "backup": {"every_n_steps": 500},
+        "checkpoint": {"every_n_epochs": 0},
         "monitor": {"images_every_n_steps": 0},
     })
     timer = StepTimer()

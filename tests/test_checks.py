@@ -50,8 +50,8 @@ def test_none_means_no_resize_or_no_crop_and_numpy_ints_are_ints(tmp_path):
 @pytest.mark.parametrize("sets, named", [
     (["data.load_size=100000"], "data.load_size must be at most 4096. Received: 100000"),
     (["data.load_size=8192", "data.crop_size=8192"], "data.load_size must be at most 4096. Received: 8192"),
-    (["model.disc_layers=50"], "model.disc_layers must be at most 8. Received: 50"),
-    (["model.disc_layers=4"], "data.crop_size must be .* at least 48 for model.disc_layers=4. Received: 32"),
+    (["model.disc_num_layers=50"], "model.disc_num_layers must be at most 8. Received: 50"),
+    (["model.disc_num_layers=4"], "data.crop_size must be .* at least 48 for model.disc_num_layers=4. Received: 32"),
     (["train.seed=-1"], "train.seed must not be negative. Received: -1"),
     (["train.seed=4294967296"], "train.seed must be at most 4294967295. Received: 4294967296"),
 ])

@@ -388,7 +388,7 @@ def test_a_second_train_on_a_run_directory_in_use_is_one_line_naming_the_owner(d
 
 @pytest.mark.slow
 def test_a_start_that_fails_does_not_bind_the_corrected_command(demo_root, tmp_path, capsys):
-    saved_tiny_cyclegan(tmp_path / "deeper.keras", disc_layers=2)
+    saved_tiny_cyclegan(tmp_path / "deeper.keras", disc_num_layers=2)
     run_dir = tmp_path / "run"
     argv = ["train", "--run-dir", str(run_dir), "--set", f"data.root={demo_root}", *_TINY_TRAIN]
     assert main(argv + ["--init-from", str(tmp_path / "deeper.keras")]) == 2
@@ -396,7 +396,7 @@ def test_a_start_that_fails_does_not_bind_the_corrected_command(demo_root, tmp_p
     assert main(argv + ["--set", "eval.every_n_epochs=1", f"eval.inception_weights={tmp_path / 'none.h5'}"]) == 2
     assert "Inception weights file not found" in _error_line(capsys)
     assert not run_dir.exists()
-    assert main(argv + ["--set", "model.disc_layers=2", "--init-from", str(tmp_path / "deeper.keras")]) == 0
+    assert main(argv + ["--set", "model.disc_num_layers=2", "--init-from", str(tmp_path / "deeper.keras")]) == 0
 
 
 # Every numeric option of translate, export and bench, with bad values: checked by the option's
@@ -437,9 +437,9 @@ def test_the_commands_share_the_config_and_library_checks_of_a_number(tmp_path):
     from tf_cyclegan.training.config import ConfigError, load_config
 
     with pytest.raises(ConfigError, match="data.crop_size must be a multiple of 4 .* at least 24 for "
-                                          "model.disc_layers=3. Received: 20"):
+                                          "model.disc_num_layers=3. Received: 20"):
         load_config(sets=["data.crop_size=20"])  # the default PatchGAN's 3 stride-2 layers need 24
-    assert load_config(sets=["data.crop_size=16", "model.disc_layers=2"]).data.crop_size == 16
+    assert load_config(sets=["data.crop_size=16", "model.disc_num_layers=2"]).data.crop_size == 16
     for kwargs, message in [({"steps": 0}, "steps must be positive. Received: 0"),
                             ({"warmup": -3}, "warmup must not be negative. Received: -3"),
                             ({"size": 30}, "size must be a multiple of 4 .* at least 24. Received: 30"),

@@ -90,6 +90,14 @@ def test_each_documented_default_and_type_is_the_dataclass_one():
     assert not wrong, "\n".join(wrong)
 
 
+def test_every_renamed_key_is_listed_in_training_md_with_its_new_name():
+    from tf_cyclegan.training.config import _RENAMED_KEYS
+
+    with open(TRAINING_MD, encoding="utf-8") as f:
+        listed = dict(re.findall(r"^- `([\w.]+)` → `([\w.]+)`$", f.read(), re.M))
+    assert listed == _RENAMED_KEYS
+
+
 def test_the_type_and_default_cells_parse_as_the_test_expects():
     """The parser itself: a table row of each kind reads as meant."""
     assert KEY_ROW.match("| `train.jit_compile` | bool or auto | `auto` | XLA \\| or not |").groups()[0] == \

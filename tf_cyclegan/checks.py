@@ -48,10 +48,10 @@ def check_decay(key, value):
     return float(value)
 
 
-def min_training_size(disc_layers=3):
-    """The smallest crop a training step runs at: the PatchGAN's `disc_layers` stride-2
+def min_training_size(disc_num_layers=3):
+    """The smallest crop a training step runs at: the PatchGAN's `disc_num_layers` stride-2
     convolutions must leave 3 pixels for its two 4x4 stride-1 ones (24 for the paper's 3)."""
-    return max(MIN_IMAGE_SIZE, 3 * 2**disc_layers)
+    return max(MIN_IMAGE_SIZE, 3 * 2**disc_num_layers)
 
 
 def check_image_size(key, value, minimum=MIN_IMAGE_SIZE, maximum=None, why=""):

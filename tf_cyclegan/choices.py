@@ -31,6 +31,11 @@ UPSAMPLINGS = ("transpose", "resize")
 # sampled one pixel off); kept so that their runs resume with the network they trained.
 ALIGNMENTS = ("reference", "keras_same")
 
+# build_cyclegan's keywords that version 0.2.0 named otherwise, old -> new. The config's model
+# keys are named as these keywords, so the same words were its model.* keys: both are still
+# taken, with a warning naming the new one.
+OLD_MODEL_KEYWORDS = {"generator_alignment": "alignment", "disc_layers": "disc_num_layers"}
+
 # The numbers the networks compute in, for training and for translation alike: float32, or
 # bfloat16 / float16 with float32 weights (Keras' mixed_bfloat16 / mixed_float16 policies);
 # `auto` picks per device (tf_cyclegan/precision.py).

@@ -256,6 +256,25 @@ def test_bad_arguments_are_named():
         tiny_cyclegan(lambda_cycle=-1)
 
 
+def test_the_keyword_names_of_version_0_2_0_warn_and_build_the_same_networks():
+    from tf_cyclegan.models.resnet_generator import generator_alignment
+
+    keras.utils.set_random_seed(0)
+    new = tiny_cyclegan(alignment="keras_same", disc_num_layers=2)
+    keras.utils.set_random_seed(0)
+    with pytest.warns(UserWarning) as caught:
+        old = tiny_cyclegan(generator_alignment="keras_same", disc_layers=2)
+    assert sorted(str(w.message) for w in caught) == ["build_cyclegan: disc_layers= is now disc_num_layers=",
+                                                      "build_cyclegan: generator_alignment= is now alignment="]
+    assert generator_alignment(old.gen_a2b) == "keras_same"
+    for name in NETWORKS:
+        assert getattr(old, name).get_config() == getattr(new, name).get_config()
+        for ours, theirs in zip(getattr(old, name).weights, getattr(new, name).weights):
+            np.testing.assert_array_equal(ours.numpy(), theirs.numpy())
+    with pytest.raises(TypeError, match="got both disc_layers= and disc_num_layers=, its new name"):
+        tiny_cyclegan(disc_layers=2, disc_num_layers=4)
+
+
 @pytest.mark.slow
 def test_keras_file_round_trip_keeps_outputs_optimizer_state_and_pools(tmp_path):
     model = tiny_cyclegan(gan_mode="vanilla", lambda_identity=0.0)

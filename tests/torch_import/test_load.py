@@ -111,7 +111,7 @@ def test_export_takes_a_single_generator_as_one_direction(tmp_path):
     assert main(["export", str(model), "--out", str(tmp_path / "export"), "--formats", "savedmodel"]) == 0
     assert sorted(os.listdir(tmp_path / "export")) == ["a2b"]
     meta = json.loads((tmp_path / "export" / "a2b" / "metadata.json").read_text())
-    assert meta["direction"] == "a2b" and meta["generator_alignment"] == "reference"
+    assert meta["direction"] == "a2b" and meta["alignment"] == "reference"
     from tf_cyclegan.inference.loading import load_translator
 
     translated = load_translator(str(tmp_path / "export"), "a2b").translate(OUTPUTS["input_square"][0])
@@ -131,14 +131,14 @@ def test_train_init_from_starts_a_run_from_an_imported_cyclegan(tmp_path, demo_r
     sets = [f"data.root={demo_root}", "data.load_size=32", "data.crop_size=32", "model.filters=8",
             "model.num_residual_blocks=2", "model.disc_filters=8", "model.norm_affine=true", "train.epochs=1",
             "train.epochs_decay=0", "train.steps_per_epoch=1", "train.verbose=0", "eval.every_n_epochs=0",
-            "checkpoint.keras_every_n_epochs=0"]
+            "checkpoint.every_n_epochs=0"]
     with caplog.at_level("INFO"):
         assert main(["train", "--run-dir", str(tmp_path / "run"), "--init-from", str(model), "--set", *sets]) == 0
     assert "optimizers start fresh" in caplog.text
     import yaml
 
     config = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())
-    assert config["train"]["init_from"] == str(model) and config["model"]["generator_alignment"] == "reference"
+    assert config["train"]["init_from"] == str(model) and config["model"]["alignment"] == "reference"
     # A config whose networks do not have the imported ones' shapes stops before training.
     wrong = [s for s in sets if not s.startswith("model.filters")] + ["model.filters=4"]
     assert main(["train", "--run-dir", str(tmp_path / "run2"), "--init-from", str(model), "--set", *wrong]) == 2

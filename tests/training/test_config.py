@@ -1,9 +1,13 @@
+import dataclasses
+import inspect
 import os
+import warnings
 
 import pytest
+import yaml
 from conftest import CONFIGS
 
-from tf_cyclegan.training.config import Config, ConfigError, flatten_config, load_config, parse_set
+from tf_cyclegan.training.config import Config, ConfigError, ModelConfig, flatten_config, load_config, parse_set
 
 
 def test_defaults_are_the_papers():
@@ -68,6 +72,8 @@ def test_bad_files_and_assignments(tmp_path):
         parse_set(["model.filters"])
     with pytest.raises(ConfigError, match="one data source"):
         load_config(sets=["data.root=a", "data.tfds=cycle_gan/horse2zebra"])
+    with pytest.raises(ConfigError, match=r"Expected a mapping of sections from the overrides. Received: \[1\]"):
+        load_config(overrides=[1])
 
 
 def test_shipped_configs_load():
@@ -134,3 +140,81 @@ def test_flatten_config_gives_hparam_values():
     flat = flatten_config(load_config(sets=["data.root=x"]).to_dict())
     assert flat["data.root"] == "x" and flat["train.seed"] == 0 and flat["data.tfds"] == "None"
     assert all(isinstance(value, (bool, int, float, str)) for value in flat.values())
+
+
+# Each key of version 0.2.0 that has a new name, with a value other than the default.
+OLD_KEYS = {
+    "model.generator_alignment": ("model.alignment", "keras_same"),
+    "model.disc_layers": ("model.disc_num_layers", 2),
+    "checkpoint.backup_every_n_steps": ("backup.every_n_steps", 7),
+    "checkpoint.keep_backups": ("backup.keep", 4),
+    "checkpoint.keras_every_n_epochs": ("checkpoint.every_n_epochs", 2),
+    "checkpoint.keras_every_n_steps": ("checkpoint.every_n_steps", 9),
+    "checkpoint.keep_keras": ("checkpoint.keep", 6),
+}
+
+
+def _load_from(source, assignments, tmp_path):
+    """load_config with `assignments` ({"section.key": value}) given in a YAML file, as
+    overrides or with --set."""
+    sets = [f"{key}={value}" for key, value in assignments.items()]
+    if source == "file":
+        (tmp_path / "c.yaml").write_text(yaml.safe_dump(parse_set(sets)))
+        return load_config(tmp_path / "c.yaml")
+    if source == "overrides":
+        return load_config(overrides=parse_set(sets))
+    return load_config(sets=sets)
+
+
+def test_the_table_of_renamed_keys_is_the_one_tested_here():
+    from tf_cyclegan.training.config import _RENAMED_KEYS
+
+    assert _RENAMED_KEYS == {old: new for old, (new, _) in OLD_KEYS.items()}
+
+
+@pytest.mark.parametrize("source", ["file", "overrides", "set"])
+def test_old_keys_load_with_a_warning_naming_the_new_one_and_give_the_same_config(tmp_path, source):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        old = _load_from(source, {key: value for key, (_, value) in OLD_KEYS.items()}, tmp_path)
+    assert sorted(str(w.message).split(" (")[0] for w in caught) == sorted(
+        f"{key} is now {new}" for key, (new, _) in OLD_KEYS.items())
+    assert old == _load_from(source, dict(OLD_KEYS.values()), tmp_path) != Config()
+    assert (old.model.alignment, old.backup.keep, old.checkpoint.keep) == ("keras_same", 4, 6)
+
+
+@pytest.mark.parametrize("source", ["file", "overrides", "set"])
+@pytest.mark.parametrize("old", ["checkpoint.keep_keras", "checkpoint.keep_backups", "model.disc_layers"])
+def test_a_key_given_under_its_old_and_its_new_name_at_once_is_refused_naming_both(tmp_path, source, old):
+    new, value = OLD_KEYS[old]
+    with pytest.raises(ConfigError, match=rf"Both {old} and {new} \(its new name\) in .*: give only {new}\. "
+                                          rf"Received: {old}={value}, {new}=1"):
+        _load_from(source, {old: value, new: 1}, tmp_path)
+
+
+def test_a_later_layer_overrides_an_old_name_with_the_new_one(tmp_path):
+    (tmp_path / "c.yaml").write_text("checkpoint:\n  keep_keras: 6\nmodel:\n  disc_layers: 2\n")
+    with pytest.warns(UserWarning) as caught:
+        config = load_config(tmp_path / "c.yaml", overrides={"model": {"disc_num_layers": 4}},
+                             sets=["checkpoint.keep=1", "data.crop_size=48"])
+    assert (config.checkpoint.keep, config.model.disc_num_layers) == (1, 4)
+    assert [str(w.message) for w in caught] == [
+        f"{old} is now {new} (config file {str(tmp_path / 'c.yaml')!r})"
+        for old, new in (("model.disc_layers", "model.disc_num_layers"), ("checkpoint.keep_keras", "checkpoint.keep"))]
+
+
+def test_an_old_key_is_refused_where_its_new_section_is_no_mapping():
+    with pytest.raises(ConfigError, match="backup must be a mapping. Received: 3"):
+        load_config(overrides={"checkpoint": {"keep_backups": 2}, "backup": 3})
+
+
+def test_every_model_key_is_the_build_cyclegan_keyword_it_feeds():
+    from tf_cyclegan.models.cyclegan import CycleGAN, build_cyclegan
+
+    keywords = {name for name, parameter in inspect.signature(build_cyclegan).parameters.items()
+                if parameter.kind is not parameter.VAR_KEYWORD}
+    # The rest go through build_cyclegan's **kwargs to CycleGAN.
+    wrapper = set(inspect.signature(CycleGAN.__init__).parameters) - {"self", "kwargs"}
+    keys = {field.name for field in dataclasses.fields(ModelConfig)}
+    assert keys - wrapper == keywords  # every network key is a keyword, and every keyword a key
+    assert keys <= keywords | wrapper

@@ -150,7 +150,7 @@ _WORKER_SCRIPT = textwrap.dedent("""
         "data": {"root": root, "load_size": 36, "crop_size": 32, "num_samples": 1},
         "model": {"filters": 4, "num_residual_blocks": 1, "disc_filters": 4, "pool_size": 2},
         "train": {"epochs": int(epochs), "epochs_decay": 0, "verbose": 0, "seed": 1},
-        "checkpoint": {"keras_every_n_epochs": 0},
+        "checkpoint": {"every_n_epochs": 0},
         "distribute": {"strategy": strategy, "timeout_s": 120},
     })
     model = train_and_evaluate(config, run_dir)["model"]

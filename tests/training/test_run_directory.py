@@ -14,7 +14,7 @@ def _config(root):
         "data": {"root": str(root), "load_size": 36, "crop_size": 32, "num_samples": 0},
         "model": {"filters": 4, "num_residual_blocks": 1, "disc_filters": 4, "pool_size": 2},
         "train": {"epochs": 1, "epochs_decay": 0, "verbose": 0, "steps_per_epoch": 2},
-        "checkpoint": {"keras_every_n_epochs": 1},
+        "checkpoint": {"every_n_epochs": 1},
     })
 
 

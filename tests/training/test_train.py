@@ -2,6 +2,7 @@ import dataclasses
 import io
 import json
 import os
+import re
 import shutil
 
 import numpy as np
@@ -18,7 +19,7 @@ def _config(root, **train):
         "data": {"root": str(root), "load_size": 36, "crop_size": 32, "num_samples": 0},
         "model": {"filters": 4, "num_residual_blocks": 1, "disc_filters": 4, "pool_size": 2},
         "train": {"epochs": 1, "epochs_decay": 0, "verbose": 0, "steps_per_epoch": 2, **train},
-        "checkpoint": {"keras_every_n_epochs": 1},
+        "checkpoint": {"every_n_epochs": 1},
     })
 
 
@@ -113,7 +114,7 @@ def test_ctrl_c_says_it_stops_after_the_step_then_names_the_step_and_exits_130(d
         [sys.executable, "-m", "tf_cyclegan.cli", "train", "--run-dir", str(run_dir), "--set",
          f"data.root={demo_root}", "data.load_size=36", "data.crop_size=32", "model.filters=4",
          "model.num_residual_blocks=1", "model.disc_filters=4", "train.epochs=50", "train.verbose=0",
-         "checkpoint.backup_every_n_steps=2", "data.num_samples=0"],
+         "backup.every_n_steps=2", "data.num_samples=0"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=subprocess_env())
     deadline = time.monotonic() + 300
     while not (run_dir / "backup").is_dir() or not os.listdir(run_dir / "backup"):  # training has started
@@ -137,7 +138,7 @@ def test_a_run_directory_holds_the_config_model_logs_checkpoints_samples_and_res
         "data": {"root": str(demo_root), "load_size": 36, "crop_size": 32, "num_samples": 1},
         "model": {"filters": 4, "num_residual_blocks": 1, "disc_filters": 4, "pool_size": 2, "ema_decay": 0.9},
         "train": {"epochs": 1, "epochs_decay": 1, "verbose": 0, "steps_per_epoch": 2},
-        "checkpoint": {"keras_every_n_epochs": 1},
+        "checkpoint": {"every_n_epochs": 1},
     })
     result = train_and_evaluate(config, str(run_dir))
     assert sorted(os.listdir(run_dir)) == ["backup", "checkpoints", "config.yaml", "log.csv", "logs", "model.keras",
@@ -175,26 +176,71 @@ def test_resuming_refuses_a_changed_config_and_changes_nothing(demo_root, tmp_pa
     assert os.listdir(tmp_path) == ["config.yaml"] and (tmp_path / "config.yaml").read_text() == before
 
 
+def _as_written_by(config, version):
+    """The config.yaml that `version` ("0.1.0" or "0.2.0", commits aa700a7 and fdf5a1e) wrote
+    for `config`: the renamed keys under their names of then (backups among the checkpoint
+    keys), without the keys it did not have yet."""
+    raw = config.to_dict()
+    model, train, backup, checkpoint = raw["model"], raw["train"], raw.pop("backup"), raw["checkpoint"]
+    model["generator_alignment"], model["disc_layers"] = model.pop("alignment"), model.pop("disc_num_layers")
+    raw["checkpoint"] = {"backup_every_n_steps": backup["every_n_steps"], "keep_backups": backup["keep"],
+                         "keras_every_n_epochs": checkpoint["every_n_epochs"],
+                         "keras_every_n_steps": checkpoint["every_n_steps"], "keep_keras": checkpoint["keep"]}
+    del train["cpu_speedups"]
+    if version == "0.1.0":  # one kind of generator (Keras' "same" padding) and of upsampling
+        del model["generator_alignment"], model["upsampling"], model["norm_affine"], model["use_bias"]
+        del train["init_from"]
+    return raw
+
+
+@pytest.mark.filterwarnings("ignore:.* is now .*:UserWarning")  # its keys of then: tested with 0.2.0's below
 def test_a_run_of_version_0_1_0_resumes_only_with_the_generators_it_trained(demo_root, tmp_path):
-    # Its config.yaml has no model.generator_alignment: its generators were "keras_same".
-    # Nor model.upsampling (0.2.0's has none either): every earlier run used "transpose".
+    # Its config.yaml has no alignment key: its generators were "keras_same".
     config = _config(demo_root)
-    dump_config(config, str(tmp_path / "config.yaml"))
-    raw = yaml.safe_load((tmp_path / "config.yaml").read_text())
-    del raw["model"]["generator_alignment"], raw["model"]["upsampling"]
-    (tmp_path / "config.yaml").write_text(yaml.safe_dump(raw))
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(_as_written_by(config, "0.1.0"), sort_keys=False))
     before = (tmp_path / "config.yaml").read_text()
-    with pytest.raises(ConfigError, match=r"model.generator_alignment: 'keras_same' in the run, 'reference' now.*"
-                                          r"--set model.generator_alignment=keras_same"):
+    with pytest.raises(ConfigError, match=r"model.alignment: 'keras_same' in the run, 'reference' now.*"
+                                          r"--set model.alignment=keras_same"):
         train_and_evaluate(config, str(tmp_path))
     assert os.listdir(tmp_path) == ["config.yaml"] and (tmp_path / "config.yaml").read_text() == before
     from tf_cyclegan.training.run_directory import resuming
 
-    old = dataclasses.replace(config, model=dataclasses.replace(config.model, generator_alignment="keras_same"))
+    old = dataclasses.replace(config, model=dataclasses.replace(config.model, alignment="keras_same"))
     assert resuming(old, str(tmp_path), restart=False)  # the same run, with the old generators
     resized = dataclasses.replace(old, model=dataclasses.replace(old.model, upsampling="resize"))
     with pytest.raises(ConfigError, match="model.upsampling: 'transpose' in the run, 'resize' now"):
         resuming(resized, str(tmp_path), restart=False)
+
+
+@pytest.mark.filterwarnings("ignore:.* is now .*:UserWarning")  # after the first, checked
+def test_a_run_of_version_0_2_0_resumes_its_old_keys_read_under_the_new_names(demo_root, tmp_path):
+    from tf_cyclegan.training.run_directory import check_restartable, resuming
+
+    config = _config(demo_root)
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(_as_written_by(config, "0.2.0"), sort_keys=False))
+    with pytest.warns(UserWarning) as caught:
+        assert resuming(config, str(tmp_path), restart=False)
+    assert len(caught) == 7 and all(re.fullmatch(r"[\w.]+ is now [\w.]+ \(config file '.*config\.yaml'\)",
+                                                 str(w.message)) for w in caught), [str(w.message) for w in caught]
+    check_restartable(str(tmp_path))  # a run of ours, --restart may delete it
+    deeper = dataclasses.replace(config, model=dataclasses.replace(config.model, disc_num_layers=2))
+    with pytest.raises(ConfigError, match="model.disc_num_layers: 3 in the run, 2 now"):
+        resuming(deeper, str(tmp_path), restart=False)
+    kept = dataclasses.replace(config, backup=dataclasses.replace(config.backup, keep=5))
+    assert resuming(kept, str(tmp_path), restart=False)  # backup.* may change on a resume, as checkpoint.* may
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore:.* is now .*:UserWarning")  # after the first, checked
+def test_a_run_of_version_0_2_0_trains_on_from_its_backup_and_its_config_takes_the_new_names(demo_root, tmp_path):
+    run_dir = tmp_path / "run"
+    train_and_evaluate(_config(demo_root), str(run_dir))
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(_as_written_by(_config(demo_root), "0.2.0")))
+    with pytest.warns(UserWarning, match=r"model\.disc_layers is now model\.disc_num_layers"):
+        result = train_and_evaluate(_config(demo_root, epochs=2), str(run_dir))
+    assert int(result["model"].gen_optimizer.iterations) == 4  # 2 steps from its backup, 2 more
+    assert load_config(run_dir / "config.yaml") == _config(demo_root, epochs=2)
+    assert "disc_layers" not in (run_dir / "config.yaml").read_text()
 
 
 def test_init_from_a_cyclegan_with_other_upsampling_stops_naming_the_setting(tmp_path):
@@ -235,7 +281,7 @@ def _start_failure(kind, tmp_path, demo_root):
     from conftest import saved_tiny_cyclegan
 
     if kind == "init_from_shape":
-        saved_tiny_cyclegan(tmp_path / "other.keras", disc_layers=2)
+        saved_tiny_cyclegan(tmp_path / "other.keras", disc_num_layers=2)
         return _config(demo_root, init_from=str(tmp_path / "other.keras")), "does not have the weights"
     if kind == "init_from_generator":
         saved_tiny_cyclegan(tmp_path / "cg.keras").gen_a2b.save(tmp_path / "gen.keras")
@@ -321,7 +367,7 @@ def test_a_kill_while_an_epochs_records_are_written_leaves_the_epoch_to_end_agai
         "data": {"root": str(demo_root), "load_size": 36, "crop_size": 32, "num_samples": 1},
         "model": {"filters": 4, "num_residual_blocks": 1, "disc_filters": 4, "pool_size": 2},
         "train": {"epochs": 2, "epochs_decay": 0, "verbose": 0, "steps_per_epoch": 2},
-        "checkpoint": {"backup_every_n_steps": 1},  # due at every step, the epoch's last included
+        "backup": {"every_n_steps": 1},  # due at every step, the epoch's last included
     })
     write_grid = SampleGrid.on_epoch_end
 

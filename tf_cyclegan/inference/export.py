@@ -290,8 +290,9 @@ def _merge_into(new_dir, out_dir, meta):
 def _run_config(run_dir):
     """The resolved config that training wrote into `run_dir` (config.yaml), as a dict for the
     metadata, or None (none there, or a file that is not a run's config: ignored with a
-    warning). Read as plain YAML: an export records the config, it does not check it (that is
-    training's business, and inference does not reach up into training)."""
+    warning). Read as plain YAML: an export records the config as the run wrote it, it does not
+    check it (that is training's business, and inference does not reach up into training), so a
+    run of version 0.2.0 is recorded with its keys of then, which `load_config` still reads."""
     import yaml
 
     path = os.path.join(run_dir, "config.yaml")
@@ -370,7 +371,7 @@ def export_model(model_path, out_dir, formats=DEFAULT_FORMATS, directions=DIRECT
     for direction, generator in generators.items():
         metadata = {
             "direction": direction, "training_config": config, "training_crop_size": crop_size,
-            "generator_alignment": generator_alignment(generator), "upsampling": generator_upsampling(generator),
+            "alignment": generator_alignment(generator), "upsampling": generator_upsampling(generator),
             "package_version": __version__,
             "steps_trained": steps,
             # "averaged": the moving average of the trained weights (the model's ema_decay).

@@ -7,13 +7,15 @@ One Adam optimizer serves both generators, one both discriminators. What `tf.dis
 needs is in `models/distribution.py`.
 """
 
+import inspect
+import warnings
 from typing import NamedTuple, Optional
 
 import keras
 import tensorflow as tf
 
 from tf_cyclegan.checks import check_decay
-from tf_cyclegan.choices import DIRECTIONS, GENERATOR_WEIGHTS, NETWORKS
+from tf_cyclegan.choices import DIRECTIONS, GENERATOR_WEIGHTS, NETWORKS, OLD_MODEL_KEYWORDS
 from tf_cyclegan.models.averaging import averaged_copy, update_average
 from tf_cyclegan.models.distribution import average_over_replicas, build_without_peeking, step_logs
 from tf_cyclegan.models.image_pool import ImagePool
@@ -358,18 +360,23 @@ class CycleGAN(keras.Model):
         return cls(**config)
 
 
-def build_cyclegan(filters=64, num_residual_blocks=9, disc_filters=64, disc_layers=3, generator_alignment="reference",
+def build_cyclegan(filters=64, num_residual_blocks=9, disc_filters=64, disc_num_layers=3, alignment="reference",
                    norm_affine=False, use_bias=True, upsampling="transpose", **kwargs):
     """The paper's CycleGAN: two ResNet generators and two PatchGAN discriminators, uncompiled.
 
+    The config's `model` section is this function's keyword arguments, key for key
+    (`build_cyclegan(**dataclasses.asdict(config.model))`); version 0.2.0's names
+    `generator_alignment=` and `disc_layers=` are still taken, with a warning naming the new one.
+
     Args:
         filters, num_residual_blocks: of each generator (`build_resnet_generator`).
-        generator_alignment: the generators' `alignment` ("reference": the PyTorch reference's).
+        alignment: the generators' `alignment` ("reference": the PyTorch reference's).
         upsampling: the generators' `upsampling` ("transpose": the reference's; "resize":
             nearest-neighbour resize and convolution, without a visible grid).
         norm_affine, use_bias: of all four networks (learned instance-norm scale and offset;
             biases on the convolutions a normalisation follows).
-        disc_filters, disc_layers: of each discriminator (`build_patchgan_discriminator`).
+        disc_filters, disc_num_layers: each discriminator's `filters` and `num_layers`
+            (`build_patchgan_discriminator`).
         **kwargs: passed to `CycleGAN` (`lambda_cycle`, `lambda_identity`, `pool_size`,
             `gan_mode`, `pool_seed`).
 
@@ -378,18 +385,37 @@ def build_cyclegan(filters=64, num_residual_blocks=9, disc_filters=64, disc_laye
     >>> model.gen_a2b.name, model.disc_b.name
     ('gen_a2b', 'disc_b')
     """
+    renamed = _old_keywords(kwargs, alignment=alignment, disc_num_layers=disc_num_layers)
+    alignment, disc_num_layers = renamed["alignment"], renamed["disc_num_layers"]
+
     def generator(name):
         return build_resnet_generator(filters=filters, num_residual_blocks=num_residual_blocks, name=name,
-                                      alignment=generator_alignment, norm_affine=norm_affine, use_bias=use_bias,
+                                      alignment=alignment, norm_affine=norm_affine, use_bias=use_bias,
                                       upsampling=upsampling)
 
     def discriminator(name):
-        return build_patchgan_discriminator(filters=disc_filters, num_layers=disc_layers, name=name,
+        return build_patchgan_discriminator(filters=disc_filters, num_layers=disc_num_layers, name=name,
                                             norm_affine=norm_affine, use_bias=use_bias)
 
     return CycleGAN(generator("gen_a2b"), generator("gen_b2a"), discriminator("disc_a"), discriminator("disc_b"),
                     **kwargs)
 
+
+def _old_keywords(kwargs, **given):
+    """`given` (build_cyclegan's arguments by their new names) with any of version 0.2.0's names
+    in `kwargs` (`OLD_MODEL_KEYWORDS`) taken out of it and put under the new one, each with a
+    warning. TypeError where the new name holds a value other than its default as well: both
+    given, it cannot say which was meant."""
+    defaults = inspect.signature(build_cyclegan).parameters
+    for old, new in OLD_MODEL_KEYWORDS.items():
+        if old not in kwargs:
+            continue
+        if given[new] != defaults[new].default:
+            raise TypeError(f"build_cyclegan() got both {old}= and {new}=, its new name: give only {new}=. "
+                            f"Received: {old}={kwargs[old]!r}, {new}={given[new]!r}")
+        warnings.warn(f"build_cyclegan: {old}= is now {new}=", stacklevel=3)
+        given[new] = kwargs.pop(old)
+    return given
 
 
 class Translations(NamedTuple):

@@ -2,7 +2,10 @@
 
 A YAML file holds only overrides of these defaults, and `--set section.key=value`
 overrides that. Unknown keys and values of the wrong type or range stop everything
-before any work, with a message naming the key.
+before any work, with a message naming the key. Keys and values that earlier versions
+named otherwise (`_RENAMED_KEYS`, `_RENAMED_VALUES`) are still read, from a file, a dict
+or `--set` alike, with a warning naming the new one: so a run's config.yaml written by
+version 0.1.0 or 0.2.0 still resumes.
 """
 
 import dataclasses
@@ -28,6 +31,7 @@ from tf_cyclegan.choices import (
     ALLOCATORS,
     CPU_SPEEDUPS,
     GAN_MODES,
+    OLD_MODEL_KEYWORDS,
     OLD_PRECISIONS,
     PRECISIONS,
     STRATEGIES,
@@ -58,19 +62,25 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """Network sizes and loss weights (the reference's `resnet_9blocks` and `basic` D)."""
+    """Network sizes and loss weights (the reference's `resnet_9blocks` and `basic` D).
+
+    Every key is the keyword argument of `models.cyclegan.build_cyclegan` it is passed to, by
+    the same name (training calls `build_cyclegan(**dataclasses.asdict(config.model))`; the
+    loss weights, pool and GAN mode go on to `CycleGAN`), so that a key means what that
+    argument's docstring says and a new network argument is a new key of the same name.
+    """
 
     filters: int = 64
     num_residual_blocks: int = 9
     disc_filters: int = 64
-    disc_layers: int = 3
+    disc_num_layers: int = 3
     lambda_cycle: float = 10.0
     lambda_identity: float = 0.5
     pool_size: int = 50
     gan_mode: Literal[GAN_MODES] = "lsgan"
     # The generators' stride-2 alignment: "reference" (the PyTorch reference's, exactly) or
     # "keras_same" (what runs of version 0.1.0 trained; their config.yaml has no such key).
-    generator_alignment: Literal[ALIGNMENTS] = "reference"
+    alignment: Literal[ALIGNMENTS] = "reference"
     norm_affine: bool = False  # instance norms with a learned scale and offset (PyTorch's affine=True)
     use_bias: bool = True  # biases on the convolutions before a normalisation
     upsampling: Literal[UPSAMPLINGS] = "transpose"  # resize: no visible grid (docs/checkerboard.md)
@@ -108,14 +118,22 @@ class EvalConfig:
 
 
 @dataclass(frozen=True)
-class CheckpointConfig:
-    """Backups of the full training state (for resuming) and `.keras` checkpoints (for use)."""
+class BackupConfig:
+    """Backups of the full training state in `backup/`: what a stopped run resumes from (the keys
+    are `BackupCallback`'s `every_n_steps` and `BackupManager`'s `keep`)."""
 
-    backup_every_n_steps: int = 500  # 0: at epoch ends only (always also at each epoch's end)
-    keep_backups: int = 2
-    keras_every_n_epochs: int = 1  # 0: never
-    keras_every_n_steps: int = 0  # 0: never
-    keep_keras: int = 3
+    every_n_steps: int = 500  # 0: at epoch ends only (always also at each epoch's end)
+    keep: int = 2
+
+
+@dataclass(frozen=True)
+class CheckpointConfig:
+    """`.keras` checkpoints in `checkpoints/`: models to export or translate with (the keys are
+    `KerasCheckpoints`' arguments)."""
+
+    every_n_epochs: int = 1  # 0: never
+    every_n_steps: int = 0  # 0: never
+    keep: int = 3
 
 
 @dataclass(frozen=True)
@@ -142,6 +160,7 @@ class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    backup: BackupConfig = field(default_factory=BackupConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     monitor: MonitorConfig = field(default_factory=MonitorConfig)
     distribute: DistributeConfig = field(default_factory=DistributeConfig)
@@ -153,15 +172,15 @@ class Config:
 # data.load_size, data.crop_size and data.batch_size: check_pipeline_sizes, shared with the data functions.
 _POSITIVE = {
     "model.filters",
-    "model.disc_filters", "model.disc_layers", "train.learning_rate", "train.steps_per_epoch",
-    "eval.max_images", "checkpoint.keep_backups", "checkpoint.keep_keras", "monitor.scalars_every_n_steps",
+    "model.disc_filters", "model.disc_num_layers", "train.learning_rate", "train.steps_per_epoch",
+    "eval.max_images", "backup.keep", "checkpoint.keep", "monitor.scalars_every_n_steps",
     "distribute.timeout_s",
 }
 _NON_NEGATIVE = {
     "data.num_samples", "model.num_residual_blocks", "model.lambda_cycle",
     "model.lambda_identity", "model.pool_size", "train.epochs", "train.epochs_decay",
-    "eval.every_n_epochs", "checkpoint.backup_every_n_steps", "checkpoint.keras_every_n_epochs",
-    "checkpoint.keras_every_n_steps", "monitor.images_every_n_steps",
+    "eval.every_n_epochs", "backup.every_n_steps", "checkpoint.every_n_epochs",
+    "checkpoint.every_n_steps", "monitor.images_every_n_steps",
 }
 
 
@@ -205,8 +224,45 @@ def _check_value(key, value, annotation):
     return float(value) if annotation is float else value
 
 
+# Keys that versions 0.1.0 and 0.2.0 wrote under another name, old -> new: still read, with a
+# warning naming the new one. The model's keys are build_cyclegan's keywords, renamed with them
+# (OLD_MODEL_KEYWORDS); the backups (for resuming) and the .keras checkpoints (for use), once
+# one section, are two.
+_RENAMED_KEYS = {
+    **{f"model.{old}": f"model.{new}" for old, new in OLD_MODEL_KEYWORDS.items()},
+    "checkpoint.backup_every_n_steps": "backup.every_n_steps",
+    "checkpoint.keep_backups": "backup.keep",
+    "checkpoint.keras_every_n_epochs": "checkpoint.every_n_epochs",
+    "checkpoint.keras_every_n_steps": "checkpoint.every_n_steps",
+    "checkpoint.keep_keras": "checkpoint.keep",
+}
 # Values that version 0.2.0 wrote under another name: still read, with a warning naming the new one.
 _RENAMED_VALUES = {"train.precision": OLD_PRECISIONS}
+
+
+def _renamed_keys(tree, source):
+    """A copy of `tree`, the nested mapping that one `source` gives (a config file, the
+    overrides, the `--set` assignments), with each key of `_RENAMED_KEYS` under its new name
+    and a warning naming it. One source giving both names of a key is a `ConfigError`: which
+    value is meant? (A later source may override an earlier one's old name with the new.)"""
+    if not isinstance(tree, dict):
+        raise ConfigError(f"Expected a mapping of sections from {source}. Received: {tree!r}")
+    tree = {key: dict(value) if isinstance(value, dict) else value for key, value in tree.items()}
+    for old, new in _RENAMED_KEYS.items():
+        (old_section, old_key), (new_section, new_key) = old.split("."), new.split(".")
+        if not isinstance(tree.get(old_section), dict) or old_key not in tree[old_section]:
+            continue
+        if tree.get(new_section) is None:
+            tree[new_section] = {}
+        target = tree[new_section]
+        if not isinstance(target, dict):
+            raise ConfigError(f"{new_section} must be a mapping. Received: {target!r}")
+        if new_key in target:
+            raise ConfigError(f"Both {old} and {new} (its new name) in {source}: give only {new}. "
+                              f"Received: {old}={tree[old_section][old_key]!r}, {new}={target[new_key]!r}")
+        target[new_key] = tree[old_section].pop(old_key)
+        warnings.warn(f"{old} is now {new} ({source})", stacklevel=3)
+    return tree
 
 
 def _renamed_value(key, value):
@@ -316,10 +372,10 @@ def _check_consistency(config):
     data = config.data
     try:
         check_pipeline_sizes(data.load_size, data.crop_size, data.batch_size, prefix="data.")
-        check_int("model.disc_layers", config.model.disc_layers, minimum=1, maximum=MAX_DISC_LAYERS)
+        check_int("model.disc_num_layers", config.model.disc_num_layers, minimum=1, maximum=MAX_DISC_LAYERS)
         check_decay("model.ema_decay", config.model.ema_decay)
-        check_image_size("data.crop_size", data.crop_size, minimum=min_training_size(config.model.disc_layers),
-                         why=f" for model.disc_layers={config.model.disc_layers}")
+        check_image_size("data.crop_size", data.crop_size, minimum=min_training_size(config.model.disc_num_layers),
+                         why=f" for model.disc_num_layers={config.model.disc_num_layers}")
         if config.train.seed is not None:  # what keras.utils.set_random_seed takes
             check_int("train.seed", config.train.seed, minimum=0, maximum=2**32 - 1)
     except ValueError as error:
@@ -340,24 +396,33 @@ def _check_consistency(config):
     return config
 
 
+def read_config_file(path):
+    """The mapping the YAML file at `path` holds ({} for an empty file), with the keys of
+    earlier versions under their new names (`_renamed_keys`), unchecked: what `load_config`
+    merges, and what tells a run's config.yaml (every section) from a file of overrides.
+    `ConfigError` naming the file if it cannot be read or holds no mapping."""
+    try:
+        with open(path) as f:
+            loaded = _load_yaml(f)
+    except OSError as error:
+        raise ConfigError(f"Cannot read config file {str(path)!r}: {error.strerror}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"Config file {str(path)!r} is not a text file (not UTF-8)") from None
+    except yaml.YAMLError as error:
+        raise ConfigError(f"Config file {str(path)!r} is not valid YAML: {_yaml_problem(error)}") from None
+    if loaded is not None and not isinstance(loaded, dict):
+        raise ConfigError(f"Config file {str(path)!r} must hold a mapping. Received: {loaded!r}")
+    return _renamed_keys(loaded or {}, f"config file {str(path)!r}")
+
+
 def load_config(path=None, overrides=None, sets=None):
-    """Paper defaults <- YAML file at `path` <- `overrides` dict <- `--set` assignments."""
+    """Paper defaults <- YAML file at `path` <- `overrides` dict <- `--set` assignments.
+
+    Each of the three may name a key as an earlier version did (`_RENAMED_KEYS`), with a warning."""
     tree = {}
-    if path is not None:
-        try:
-            with open(path) as f:
-                loaded = _load_yaml(f)
-        except OSError as error:
-            raise ConfigError(f"Cannot read config file {str(path)!r}: {error.strerror}") from None
-        except UnicodeDecodeError:
-            raise ConfigError(f"Config file {str(path)!r} is not a text file (not UTF-8)") from None
-        except yaml.YAMLError as error:
-            raise ConfigError(f"Config file {str(path)!r} is not valid YAML: {_yaml_problem(error)}") from None
-        if loaded is not None and not isinstance(loaded, dict):
-            raise ConfigError(f"Config file {str(path)!r} must hold a mapping. Received: {loaded!r}")
-        _deep_update(tree, loaded or {})
-    _deep_update(tree, overrides or {})
-    _deep_update(tree, parse_set(sets))
+    _deep_update(tree, read_config_file(path) if path is not None else {})
+    _deep_update(tree, _renamed_keys(overrides or {}, "the overrides"))
+    _deep_update(tree, _renamed_keys(parse_set(sets), "--set"))
     return _check_consistency(_merge(Config(), tree, ""))
 
 

@@ -38,7 +38,14 @@ from tf_cyclegan.training.callbacks.checkpoints import KerasCheckpoints
 from tf_cyclegan.training.callbacks.evaluation import EvaluationCallback
 from tf_cyclegan.training.callbacks.monitor import EVENT_FILE_PATTERN, TrainingMonitor
 from tf_cyclegan.training.callbacks.samples import SampleGrid
-from tf_cyclegan.training.config import Config, ConfigError, dump_config, flatten_config, load_config
+from tf_cyclegan.training.config import (
+    Config,
+    ConfigError,
+    dump_config,
+    flatten_config,
+    load_config,
+    read_config_file,
+)
 
 # The names a run gives its files and folders, at its top.
 CONFIG, LOG_CSV, MODEL, RESULTS = "config.yaml", "log.csv", "model.keras", "results.json"
@@ -132,20 +139,25 @@ def _binding_records(run_dir):
 
 def _saved_config(run_dir):
     """The config of the run in `run_dir` (None if it has no config.yaml); `ConfigError` naming
-    the file if it is not a config this package wrote."""
+    the file if it is not a config this package wrote: the whole resolved config, every section,
+    not a file of overrides. One written by an earlier version is read as `load_config` reads
+    it, its keys under their new names; version 0.1.0's has no model.alignment: its generators
+    were aligned by Keras' "same" padding, "keras_same"."""
     path = os.path.join(run_dir, CONFIG)
     if not os.path.exists(path):
         return None
     try:
-        config = load_config(path)
-        with open(path) as f:
-            raw = yaml.safe_load(f)
+        saved = read_config_file(path)
+        sections = list(Config().to_dict())
+        if set(saved) != set(sections):
+            raise ConfigError(f"its sections are {', '.join(map(str, saved)) or 'none'}; a run's are "
+                              f"{', '.join(sections)}")
+        config = load_config(overrides=saved)
     except ConfigError as error:
-        raise ConfigError(f"{path} is not the config of a tf_cyclegan run ({error}). Use another --run-dir; "
-                          "this one holds files that are not ours.") from None
-    if "generator_alignment" not in (raw.get("model") or {}):
-        # Written by version 0.1.0, whose generators were aligned by Keras' "same" padding.
-        config = dataclasses.replace(config, model=dataclasses.replace(config.model, generator_alignment="keras_same"))
+        raise ConfigError(f"{path} is not a config that tf_cyclegan wrote for a run ({error}). Use another "
+                          "--run-dir; nothing there was changed.") from None
+    if "alignment" not in (saved.get("model") or {}):
+        config = dataclasses.replace(config, model=dataclasses.replace(config.model, alignment="keras_same"))
     return config
 
 
@@ -163,16 +175,11 @@ def trained_outputs(run_dir):
 
 
 def _ours(run_dir):
-    """Whether `run_dir` holds a run of ours: a config.yaml that this package wrote, which is
-    the whole resolved config (every section), not a file of overrides."""
-    path = os.path.join(run_dir, CONFIG)
+    """Whether `run_dir` holds a run of ours: a config.yaml that this package wrote (`_saved_config`)."""
     try:
-        with open(path) as f:
-            raw = yaml.safe_load(f)
-        load_config(path)
-    except (OSError, yaml.YAMLError, ConfigError):
+        return _saved_config(run_dir) is not None
+    except ConfigError:
         return False
-    return isinstance(raw, dict) and set(raw) == set(Config().to_dict())
 
 
 def check_restartable(run_dir):
@@ -187,8 +194,8 @@ def check_restartable(run_dir):
 
 # Settings that may differ when a run is resumed; anything else must match the saved config.
 _RESUMABLE = ("train.verbose", "train.cpu_allocator", "train.cpu_speedups", "train.init_from", "train.epochs",
-              "train.epochs_decay",
-              "checkpoint.", "monitor.", "eval.", "distribute.strategy", "distribute.tpu", "distribute.timeout_s")
+              "train.epochs_decay", "backup.", "checkpoint.", "monitor.", "eval.",
+              "distribute.strategy", "distribute.tpu", "distribute.timeout_s")
 # Keys naming a folder: "./data/" and "data" are the same folder, not a change of config.
 _PATH_KEYS = ("data.root", "data.train_a", "data.train_b", "data.tfds_data_dir")
 
@@ -222,9 +229,6 @@ def resuming(config, run_dir, restart):
     if restart:
         check_restartable(run_dir)
         return False
-    if os.path.exists(os.path.join(run_dir, CONFIG)) and not _ours(run_dir):
-        raise ConfigError(f"{os.path.join(run_dir, CONFIG)} is not a config that tf_cyclegan wrote for a run "
-                          "(a run's holds every section, resolved). Use another --run-dir; nothing there was changed.")
     saved_config = _saved_config(run_dir)
     if saved_config is None:
         others = _binding_records(run_dir)
@@ -238,9 +242,9 @@ def resuming(config, run_dir, restart):
                if not _same_setting(key, saved.get(key), wanted.get(key)) and not key.startswith(_RESUMABLE)]
     if changed:
         hint = ""
-        if saved.get("model.generator_alignment") != wanted.get("model.generator_alignment"):
-            hint = (f" To resume it with the generators it was trained with, add --set model.generator_alignment="
-                    f"{saved.get('model.generator_alignment')}.")
+        if saved.get("model.alignment") != wanted.get("model.alignment"):
+            hint = (f" To resume it with the generators it was trained with, add --set model.alignment="
+                    f"{saved.get('model.alignment')}.")
         raise ConfigError(
             f"{run_dir} holds a run with a different config ({'; '.join(changed)}). "
             "Use the same config to resume it, --restart to start it over, or another --run-dir." + hint

@@ -211,7 +211,7 @@ def _init_from(model, path, alignment, upsampling):
                           f"model.upsampling={generator_upsampling(source.gen_a2b)}")
     if generator_alignment(source.gen_a2b) != alignment:
         raise ConfigError(f"train.init_from {path!r} has generators aligned {generator_alignment(source.gen_a2b)!r}, "
-                          f"the config builds {alignment!r}: add --set model.generator_alignment="
+                          f"the config builds {alignment!r}: add --set model.alignment="
                           f"{generator_alignment(source.gen_a2b)}")
     for name in NETWORKS:
         ours, theirs = getattr(model, name), getattr(source, name)
@@ -219,7 +219,7 @@ def _init_from(model, path, alignment, upsampling):
         if shapes[0] != shapes[1]:
             raise ConfigError(f"train.init_from {path!r}: its {name} does not have the weights of the config's "
                               "networks (model.filters, model.num_residual_blocks, model.disc_filters, "
-                              "model.disc_layers, model.norm_affine, model.use_bias, model.upsampling)")
+                              "model.disc_num_layers, model.norm_affine, model.use_bias, model.upsampling)")
         ours.set_weights(theirs.get_weights())
     logger.info("Started the four networks from %s; the optimizers start fresh (no Adam moments, step 0)", path)
 
@@ -247,10 +247,10 @@ def _train(config, run_dir, dataset, position, samples, precision, resume, extra
            is_chief, record_config, restart_files):
     """Builds the model, restores or initialises it, and fits it; `restart_files`: the earlier
     run's files to delete (for `--restart`) once everything that can fail before training has."""
-    t, c = config.train, config.checkpoint
+    t = config.train
     replicas = strategy.num_replicas_in_sync
     learning_rate = t.learning_rate * (replicas if config.distribute.scale_learning_rate else 1)
-    manager = BackupManager(os.path.join(run_dir, BACKUP), keep=c.keep_backups)
+    manager = BackupManager(os.path.join(run_dir, BACKUP), keep=config.backup.keep)
     # Loaded first: unreachable or damaged Inception weights are bad input, reported before any network.
     features = (InceptionFeatures(config.eval.inception_weights)
                 if is_chief and config.eval.every_n_epochs and config.eval.inception_weights else None)
@@ -265,7 +265,7 @@ def _train(config, run_dir, dataset, position, samples, precision, resume, extra
         model.build(tuple(dataset.element_spec[0].shape))  # the pools, so a backup can load into them
         record = manager.restore(model) if resume else None
         if t.init_from and not record:
-            _init_from(model, t.init_from, config.model.generator_alignment, config.model.upsampling)
+            _init_from(model, t.init_from, config.model.alignment, config.model.upsampling)
     steps = position.steps_per_epoch
     total_epochs = t.epochs + t.epochs_decay
     csv_path = os.path.join(run_dir, LOG_CSV)
@@ -338,12 +338,10 @@ def _chief_callbacks(config, run_dir, manager, progress, samples, log_dir, csv_p
     checkpoint and sample grid are written before it (a kill between them trains the epoch's
     end again, and writes them then).
     """
-    c = config.checkpoint
     callbacks = [
         keras.callbacks.TensorBoard(log_dir, write_graph=False),
         keras.callbacks.CSVLogger(csv_path, append=True),
-        KerasCheckpoints(os.path.join(run_dir, CHECKPOINTS), progress, every_n_epochs=c.keras_every_n_epochs,
-                         every_n_steps=c.keras_every_n_steps, keep=c.keep_keras),
+        KerasCheckpoints(os.path.join(run_dir, CHECKPOINTS), progress, **dataclasses.asdict(config.checkpoint)),
         TrainingMonitor(log_dir, progress, batch_size=progress.info["global_batch_size"],
                         every_n_steps=config.monitor.scalars_every_n_steps,
                         hparams=flatten_config(config.to_dict()), run_name=os.path.basename(os.path.abspath(run_dir))),
@@ -354,5 +352,5 @@ def _chief_callbacks(config, run_dir, manager, progress, samples, log_dir, csv_p
     if samples:
         callbacks.append(SampleGrid(*samples, out_dir=os.path.join(run_dir, SAMPLES), log_dir=log_dir,
                                     progress=progress, every_n_steps=config.monitor.images_every_n_steps))
-    callbacks.append(BackupCallback(manager, progress, every_n_steps=c.backup_every_n_steps))
+    callbacks.append(BackupCallback(manager, progress, every_n_steps=config.backup.every_n_steps))
     return callbacks

@@ -154,7 +154,7 @@ _TRAIN_SCRIPT = textwrap.dedent("""
         "data": {"root": root, "load_size": 36, "crop_size": 32, "num_samples": 0},
         "model": {"filters": 4, "num_residual_blocks": 1, "disc_filters": 4, "pool_size": 3, "ema_decay": 0.9},
         "train": {"epochs": 2, "epochs_decay": 1, "verbose": 0, "seed": 3, "deterministic": True},
-        "checkpoint": {"backup_every_n_steps": 2, "keras_every_n_epochs": 0},
+        "backup": {"every_n_steps": 2}, "checkpoint": {"every_n_epochs": 0},
     })
     train_and_evaluate(config, run_dir, callbacks=[KillAt()] if kill_at else [])
 """)
@@ -225,7 +225,7 @@ def test_a_really_full_disk_ends_with_one_line_and_exit_2_not_a_crash(demo_root,
     run_dir = small_disk(600) / "run"
     done = subprocess.run(
         [sys.executable, "-m", "tf_cyclegan.cli", "train", "--run-dir", str(run_dir),
-         "--set", f"data.root={demo_root}", *_TINY_RUN, "checkpoint.keras_every_n_epochs=0"],
+         "--set", f"data.root={demo_root}", *_TINY_RUN, "checkpoint.every_n_epochs=0"],
         capture_output=True, text=True, env=subprocess_env(), timeout=600)
     assert done.returncode == 2, done.stderr[-3000:]  # was SIGSEGV (139) after the message
     errors = [line for line in done.stderr.splitlines() if line.startswith("tf-cyclegan train: error:")]

@@ -38,7 +38,7 @@ def test_a_diverging_run_stops_naming_the_loss_and_keeps_the_last_good_backup(de
         "data": {"root": str(demo_root), "load_size": 36, "crop_size": 32, "num_samples": 0},
         "model": {"filters": 4, "num_residual_blocks": 1, "disc_filters": 4},
         "train": {"epochs": 2, "epochs_decay": 0, "verbose": 0, "learning_rate": 1e15},
-        "checkpoint": {"backup_every_n_steps": 1},
+        "backup": {"every_n_steps": 1},
     })
     # A step's losses come before its update: either the losses or (checked before each
     # backup) the weights are the first to go non-finite.
