@@ -5,6 +5,10 @@ are built from them, so the two cannot drift apart. This module imports nothing,
 can be checked before TensorFlow loads.
 """
 
+# The methods: CycleGAN (two generators, cycle-consistency; the default), CUT and FastCUT
+# (one generator, one discriminator, PatchNCE: Park et al. 2020), which translate A to B only.
+MODEL_KINDS = ("cyclegan", "cut", "fastcut")
+
 # The two directions of translation, and the four networks of a CycleGAN (their attribute names).
 DIRECTIONS = ("a2b", "b2a")
 NETWORKS = ("gen_a2b", "gen_b2a", "disc_a", "disc_b")

@@ -7,7 +7,15 @@ import pytest
 import yaml
 from conftest import CONFIGS
 
-from tf_cyclegan.training.config import Config, ConfigError, ModelConfig, flatten_config, load_config, parse_set
+from tf_cyclegan.training.config import (
+    Config,
+    ConfigError,
+    ModelConfig,
+    flatten_config,
+    load_config,
+    model_arguments,
+    parse_set,
+)
 
 
 def test_defaults_are_the_papers():
@@ -208,13 +216,33 @@ def test_an_old_key_is_refused_where_its_new_section_is_no_mapping():
         load_config(overrides={"checkpoint": {"keep_backups": 2}, "backup": 3})
 
 
-def test_every_model_key_is_the_build_cyclegan_keyword_it_feeds():
+def test_every_model_key_is_the_builder_keyword_it_feeds():
+    from tf_cyclegan.models.cut import CUT, build_cut
     from tf_cyclegan.models.cyclegan import CycleGAN, build_cyclegan
 
-    keywords = {name for name, parameter in inspect.signature(build_cyclegan).parameters.items()
+    def keywords(function):
+        return {name for name, parameter in inspect.signature(function).parameters.items()
                 if parameter.kind is not parameter.VAR_KEYWORD}
-    # The rest go through build_cyclegan's **kwargs to CycleGAN.
+
+    # kind: cyclegan. The loss weights go through build_cyclegan's **kwargs to CycleGAN.
+    cyclegan_keys = set(model_arguments(ModelConfig()))
     wrapper = set(inspect.signature(CycleGAN.__init__).parameters) - {"self", "kwargs"}
-    keys = {field.name for field in dataclasses.fields(ModelConfig)}
-    assert keys - wrapper == keywords  # every network key is a keyword, and every keyword a key
-    assert keys <= keywords | wrapper
+    assert cyclegan_keys - wrapper == keywords(build_cyclegan)  # every network key a keyword, every keyword a key
+    assert cyclegan_keys <= keywords(build_cyclegan) | wrapper
+    # kind: cut and fastcut (the kind is build_cut's mode). Every key there, set, is a keyword.
+    cut = ModelConfig(kind="fastcut", lambda_gan=1.0, lambda_nce=10.0, nce_identity=False, flip_equivariance=True)
+    cut_keys = set(model_arguments(cut))
+    assert cut_keys <= (keywords(build_cut) - {"mode"}) | (set(inspect.signature(CUT.__init__).parameters) - {"self"})
+    assert {"filters", "num_residual_blocks", "disc_filters", "disc_num_layers", "head_units"} <= cut_keys
+    # And every key is some kind's.
+    assert cyclegan_keys | cut_keys | {"kind"} == {field.name for field in dataclasses.fields(ModelConfig)}
+
+
+def test_a_key_of_the_other_kind_is_refused_naming_the_kind_it_belongs_to():
+    with pytest.raises(ConfigError, match="model.lambda_cycle applies to model.kind cyclegan, not to .* 'cut'"):
+        load_config(overrides={"model": {"kind": "cut", "lambda_cycle": 5.0}})
+    with pytest.raises(ConfigError, match="model.lambda_nce applies to model.kind cut and fastcut, not to"):
+        load_config(overrides={"model": {"lambda_nce": 2.0}})
+    # Null CUT keys take the kind's own default: build_cut gets none of them.
+    arguments = model_arguments(load_config(overrides={"model": {"kind": "fastcut"}}).model)
+    assert "lambda_nce" not in arguments and "lambda_cycle" not in arguments

@@ -253,7 +253,7 @@ class CUT(keras.Model):
         return cls(**config)
 
 
-def build_cut(mode="cut", filters=64, num_residual_blocks=9, disc_filters=64, disc_layers=3, head_units=256,
+def build_cut(mode="cut", filters=64, num_residual_blocks=9, disc_filters=64, disc_num_layers=3, head_units=256,
               nce_layers=None, **kwargs):
     """CUT or FastCUT with the official networks and that mode's defaults, uncompiled.
 
@@ -261,7 +261,7 @@ def build_cut(mode="cut", filters=64, num_residual_blocks=9, disc_filters=64, di
         mode: "cut" (lambda_nce 1, identity NCE) or "fastcut" (lambda_nce 10, flip
             equivariance), the official `--CUT_mode`; `kwargs` override its defaults.
         filters, num_residual_blocks: of the generator (`build_cut_generator`).
-        disc_filters, disc_layers: of the discriminator (`build_cut_discriminator`).
+        disc_filters, disc_num_layers: of the discriminator (`build_cut_discriminator`).
         head_units: int, default 256. Width of the feature head's MLPs (the official `netF_nc`).
         nce_layers: the generator's layers PatchNCE compares (default the official five,
             which need num_residual_blocks >= 5).
@@ -276,7 +276,7 @@ def build_cut(mode="cut", filters=64, num_residual_blocks=9, disc_filters=64, di
     if mode not in MODES:
         raise ValueError(f"mode must be one of {tuple(MODES)}. Received: mode={mode!r}")
     generator = build_cut_generator(filters=filters, num_residual_blocks=num_residual_blocks, name="generator")
-    discriminator = build_cut_discriminator(filters=disc_filters, num_layers=disc_layers, name="discriminator")
+    discriminator = build_cut_discriminator(filters=disc_filters, num_layers=disc_num_layers, name="discriminator")
     nce_layers = list(nce_layers or default_nce_layers(num_residual_blocks))
     channels = [int(generator.get_layer(name).output.shape[-1]) for name in nce_layers]
     feature_head = PatchSampleHead(channels, units=head_units, name="feature_head")

@@ -365,7 +365,7 @@ def build_cyclegan(filters=64, num_residual_blocks=9, disc_filters=64, disc_num_
     """The paper's CycleGAN: two ResNet generators and two PatchGAN discriminators, uncompiled.
 
     The config's `model` section is this function's keyword arguments, key for key
-    (`build_cyclegan(**dataclasses.asdict(config.model))`); version 0.2.0's names
+    (`build_cyclegan(**model_arguments(config.model))`); version 0.2.0's names
     `generator_alignment=` and `disc_layers=` are still taken, with a warning naming the new one.
 
     Args:

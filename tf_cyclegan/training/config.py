@@ -31,6 +31,7 @@ from tf_cyclegan.choices import (
     ALLOCATORS,
     CPU_SPEEDUPS,
     GAN_MODES,
+    MODEL_KINDS,
     OLD_MODEL_KEYWORDS,
     OLD_PRECISIONS,
     PRECISIONS,
@@ -62,14 +63,17 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """Network sizes and loss weights (the reference's `resnet_9blocks` and `basic` D).
+    """The method, network sizes and loss weights (the reference's `resnet_9blocks` and `basic` D).
 
-    Every key is the keyword argument of `models.cyclegan.build_cyclegan` it is passed to, by
-    the same name (training calls `build_cyclegan(**dataclasses.asdict(config.model))`; the
-    loss weights, pool and GAN mode go on to `CycleGAN`), so that a key means what that
-    argument's docstring says and a new network argument is a new key of the same name.
+    Every key is the keyword argument of the builder it is passed to, by the same name:
+    `models.cyclegan.build_cyclegan` for `kind: cyclegan` (the loss weights, pool and GAN mode
+    go on to `CycleGAN`), `models.cut.build_cut` for `cut` and `fastcut` (`model_arguments`
+    says which keys each kind takes), so that a key means what that argument's docstring says
+    and a new network argument is a new key of the same name. A key of the other kind left at
+    its default is not passed; set away from it, it is an error naming the kind it belongs to.
     """
 
+    kind: Literal[MODEL_KINDS] = "cyclegan"  # cut, fastcut: one generator, PatchNCE (docs/cut.md)
     filters: int = 64
     num_residual_blocks: int = 9
     disc_filters: int = 64
@@ -87,6 +91,33 @@ class ModelConfig:
     # Also keep averages of the generators' weights over training, which translate by default
     # (tf_cyclegan/models/averaging.py); training itself is unchanged. None: none kept.
     ema_decay: Optional[float] = None
+    # CUT's and FastCUT's (null: the official default of the kind, `models.cut.MODES`).
+    lambda_gan: Optional[float] = None  # 1
+    lambda_nce: Optional[float] = None  # 1 for cut, 10 for fastcut
+    nce_identity: Optional[bool] = None  # PatchNCE on G(B) against B too: cut yes, fastcut no
+    flip_equivariance: Optional[bool] = None  # cut no, fastcut yes
+    num_patches: int = 256  # patch locations per tapped layer and step
+    temperature: float = 0.07  # PatchNCE's
+    head_units: int = 256  # width of the feature head's MLPs
+
+
+# Which model keys each kind's builder takes (the rest belong to the other kind).
+_CYCLEGAN_ONLY = ("lambda_cycle", "lambda_identity", "pool_size", "gan_mode", "alignment", "norm_affine", "use_bias",
+                  "upsampling")
+_CUT_ONLY = ("lambda_gan", "lambda_nce", "nce_identity", "flip_equivariance", "num_patches", "temperature",
+             "head_units")
+
+
+def model_arguments(model):
+    """The builder's keyword arguments of a `ModelConfig`: `build_cyclegan`'s for kind
+    "cyclegan", `build_cut`'s (without `mode`, which is the kind) for "cut" and "fastcut";
+    CUT's keys left null take the kind's official default."""
+    values = dataclasses.asdict(model)
+    del values["kind"]
+    if model.kind == "cyclegan":
+        return {key: value for key, value in values.items() if key not in _CUT_ONLY}
+    return {key: value for key, value in values.items()
+            if key not in _CYCLEGAN_ONLY and not (key in _CUT_ONLY and value is None)}
 
 
 @dataclass(frozen=True)
@@ -171,13 +202,13 @@ class Config:
 
 # data.load_size, data.crop_size and data.batch_size: check_pipeline_sizes, shared with the data functions.
 _POSITIVE = {
-    "model.filters",
+    "model.filters", "model.num_patches", "model.temperature", "model.head_units",
     "model.disc_filters", "model.disc_num_layers", "train.learning_rate", "train.steps_per_epoch",
     "eval.max_images", "backup.keep", "checkpoint.keep", "monitor.scalars_every_n_steps",
     "distribute.timeout_s",
 }
 _NON_NEGATIVE = {
-    "data.num_samples", "model.num_residual_blocks", "model.lambda_cycle",
+    "data.num_samples", "model.num_residual_blocks", "model.lambda_cycle", "model.lambda_gan", "model.lambda_nce",
     "model.lambda_identity", "model.pool_size", "train.epochs", "train.epochs_decay",
     "eval.every_n_epochs", "backup.every_n_steps", "checkpoint.every_n_epochs",
     "checkpoint.every_n_steps", "monitor.images_every_n_steps",
@@ -389,6 +420,13 @@ def _check_consistency(config):
     if config.train.epochs + config.train.epochs_decay < 1:
         raise ConfigError("train.epochs + train.epochs_decay must be at least 1: there would be no epoch to train. "
                           f"Received: epochs={config.train.epochs}, epochs_decay={config.train.epochs_decay}")
+    defaults, kind = ModelConfig(), config.model.kind
+    others = _CUT_ONLY if kind == "cyclegan" else _CYCLEGAN_ONLY
+    changed = [key for key in others if getattr(config.model, key) != getattr(defaults, key)]
+    if changed:
+        owner = "cut and fastcut" if kind == "cyclegan" else "cyclegan"
+        raise ConfigError(f"model.{changed[0]} applies to model.kind {owner}, not to this config's {kind!r}: "
+                          f"remove it or set model.kind")
     if config.train.deterministic and config.train.seed is None:
         raise ConfigError("train.deterministic needs a train.seed")
     if config.eval.every_n_epochs and not data.root:

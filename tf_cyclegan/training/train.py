@@ -24,7 +24,9 @@ from tf_cyclegan.data.unpaired import DataPosition, make_tfds_dataset, make_unpa
 from tf_cyclegan.evaluation.fid import InceptionFeatures
 from tf_cyclegan.evaluation.paired import check_paired_test_set
 from tf_cyclegan.files import lock_directory
-from tf_cyclegan.models.cyclegan import build_cyclegan, default_optimizer
+from tf_cyclegan.models.cut import default_optimizer as cut_optimizer
+from tf_cyclegan.models.cyclegan import default_optimizer
+from tf_cyclegan.models.kinds import build_model
 from tf_cyclegan.precision import set_precision
 from tf_cyclegan.speed import apply_cpu_speedups
 from tf_cyclegan.training.callbacks.backup import BackupCallback, BackupError, BackupManager
@@ -33,7 +35,7 @@ from tf_cyclegan.training.callbacks.evaluation import EvaluationCallback
 from tf_cyclegan.training.callbacks.monitor import StopOnNonFinite, TrainingMonitor
 from tf_cyclegan.training.callbacks.progress import RunProgress
 from tf_cyclegan.training.callbacks.samples import SampleGrid
-from tf_cyclegan.training.config import ConfigError, flatten_config
+from tf_cyclegan.training.config import ConfigError, flatten_config, model_arguments
 from tf_cyclegan.training.distribute import make_strategy, worker_layout
 from tf_cyclegan.training.run_directory import (
     BACKUP,
@@ -196,16 +198,51 @@ def fit_verbosity(verbose, stream=None):
     return 1 if hasattr(stream, "isatty") and stream.isatty() else 2
 
 
-def _init_from(model, path, alignment, upsampling):
-    """Starts `model` from the weights of the four networks of the CycleGAN saved in `path`
-    (`train.init_from`); the optimizers start fresh."""
+def _build_and_compile(config, learning_rate):
+    """The model of `config.model.kind`, compiled with the paper's Adam for each of its
+    optimizers (CycleGAN: generators, discriminators; CUT: generator, discriminator, head)."""
+    t, kind = config.train, config.model.kind
+    if kind == "cyclegan":
+        model = build_model(kind, **model_arguments(config.model), pool_seed=t.seed)
+        model.compile(gen_optimizer=default_optimizer(learning_rate, beta_1=t.beta_1),
+                      disc_optimizer=default_optimizer(learning_rate, beta_1=t.beta_1), jit_compile=t.jit_compile)
+    else:
+        model = build_model(kind, **model_arguments(config.model), seed=t.seed)
+        model.compile(**{f"{role}_optimizer": cut_optimizer(learning_rate, beta_1=t.beta_1)
+                         for role in ("gen", "disc", "head")}, jit_compile=t.jit_compile)
+    return model
+
+
+def _init_from(model, path, model_config):
+    """Starts `model` from the weights of the networks of the model of the same kind saved in
+    `path` (`train.init_from`); the optimizers start fresh."""
     from tf_cyclegan.inference.loading import load_keras_file
-    from tf_cyclegan.models.resnet_generator import generator_alignment, generator_upsampling
 
     source = load_keras_file(path)
-    if not all(hasattr(source, name) for name in NETWORKS):
-        raise ConfigError(f"train.init_from {path!r} holds a {type(source).__name__}, not a CycleGAN")
-    if generator_upsampling(source.gen_a2b) != upsampling:  # the shape check below could only say "differ"
+    names = tuple(getattr(model, "network_names", NETWORKS))
+    if type(source) is not type(model) or not all(hasattr(source, name) for name in names):
+        raise ConfigError(f"train.init_from {path!r} holds a {type(source).__name__}, not a {type(model).__name__} "
+                          f"(model.kind {model_config.kind})")
+    if model_config.kind == "cyclegan":
+        _check_cyclegan_source(source, path, model_config.alignment, model_config.upsampling)
+    for name in names:
+        ours, theirs = getattr(model, name), getattr(source, name)
+        shapes = [tuple(w.shape) for w in ours.weights], [tuple(w.shape) for w in theirs.weights]
+        if shapes[0] != shapes[1]:
+            raise ConfigError(f"train.init_from {path!r}: its {name} does not have the weights of the config's "
+                              "networks (model.filters, model.num_residual_blocks, model.disc_filters, "
+                              "model.disc_num_layers, model.norm_affine, model.use_bias, model.upsampling, "
+                              "model.head_units)")
+        ours.set_weights(theirs.get_weights())
+    logger.info("Started the networks (%s) from %s; the optimizers start fresh (no Adam moments, step 0)",
+                ", ".join(names), path)
+
+
+def _check_cyclegan_source(source, path, alignment, upsampling):
+    """What the weights' shapes cannot tell apart: the generators' upsampling and alignment."""
+    from tf_cyclegan.models.resnet_generator import generator_alignment, generator_upsampling
+
+    if generator_upsampling(source.gen_a2b) != upsampling:
         raise ConfigError(f"train.init_from {path!r} has generators with upsampling "
                           f"{generator_upsampling(source.gen_a2b)!r}, the config builds {upsampling!r}: add --set "
                           f"model.upsampling={generator_upsampling(source.gen_a2b)}")
@@ -213,15 +250,6 @@ def _init_from(model, path, alignment, upsampling):
         raise ConfigError(f"train.init_from {path!r} has generators aligned {generator_alignment(source.gen_a2b)!r}, "
                           f"the config builds {alignment!r}: add --set model.alignment="
                           f"{generator_alignment(source.gen_a2b)}")
-    for name in NETWORKS:
-        ours, theirs = getattr(model, name), getattr(source, name)
-        shapes = [tuple(w.shape) for w in ours.weights], [tuple(w.shape) for w in theirs.weights]
-        if shapes[0] != shapes[1]:
-            raise ConfigError(f"train.init_from {path!r}: its {name} does not have the weights of the config's "
-                              "networks (model.filters, model.num_residual_blocks, model.disc_filters, "
-                              "model.disc_num_layers, model.norm_affine, model.use_bias, model.upsampling)")
-        ours.set_weights(theirs.get_weights())
-    logger.info("Started the four networks from %s; the optimizers start fresh (no Adam moments, step 0)", path)
 
 
 def _resume_position(record, position, run_dir):
@@ -255,17 +283,13 @@ def _train(config, run_dir, dataset, position, samples, precision, resume, extra
     features = (InceptionFeatures(config.eval.inception_weights)
                 if is_chief and config.eval.every_n_epochs and config.eval.inception_weights else None)
     with strategy.scope():
-        model = build_cyclegan(**dataclasses.asdict(config.model), pool_seed=t.seed)
-        model.compile(
-            gen_optimizer=default_optimizer(learning_rate, beta_1=t.beta_1),
-            disc_optimizer=default_optimizer(learning_rate, beta_1=t.beta_1),
-            jit_compile=t.jit_compile,
-        )
+        model = _build_and_compile(config, learning_rate)
         apply_cpu_speedups(model, t.cpu_speedups)
-        model.build(tuple(dataset.element_spec[0].shape))  # the pools, so a backup can load into them
+        if not model.built:  # CycleGAN's pools, so that a backup can load into them
+            model.build(tuple(dataset.element_spec[0].shape))
         record = manager.restore(model) if resume else None
         if t.init_from and not record:
-            _init_from(model, t.init_from, config.model.alignment, config.model.upsampling)
+            _init_from(model, t.init_from, config.model)
     steps = position.steps_per_epoch
     total_epochs = t.epochs + t.epochs_decay
     csv_path = os.path.join(run_dir, LOG_CSV)
