@@ -246,3 +246,12 @@ def test_a_key_of_the_other_kind_is_refused_naming_the_kind_it_belongs_to():
     # Null CUT keys take the kind's own default: build_cut gets none of them.
     arguments = model_arguments(load_config(overrides={"model": {"kind": "fastcut"}}).model)
     assert "lambda_nce" not in arguments and "lambda_cycle" not in arguments
+
+
+
+@pytest.mark.parametrize("name", sorted(os.listdir(CONFIGS)))
+def test_every_preset_loads_and_says_its_kind(name):
+    config = load_config(os.path.join(CONFIGS, name))
+    assert config.model.kind == ("cut" if name == "cut.yaml" else "fastcut" if "fastcut" in name else "cyclegan")
+    if name in ("cut.yaml", "fastcut.yaml"):  # the official schedules
+        assert (config.train.epochs, config.train.epochs_decay) == ((200, 200) if name == "cut.yaml" else (150, 50))
