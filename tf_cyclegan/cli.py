@@ -20,6 +20,7 @@ from tf_cyclegan.choices import (
     CPU_SPEEDUPS,
     DIRECTIONS,
     GENERATOR_WEIGHTS,
+    MODEL_KINDS,
     OLD_PRECISIONS,
     PRECISIONS,
     UPSAMPLINGS,
@@ -174,7 +175,7 @@ def bench_kwargs(args):
     return dict(size=args.size, batch=args.batch, filters=args.filters,
                 num_residual_blocks=args.num_residual_blocks, steps=args.steps,
                 warmup=args.warmup, precision=args.precision, jit_compile=jit, upsampling=args.upsampling,
-                cpu_speedups=args.cpu_speedups)
+                cpu_speedups=args.cpu_speedups, model_kind=args.model_kind)
 
 
 def run_bench(args, start_time=None):
@@ -376,7 +377,9 @@ def build_parser():
                        default=9,
                        help="generator residual blocks (--blocks: old name)")
     bench.add_argument("--upsampling", default="transpose", choices=UPSAMPLINGS,
-                       help="the generators' (docs/checkerboard.md)")
+                       help="the generators' (docs/checkerboard.md), for --model-kind cyclegan")
+    bench.add_argument("--model-kind", default="cyclegan", choices=MODEL_KINDS,
+                       help="the method whose step is timed, as model.kind (docs/cut.md)")
     bench.add_argument("--steps", type=_number(BENCH_CHECKS["steps"]), default=10, help="timed steps (1 or more)")
     bench.add_argument("--warmup", type=_number(BENCH_CHECKS["warmup"]), default=2,
                        help="untimed steps after the first (0 or more)")

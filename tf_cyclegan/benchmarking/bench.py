@@ -47,8 +47,8 @@ def _gpu_name():
 
 def train_step_benchmark(size=128, batch=1, filters=64, num_residual_blocks=9, steps=10, warmup=2, precision="float32",
                          jit_compile="auto", start_time=None, upsampling="transpose",
-                         cpu_speedups="auto"):
-    """Times the CycleGAN training step as `fit` runs it.
+                         cpu_speedups="auto", model_kind="cyclegan"):
+    """Times the training step of a CycleGAN (or a CUT or FastCUT model) as `fit` runs it.
 
     Args:
         size, batch: image size and batch of the random training data.
@@ -63,6 +63,9 @@ def train_step_benchmark(size=128, batch=1, filters=64, num_residual_blocks=9, s
             default: from /proc.
         upsampling: the generators' ("transpose", the reference's, or "resize").
         cpu_speedups: "auto", "on" or "off", as `train.cpu_speedups` (`tf_cyclegan.speed`).
+        model_kind: "cyclegan" (default), "cut" or "fastcut" (`model.kind`): the same
+            generator and discriminator sizes, each method's own step. CUT's PatchNCE reads
+            residual block 5, so it needs num_residual_blocks >= 5; `upsampling` is CycleGAN's.
 
     Returns:
         dict: images_per_s (steady state), first_step_s (process start to the end of the
@@ -73,13 +76,19 @@ def train_step_benchmark(size=128, batch=1, filters=64, num_residual_blocks=9, s
         and the versions and settings (jit_compile as `compile` resolved it; the CPU allocator
         in use: `tf-cyclegan bench --cpu-allocator` chooses it).
     """
-    from tf_cyclegan.models.cyclegan import build_cyclegan
+    from tf_cyclegan.models.kinds import build_model
     from tf_cyclegan.precision import set_precision
     from tf_cyclegan.runtime import cpu_allocator_in_use, has_gpu, onednn_enabled
     from tf_cyclegan.speed import apply_cpu_speedups
 
     check_bench_arguments(size=size, batch=batch, filters=filters, num_residual_blocks=num_residual_blocks,
                           steps=steps, warmup=warmup)
+    if model_kind != "cyclegan" and upsampling != "transpose":
+        raise ValueError(f"upsampling is CycleGAN's: a {model_kind} model has CUT's anti-aliased upsampling. "
+                         f"Received: upsampling={upsampling!r}")
+    if model_kind != "cyclegan" and num_residual_blocks < 5:
+        raise ValueError(f"A {model_kind} model needs num_residual_blocks >= 5 (PatchNCE reads residual block 5). "
+                         f"Received: num_residual_blocks={num_residual_blocks!r}")
     start_time = start_time or process_start_time() or time.time()
     keras.utils.set_random_seed(0)
     users_policy = keras.mixed_precision.global_policy()
@@ -88,7 +97,11 @@ def train_step_benchmark(size=128, batch=1, filters=64, num_residual_blocks=9, s
         gpu = _gpu_name() if has_gpu() else None
         if gpu:
             tf.config.experimental.reset_memory_stats("GPU:0")
-        model = build_cyclegan(filters=filters, num_residual_blocks=num_residual_blocks, upsampling=upsampling)
+        if model_kind == "cyclegan":
+            model = build_model(model_kind, filters=filters, num_residual_blocks=num_residual_blocks,
+                                upsampling=upsampling)
+        else:
+            model = build_model(model_kind, filters=filters, num_residual_blocks=num_residual_blocks, seed=0)
         model.compile(jit_compile=jit_compile)
         speedups = apply_cpu_speedups(model, cpu_speedups)
         shape = (batch, size, size, 3)
@@ -100,15 +113,15 @@ def train_step_benchmark(size=128, batch=1, filters=64, num_residual_blocks=9, s
                             callbacks=[clock])
         peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         gpu_peak_mb = tf.config.experimental.get_memory_info("GPU:0")["peak"] / 2**20 if gpu else None
-        # Counted after the timed run: it traces each network once more.
-        step_flop = training_step_flops(model, shape)
+        # Counted after the timed run: it traces each network once more. CycleGAN's only.
+        step_flop = training_step_flops(model, shape) if model_kind == "cyclegan" else None
     finally:
         keras.mixed_precision.set_global_policy(users_policy)
     seconds = clock.ends[-1] - clock.ends[warmup]
     images_per_s = steps * batch / seconds
     return {
         "impl": "tf_cyclegan", "tensorflow": tf.__version__, "keras": keras.__version__,
-        "size": size, "batch": batch, "upsampling": upsampling, "precision": precision,
+        "model_kind": model_kind, "size": size, "batch": batch, "upsampling": upsampling, "precision": precision,
         "jit_compile": bool(model.jit_compile),
         "cpu_allocator": cpu_allocator_in_use(), "onednn": onednn_enabled(),
         "cpu_speedups": sorted(name for name, on in speedups.items() if on),
@@ -116,9 +129,9 @@ def train_step_benchmark(size=128, batch=1, filters=64, num_residual_blocks=9, s
         "first_step_s": round(clock.ends[0] - start_time, 2),
         "peak_rss_mb": round(peak_rss_mb, 1),
         "gpu": gpu, "gpu_peak_memory_mb": None if gpu_peak_mb is None else round(gpu_peak_mb, 1),
-        "step_gflop": round(step_flop / 1e9, 2),
-        "gflop_per_s": round(step_flop / 1e9 * images_per_s / batch, 1),
-        "params_generator": model.gen_a2b.count_params(),
-        "params_discriminator": model.disc_a.count_params(),
+        "step_gflop": None if step_flop is None else round(step_flop / 1e9, 2),
+        "gflop_per_s": None if step_flop is None else round(step_flop / 1e9 * images_per_s / batch, 1),
+        "params_generator": model.get_generator("a2b", "raw").count_params(),
+        "params_discriminator": (model.disc_a if model_kind == "cyclegan" else model.discriminator).count_params(),
         "final_loss_g": round(float(history.history["gen_total"][-1]), 4),
     }
