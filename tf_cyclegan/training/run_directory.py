@@ -319,9 +319,9 @@ def write_results(config, run_dir, result, only_missing=False):
 
         # The generator translation uses by default: the averaged one where the model keeps one.
         result["paired_test"] = paired_error(model.get_generator("a2b"))
-        if model.ema_decay is not None:
+        if getattr(model, "ema_decay", None) is not None:
             result["paired_test"]["generator"] = "averaged"
-            result["paired_test_raw"] = paired_error(model.gen_a2b)
+            result["paired_test_raw"] = paired_error(model.get_generator("a2b", "raw"))
     write_json(os.path.join(run_dir, RESULTS), {k: v for k, v in result.items() if k != "model"})
 
 

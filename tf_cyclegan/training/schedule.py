@@ -50,7 +50,10 @@ class LinearDecay(keras.callbacks.Callback):
         return self.learning_rate * linear_decay_factor(epoch, self.epochs, self.epochs_decay)
 
     def on_epoch_begin(self, epoch, logs=None):
-        for optimizer in (self.model.gen_optimizer, self.model.disc_optimizer):
+        # Every optimizer the model trains with (a CUT model's feature head's too).
+        optimizers = getattr(self.model, "training_optimizers", None) or (self.model.gen_optimizer,
+                                                                         self.model.disc_optimizer)
+        for optimizer in optimizers:
             optimizer.learning_rate = self.rate(epoch)
 
     def on_epoch_end(self, epoch, logs=None):

@@ -130,6 +130,8 @@ class TrainingMonitor(keras.callbacks.Callback):
             applied = self._applied_steps()
             scalars["loss_scale/generators"] = gen_scale
             scalars["loss_scale/discriminators"] = _loss_scale(self.model.disc_optimizer)
+            if getattr(self.model, "head_optimizer", None) is not None:  # CUT's feature head
+                scalars["loss_scale/feature_head"] = _loss_scale(self.model.head_optimizer)
             scalars["loss_scale/skipped_steps"] = (step - last_step) - (applied - last_applied)
         with self.writer.as_default():
             for tag, value in scalars.items():
