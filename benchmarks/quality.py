@@ -3,6 +3,7 @@
     python benchmarks/quality.py --out runs/quality                  # 2 options x 2 seeds, 5,000 steps
     python benchmarks/quality.py --out runs/quality --options transpose,resize --seeds 0
     python benchmarks/quality.py --out runs/quality --options transpose --ema-decays 0.999,0.99,0.9999
+    python benchmarks/quality.py --out runs/quality --options transpose,cut,fastcut
 
 Domain A: random crops of the colour photographs that scikit-image, scikit-learn and
 matplotlib install with themselves (no download; `pip install scikit-image scikit-learn
@@ -50,6 +51,9 @@ TRAIN_CROP = 64
 TEST_CROP = 96
 HELD_OUT = 0.35  # of each photograph's rows, at the bottom
 EPOCHS = 20  # 10 constant + 10 decaying, steps / 20 each
+# An option is a CycleGAN upsampling ("transpose", "resize") or one of these methods
+# (`model.kind`), trained on the same task at the same sizes and steps.
+METHODS = ("cut", "fastcut")
 
 
 def photographs():
@@ -171,8 +175,8 @@ def train_one(option, seed, steps, data_root, run_dir, threads, ema_decays=()):
 
     config = load_config(overrides={
         "data": {"root": data_root, "load_size": TRAIN_CROP, "crop_size": TRAIN_CROP, "num_samples": 4},
-        "model": {"filters": 32, "num_residual_blocks": 6, "upsampling": option,
-                  "ema_decay": ema_decays[0] if ema_decays else None},
+        "model": {"filters": 32, "num_residual_blocks": 6, "ema_decay": ema_decays[0] if ema_decays else None,
+                  **({"kind": option} if option in METHODS else {"upsampling": option})},
         "train": {"epochs": EPOCHS // 2, "epochs_decay": EPOCHS // 2, "steps_per_epoch": steps // EPOCHS,
                   "seed": seed, "precision": "float32", "verbose": 2},
         "backup": {"every_n_steps": 500},
