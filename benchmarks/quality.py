@@ -1,4 +1,4 @@
-"""Upsampling choices judged on real photographs with a known answer: error and checkerboard.
+"""Methods and options judged on real photographs with a known answer: error and checkerboard.
 
     python benchmarks/quality.py --out runs/quality                  # 2 options x 2 seeds, 5,000 steps
     python benchmarks/quality.py --out runs/quality --options transpose,resize --seeds 0
