@@ -416,3 +416,41 @@ def test_restart_deletes_the_earlier_run_only_once_the_new_start_has_not_failed_
     with pytest.raises(ConfigError, match=message):
         train_and_evaluate(config, str(run_dir), restart=True)
     assert _contents(run_dir) == before  # the earlier run is still there to resume
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["fastcut"])
+def test_a_cut_run_trains_resumes_exports_and_translates_one_way(demo_root, tmp_path, kind, capsys):
+    """model.kind cut/fastcut through the whole run: results, samples, an exact resume of a
+    finished epoch's backup, export of the one generator as a2b, b2a refused in one line."""
+    from tf_cyclegan.cli import main
+    from tf_cyclegan.models.cut import CUT
+
+    run_dir = tmp_path / "run"
+    overrides = {
+        "data": {"root": str(demo_root), "load_size": 36, "crop_size": 32, "num_samples": 1},
+        "model": {"kind": kind, "filters": 4, "num_residual_blocks": 5, "disc_filters": 4, "head_units": 8,
+                  "num_patches": 16, "ema_decay": 0.9},
+        "train": {"epochs": 1, "epochs_decay": 0, "verbose": 0, "steps_per_epoch": 2},
+        "checkpoint": {"every_n_epochs": 1},
+    }
+    result = train_and_evaluate(load_config(overrides=overrides), str(run_dir))
+    model = result["model"]
+    assert isinstance(model, CUT) and model.directions == ("a2b",) and int(model.gen_optimizer.iterations) == 2
+    assert int(model.head_optimizer.iterations) == 2 and int(model.ema_updates) == 2
+    saved = json.loads((run_dir / "results.json").read_text())
+    assert {"gen_total", "nce_a2b", "disc_b", "learning_rate"} <= set(saved["final_losses"])
+    assert saved["paired_test"]["generator"] == "averaged" and saved["paired_test_raw"]["images"] == 3
+    assert sorted(os.listdir(run_dir / "samples")) == ["epoch_001.png"]
+
+    # One more epoch resumes from the epoch's backup: the feature head and its optimizer too.
+    overrides["train"]["epochs"] = 2
+    again = train_and_evaluate(load_config(overrides=overrides), str(run_dir))["model"]
+    assert int(again.head_optimizer.iterations) == 4 and int(again.ema_updates) == 4
+
+    assert main(["export", str(run_dir), "--formats", "savedmodel", "--out", str(tmp_path / "export")]) in (0, None)
+    assert sorted(os.listdir(tmp_path / "export")) == ["a2b"]
+    code = main(["translate", "--model", str(run_dir), "--direction", "b2a", "--out", str(tmp_path / "out"),
+                 str(demo_root / "testB")])
+    error = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and "has no b2a generator: it translates a2b only" in error[-1]
