@@ -17,6 +17,7 @@ from tf_cyclegan.models.cut_generator import build_cut_generator, build_feature_
 from tf_cyclegan.models.distribution import average_over_replicas, step_logs
 from tf_cyclegan.models.losses import discriminator_loss, gan_loss
 from tf_cyclegan.models.patch_nce import PatchSampleHead, patch_nce_loss, sample_patch_ids
+from tf_cyclegan.models.pytorch_adam import PyTorchAdam
 
 LOSS_NAMES = ("gen_total", "gan_a2b", "nce_a2b", "nce_identity_b", "disc_b")
 
@@ -291,10 +292,9 @@ def flip_width(images, flip):
 
 
 def default_optimizer(learning_rate=2e-4, beta_1=0.5):
-    """Adam(2e-4, beta_1=0.5, beta_2=0.999, epsilon=1e-8), the official optimizer of all three
-    networks. Keras adds epsilon to the uncorrected root of v, PyTorch to the corrected one:
-    the same once the bias correction fades, so the epsilon is PyTorch's 1e-8, not Keras' 1e-7."""
-    return keras.optimizers.Adam(learning_rate=learning_rate, beta_1=beta_1, epsilon=1e-8)
+    """The official optimizer of all three networks: PyTorch's Adam(2e-4, betas=(0.5, 0.999),
+    eps=1e-8), as `PyTorchAdam` (Keras' Adam adds epsilon elsewhere: see its module)."""
+    return PyTorchAdam(learning_rate=learning_rate, beta_1=beta_1, epsilon=1e-8)
 
 
 def _residual_blocks(generator):
