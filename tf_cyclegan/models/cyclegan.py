@@ -36,6 +36,9 @@ class CycleGAN(keras.Model):
     >>> model.compile()
     """
 
+    directions = DIRECTIONS
+    network_names = NETWORKS
+
     def train_step(self, data):
         """One update: both generators together, then each discriminator."""
         real_a, real_b, _ = keras.utils.unpack_x_y_sample_weight(data)
@@ -289,6 +292,11 @@ class CycleGAN(keras.Model):
     def gen_optimizer(self):
         """The generators' optimizer; Keras knows it as `model.optimizer`."""
         return self.optimizer
+
+    @property
+    def training_optimizers(self):
+        """The compiled optimizers: the generators', then the discriminators'."""
+        return [self.gen_optimizer, self.disc_optimizer]
 
     @property
     def generator_variables(self):
