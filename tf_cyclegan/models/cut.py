@@ -12,11 +12,15 @@ and compares the translation's features flipped back with the input's (flip equi
 import keras
 import tensorflow as tf
 
+from tf_cyclegan.checks import check_decay
+from tf_cyclegan.choices import GENERATOR_WEIGHTS
+from tf_cyclegan.models.averaging import averaged_copy, update_average
 from tf_cyclegan.models.cut_discriminator import build_cut_discriminator
 from tf_cyclegan.models.cut_generator import build_cut_generator, build_feature_extractor, default_nce_layers
 from tf_cyclegan.models.distribution import average_over_replicas, step_logs
 from tf_cyclegan.models.losses import discriminator_loss, gan_loss
 from tf_cyclegan.models.patch_nce import PatchSampleHead, patch_nce_loss, sample_patch_ids
+from tf_cyclegan.models.pytorch_adam import PyTorchAdam
 
 LOSS_NAMES = ("gen_total", "gan_a2b", "nce_a2b", "nce_identity_b", "disc_b")
 
@@ -39,6 +43,10 @@ class CUT(keras.Model):
     >>> model.compile()
     """
 
+    # What the training, translation and export code asks of a model, as of `CycleGAN`.
+    directions = ("a2b",)
+    network_names = ("generator", "discriminator", "feature_head")
+
     def train_step(self, data):
         """One update: the discriminator, then the generator and the feature head."""
         real_a, real_b, _ = keras.utils.unpack_x_y_sample_weight(data)
@@ -54,12 +62,12 @@ class CUT(keras.Model):
                 vectors, one per tapped layer (`sample_patch_ids`), for the two NCE terms.
         """
         patch_ids = patch_ids or {}
-        real = tf.concat([real_a, real_b], axis=0) if self.nce_identity else real_a
-        real = flip_width(real, flip)
         with tf.GradientTape(persistent=True) as tape:
-            translated = self.generator(real, training=True)  # one call for both, as the official
-            fake_b = translated[: tf.shape(real_a)[0]]
-            same_b = translated[tf.shape(real_a)[0]:] if self.nce_identity else None
+            # One generator call on cat(real_a, real_b), as the official.
+            real = (real_a, real_b) if self.nce_identity else (real_a,)
+            translated = self._call_stacked(self.generator, True, *[flip_width(x, flip) for x in real])
+            fake_b = translated[0]
+            same_b = translated[1] if self.nce_identity else None
             # The official order: D learns on the translation of the current G first; G's
             # adversarial loss then asks the updated D.
             with tape.stop_recording():
@@ -70,6 +78,8 @@ class CUT(keras.Model):
             scaled_head_loss = self.head_optimizer.scale_loss(gen_loss)  # each optimizer its own loss scale
         gen_grads = tape.gradient(scaled_gen_loss, self.generator.trainable_variables)
         self.gen_optimizer.apply_gradients(zip(gen_grads, self.generator.trainable_variables))
+        if self.ema_decay is not None:
+            self.update_averaged_generator()
         if self.lambda_nce > 0:
             head_grads = tape.gradient(scaled_head_loss, self.feature_head.trainable_variables)
             self.head_optimizer.apply_gradients(zip(head_grads, self.feature_head.trainable_variables))
@@ -95,8 +105,8 @@ class CUT(keras.Model):
     def nce_loss(self, source, translated, flip=False, patch_ids=None, training=False):
         """PatchNCE between `source` (keys) and its translation (queries), averaged over the
         tapped layers, per example. The translation of a flipped input is flipped back."""
-        keys = self.encoder(source, training=training)
-        queries = [flip_width(q, flip) for q in self.encoder(translated, training=training)]
+        keys, queries = self._calls(self.encoder, training, source, translated)
+        queries = [flip_width(q, flip) for q in queries]
         if patch_ids is None:
             patch_ids = sample_patch_ids(keys, self.num_patches, seed=self.seed_generator)
         sampled_keys = self.feature_head(keys, patch_ids)
@@ -109,8 +119,8 @@ class CUT(keras.Model):
         """The discriminator's update on a real and a generated B; returns its halved loss
         per example (the official `compute_D_loss`)."""
         with tf.GradientTape() as tape:
-            per_example = discriminator_loss(self.discriminator(real_b, training=True),
-                                             self.discriminator(fake_b, training=True), "lsgan")
+            pred_real, pred_fake = self._calls(self.discriminator, True, real_b, fake_b)
+            per_example = discriminator_loss(pred_real, pred_fake, "lsgan")
             scaled = self.disc_optimizer.scale_loss(average_over_replicas(per_example))
         variables = self.discriminator.trainable_variables
         self.disc_optimizer.apply_gradients(zip(tape.gradient(scaled, variables), variables))
@@ -127,8 +137,44 @@ class CUT(keras.Model):
     def call(self, inputs, training=False):
         return self.generator(inputs, training=training)
 
+    def get_generator(self, direction="a2b", weights="auto"):
+        """The generator that translates `direction` (only "a2b": CUT is one-sided).
+
+        Args:
+            weights: "auto" (default): the averaged generator where the model keeps one
+                (`ema_decay`), else the trained one; "averaged": the averaged one (an error
+                without `ema_decay`); "raw": the trained one.
+        """
+        if direction == "b2a":
+            raise ValueError(f"{self._mode_name} translates one way, A to B: it has no b2a generator")
+        if direction not in self.directions:
+            raise ValueError(f"direction must be one of {', '.join(self.directions)}. Received: {direction!r}")
+        if weights not in GENERATOR_WEIGHTS:
+            raise ValueError(f"weights must be one of {', '.join(GENERATOR_WEIGHTS)}. Received: {weights!r}")
+        if weights == "averaged" and self.ema_decay is None:
+            raise ValueError("This model keeps no averaged generator (it was built without ema_decay): "
+                             "use weights='raw'")
+        averaged = weights == "averaged" or (weights == "auto" and self.ema_decay is not None)
+        return self.generator_ema if averaged else self.generator
+
+    def update_averaged_generator(self):
+        """Moves `generator_ema` one step towards the generator's weights (`models/averaging.py`);
+        `train_step` calls it after each generator update."""
+        self.ema_updates.assign_add(1)
+        update_average(self.generator_ema, self.generator, self.ema_decay, self.ema_updates)
+
+    @property
+    def training_optimizers(self):
+        """The compiled optimizers, one per trained network: generator, discriminator, feature head."""
+        return [self.gen_optimizer, self.disc_optimizer, self.head_optimizer]
+
+    @property
+    def _mode_name(self):
+        return "FastCUT" if self.flip_equivariance and not self.nce_identity else "CUT"
+
     def __init__(self, generator, discriminator, feature_head, nce_layers=None, lambda_gan=1.0, lambda_nce=1.0,
-                 nce_identity=True, flip_equivariance=False, num_patches=256, temperature=0.07, seed=None, **kwargs):
+                 nce_identity=True, flip_equivariance=False, num_patches=256, temperature=0.07, seed=None,
+                 ema_decay=None, **kwargs):
         """Args:
             generator: keras.Model translating A to B (`build_cut_generator`).
             discriminator: keras.Model telling real B from generated B (`build_cut_discriminator`).
@@ -142,6 +188,10 @@ class CUT(keras.Model):
             num_patches: int, default 256. Patches per tapped layer and step.
             temperature: float, default 0.07. PatchNCE's temperature.
             seed: int or None. Seed of the patch and flip draws.
+            ema_decay: float in (0, 1) or None (default). Where set, the model also keeps
+                `generator_ema`, an average of the generator's weights over training
+                (`models/averaging.py`), updated after each generator step, which translation
+                uses by default (`get_generator()`). Training itself is unchanged.
         """
         super().__init__(**kwargs)
         for name, network in (("generator", generator), ("discriminator", discriminator),
@@ -172,7 +222,17 @@ class CUT(keras.Model):
             raise ValueError(f"feature_head.channels must be the tapped layers' channels {channels}. "
                              f"Received: feature_head.channels={feature_head.channels!r}")
         self.seed_generator = keras.random.SeedGenerator(seed, name="patch_seed")
+        self.ema_decay = check_decay("ema_decay", ema_decay)
+        if self.ema_decay is not None:
+            self.generator_ema = averaged_copy(generator, "generator_ema")
+            # Replicas compute the same update from the same weights: the first one's is kept.
+            self.ema_updates = self.add_weight(shape=(), dtype="int64", initializer="zeros", trainable=False,
+                                               name="ema_updates", aggregation="only_first_replica")
         self.trackers = {name: keras.metrics.Mean(name=name) for name in LOSS_NAMES}
+        # How the step runs, not what it computes (not in the config): plain Keras unless
+        # `tf_cyclegan.speed.apply_cpu_speedups` sets them.
+        self.stack_network_calls = False
+        self.train_function_wrapper = None
         self.built = True  # every network is built; nothing depends on the image size
 
     def compile(self, gen_optimizer=None, disc_optimizer=None, head_optimizer=None, **kwargs):
@@ -213,6 +273,34 @@ class CUT(keras.Model):
     def metrics(self):
         return list(self.trackers.values())
 
+    def make_train_function(self, force=False):
+        """Keras' training function, passed through `train_function_wrapper` where one is set
+        (the CPU speed-ups run it with lean graph-optimisation options)."""
+        if self.train_function is not None and not force:
+            return self.train_function
+        super().make_train_function(force=True)
+        if self.train_function_wrapper is not None:
+            self.train_function = self.train_function_wrapper(self.train_function)
+        return self.train_function
+
+    def _calls(self, network, training, *inputs):
+        """`network` on each input: one call each, or with `stack_network_calls` one call on
+        them stacked along the batch (the same numbers: these networks treat each image alone)."""
+        if self.stack_network_calls:
+            return self._call_stacked(network, training, *inputs)
+        return [network(x, training=training) for x in inputs]
+
+    @staticmethod
+    def _call_stacked(network, training, *inputs):
+        """One call of `network` on `inputs` concatenated along the batch; its output (a tensor
+        or a list of them) split back, one per input."""
+        if len(inputs) == 1:
+            return [network(inputs[0], training=training)]
+        outputs = network(tf.concat(inputs, axis=0), training=training)
+        sizes = [tf.shape(x)[0] for x in inputs]
+        parts = [tf.split(t, sizes, axis=0) for t in tf.nest.flatten(outputs)]
+        return [tf.nest.pack_sequence_as(outputs, [p[i] for p in parts]) for i in range(len(inputs))]
+
     def _track(self, losses):
         for name, value in losses.items():
             self.trackers[name].update_state(value)
@@ -243,6 +331,8 @@ class CUT(keras.Model):
             nce_identity=self.nce_identity, flip_equivariance=self.flip_equivariance,
             num_patches=self.num_patches, temperature=self.temperature, seed=self.seed,
         )
+        if self.ema_decay is not None:  # absent otherwise, as CycleGAN's
+            config["ema_decay"] = self.ema_decay
         return config
 
     @classmethod
@@ -291,10 +381,9 @@ def flip_width(images, flip):
 
 
 def default_optimizer(learning_rate=2e-4, beta_1=0.5):
-    """Adam(2e-4, beta_1=0.5, beta_2=0.999, epsilon=1e-8), the official optimizer of all three
-    networks. Keras adds epsilon to the uncorrected root of v, PyTorch to the corrected one:
-    the same once the bias correction fades, so the epsilon is PyTorch's 1e-8, not Keras' 1e-7."""
-    return keras.optimizers.Adam(learning_rate=learning_rate, beta_1=beta_1, epsilon=1e-8)
+    """The official optimizer of all three networks: PyTorch's Adam(2e-4, betas=(0.5, 0.999),
+    eps=1e-8), as `PyTorchAdam` (Keras' Adam adds epsilon elsewhere: see its module)."""
+    return PyTorchAdam(learning_rate=learning_rate, beta_1=beta_1, epsilon=1e-8)
 
 
 def _residual_blocks(generator):

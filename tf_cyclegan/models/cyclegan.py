@@ -39,6 +39,7 @@ class CycleGAN(keras.Model):
     """
 
     directions = DIRECTIONS  # it translates both ways (a CUT model: a2b only)
+    network_names = NETWORKS
 
     def train_step(self, data):
         """One update: both generators together, then each discriminator."""
@@ -293,6 +294,11 @@ class CycleGAN(keras.Model):
     def gen_optimizer(self):
         """The generators' optimizer; Keras knows it as `model.optimizer`."""
         return self.optimizer
+
+    @property
+    def training_optimizers(self):
+        """The compiled optimizers: the generators', then the discriminators'."""
+        return [self.gen_optimizer, self.disc_optimizer]
 
     @property
     def generator_variables(self):

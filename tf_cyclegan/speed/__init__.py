@@ -1,4 +1,4 @@
-"""The CPU speed-ups of the training step, attached to a plain-Keras CycleGAN by one switch.
+"""The CPU speed-ups of the training step, attached to a plain-Keras CycleGAN or CUT by one switch.
 
 The networks and optimizers the builders and `CycleGAN.compile` give are plain Keras
 (`keras.layers.Conv2D`, `keras.optimizers.Adam`), and a saved `.keras` file names only
@@ -13,10 +13,15 @@ gathered here, each measured in docs/performance.md:
 - `grappler`: the training function run without four graph passes that do nothing here;
 - stacked network calls: each generator run once on its independent inputs stacked along
   the batch, each discriminator once on real and fake (23 % of step time under oneDNN;
-  4.4 s of first step on Eigen, where its step time was within the noise).
+  4.4 s of first step on Eigen, where its step time was within the noise). CUT's generator
+  already runs once on real A and B (the official's); its discriminator is stacked on real
+  and fake, its encoder on each PatchNCE's input and translation.
+
+The devices ask a model only what `CycleGAN` and `CUT` both answer: `network_names`,
+`training_optimizers` and `stack_network_calls`, `train_function_wrapper`.
 
 `apply_cpu_speedups(model, "auto")` attaches them (all of them on a machine without a GPU,
-none with one) to a compiled `CycleGAN` object, without changing any class, config or
+none with one) to a compiled `CycleGAN` or `CUT` object, without changing any class, config or
 weight: what is saved stays plain Keras, and `apply_cpu_speedups(model, "off")` puts
 the plain path back. Training applies it from `train.cpu_speedups`. Nothing in
 `tf_cyclegan.layers` or `tf_cyclegan.models` imports this package.
@@ -31,7 +36,7 @@ Example:
 import keras
 
 from tf_cyclegan import runtime
-from tf_cyclegan.choices import CPU_SPEEDUPS, NETWORKS
+from tf_cyclegan.choices import CPU_SPEEDUPS
 from tf_cyclegan.speed import fused_adam, grappler, lean_conv, tape
 
 
@@ -45,7 +50,7 @@ def resolve_cpu_speedups(mode="auto"):
 
 
 def apply_cpu_speedups(model, mode="auto"):
-    """Attaches the CPU speed-ups to a compiled `CycleGAN` (or takes them away).
+    """Attaches the CPU speed-ups to a compiled `CycleGAN` or `CUT` (or takes them away).
 
     Call after `model.compile(...)` and before `fit`; the training function is made again
     at the next `fit`. Each device follows its own condition on top of the switch: the lean
@@ -53,14 +58,14 @@ def apply_cpu_speedups(model, mode="auto"):
     Grappler options without a GPU.
 
     Args:
-        model: a compiled `tf_cyclegan.CycleGAN`.
+        model: a compiled `tf_cyclegan.CycleGAN` or `tf_cyclegan.CUT`.
         mode: "auto" (default: on without a GPU), "on" or "off".
 
     Returns:
         dict: device name -> whether it is now attached.
     """
     if not getattr(model, "compiled", False):
-        raise ValueError("apply_cpu_speedups needs a compiled CycleGAN: call model.compile() first. "
+        raise ValueError("apply_cpu_speedups needs a compiled model: call model.compile() first. "
                          f"Received: model={model!r}")
     on = resolve_cpu_speedups(mode)
     eigen = not runtime.onednn_enabled()
@@ -82,7 +87,7 @@ def apply_cpu_speedups(model, mode="auto"):
     applied["tape"] = bool(norms) and on and tape.tape_record_module() is not None
 
     adams = []
-    for optimizer in (model.gen_optimizer, model.disc_optimizer):
+    for optimizer in model.training_optimizers:
         fused_adam.detach(optimizer)
         adams.append(on and fused_adam.attach(optimizer))
     applied["fused_adam"] = all(adams)
@@ -103,15 +108,19 @@ def cpu_speedups_applied(model):
     return {
         "lean_conv": any(lean_conv.attached(layer) for layer in layers),
         "tape": any("custom_gradient" in layer.__dict__ for layer in layers),
-        "fused_adam": all(fused_adam.attached(o) for o in (model.gen_optimizer, model.disc_optimizer)),
+        "fused_adam": all(fused_adam.attached(o) for o in model.training_optimizers),
         "stacked_calls": bool(getattr(model, "stack_network_calls", False)),
         "grappler": getattr(model, "train_function_wrapper", None) is not None,
     }
 
 
 def _network_layers(model):
-    """Every layer of the four networks, nested models' layers included (public `.layers`)."""
-    found, todo = [], [getattr(model, name) for name in NETWORKS]
+    """Every layer of the trained networks (`model.network_names`), nested models' layers
+    included (public `.layers`); a network that is one layer (CUT's feature head) is itself."""
+    found, todo = [], []
+    for name in model.network_names:
+        network = getattr(model, name)
+        (todo if isinstance(network, keras.Model) else found).append(network)
     while todo:
         for layer in todo.pop().layers:
             (todo if isinstance(layer, keras.Model) else found).append(layer)

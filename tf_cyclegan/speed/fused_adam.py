@@ -8,6 +8,9 @@ m / (sqrt(v) + ε)) in one op, and the scalars it takes (β powers, learning rat
 computed once per `apply` and dtype, not once per variable. The same numbers up to
 rounding.
 
+The same holds for `PyTorchAdam` (CUT's), which differs only in where epsilon enters:
+its update is `ResourceApplyAdam`'s with epsilon times sqrt(1-β2^t).
+
 `attach(optimizer)` gives that one optimizer object its own `update_step` and `apply`
 (instance attributes shadowing Keras' methods); its class, config, slot variables and
 checkpoints stay Keras' Adam's. `detach` takes them away.
@@ -15,6 +18,8 @@ checkpoints stay Keras' Adam's. `detach` takes them away.
 
 import keras
 import tensorflow as tf
+
+from tf_cyclegan.models.pytorch_adam import PyTorchAdam
 
 _ATTACHED = ("update_step", "apply")
 
@@ -35,13 +40,13 @@ def adam_slots(optimizer, variable):
 
 
 def inner_adam(optimizer):
-    """The Keras `Adam` behind `optimizer` (unwrapping a `LossScaleOptimizer`), or None when it
-    is another optimizer, uses amsgrad, or is a subclass with its own update."""
+    """The Keras `Adam` or `PyTorchAdam` behind `optimizer` (unwrapping a `LossScaleOptimizer`),
+    or None when it is another optimizer, uses amsgrad, or is a subclass with its own update."""
     if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
         optimizer = optimizer.inner_optimizer
     if (
         not isinstance(optimizer, keras.optimizers.Adam) or optimizer.amsgrad
-        or type(optimizer).update_step is not keras.optimizers.Adam.update_step
+        or type(optimizer).update_step not in (keras.optimizers.Adam.update_step, PyTorchAdam.update_step)
         or type(optimizer).apply is not keras.optimizers.Adam.apply
     ):
         return None
@@ -70,9 +75,13 @@ def attach(optimizer):
         if dtype not in step_scalars:
             local_step = tf.cast(adam.iterations + 1, dtype)
             beta_1, beta_2 = tf.cast(adam.beta_1, dtype), tf.cast(adam.beta_2, dtype)
+            beta_2_power = tf.pow(beta_2, local_step)
+            epsilon = tf.cast(adam.epsilon, dtype)
+            if isinstance(adam, PyTorchAdam):  # epsilon on the bias-corrected root, in Keras' terms
+                epsilon = epsilon * tf.sqrt(1 - beta_2_power)
             step_scalars[dtype] = (
-                tf.pow(beta_1, local_step), tf.pow(beta_2, local_step), tf.cast(learning_rate, dtype),
-                beta_1, beta_2, tf.cast(adam.epsilon, dtype),
+                tf.pow(beta_1, local_step), beta_2_power, tf.cast(learning_rate, dtype),
+                beta_1, beta_2, epsilon,
             )
         return step_scalars[dtype]
 
