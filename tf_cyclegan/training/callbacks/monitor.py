@@ -53,7 +53,7 @@ class StopOnNonFinite(keras.callbacks.Callback):
 def check_finite_weights(model, progress):
     """Raises `TrainingDiverged` naming the variables holding NaN or Inf (checked before a backup:
     a step's losses are computed before its update, so they can be finite while the update is not)."""
-    networks = [getattr(model, name) for name in NETWORKS]
+    networks = [getattr(model, name) for name in getattr(model, "network_names", NETWORKS)]
     bad = [f"{net.name}/{v.path}" for net in networks for v in net.trainable_variables
            if not np.isfinite(np.asarray(v)).all()]
     if bad:
