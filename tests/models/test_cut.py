@@ -299,3 +299,20 @@ def test_fit_and_evaluate_run_jit_compiled(policy):
     assert sorted(history.history) == sorted(LOSS_NAMES)
     assert all(np.isfinite(v[-1]) for v in history.history.values())
     assert sorted(model.evaluate(data, verbose=0, return_dict=True)) == sorted(LOSS_NAMES)
+
+
+def test_lambda_nce_0_trains_the_generator_on_the_gan_loss_alone_and_leaves_the_head():
+    """The official skips PatchNCE and F's optimizer when lambda_NCE is 0: so does CUT."""
+    model = tiny_cut("cut", lambda_nce=0)
+    model.compile()
+    head_before = [w.numpy() for w in model.feature_head.weights]
+    generator_before = [w.numpy() for w in model.generator.weights]
+    losses = model.update(*tiny_batch())
+    assert sorted(losses) == ["disc_b", "gan_a2b", "gen_total"]
+    np.testing.assert_array_equal(losses["gen_total"].numpy(), losses["gan_a2b"].numpy())
+    assert int(model.head_optimizer.iterations) == 0 and int(model.gen_optimizer.iterations) == 1
+    for before, after in zip(head_before, model.feature_head.weights):
+        np.testing.assert_array_equal(before, after.numpy())
+    assert any(np.abs(b - a.numpy()).max() > 0 for b, a in zip(generator_before, model.generator.weights))
+    logs = tf.function(model.train_step)(tiny_batch(seed=1))
+    assert sorted(logs) == ["disc_b", "gan_a2b", "gen_total"]

@@ -221,6 +221,9 @@ class CUT(keras.Model):
         if list(feature_head.channels) != channels:
             raise ValueError(f"feature_head.channels must be the tapped layers' channels {channels}. "
                              f"Received: feature_head.channels={feature_head.channels!r}")
+        # Under a tf.distribute strategy its state is mirrored and every replica advances its
+        # copy alike, so all draw the same patch ids and flip: the official shares the ids
+        # across the batch, and the replicas' update is one device's (test_cut_distribute.py).
         self.seed_generator = keras.random.SeedGenerator(seed, name="patch_seed")
         self.ema_decay = check_decay("ema_decay", ema_decay)
         if self.ema_decay is not None:
