@@ -1,4 +1,4 @@
-"""Shared fixtures: tiny networks, a tiny synthetic dataset, and a clean dtype policy."""
+"""Shared fixtures: tiny networks, a tiny synthetic dataset, one export, and a clean dtype policy."""
 
 import os
 
@@ -18,12 +18,12 @@ FIXTURES = os.path.join(TESTS, "fixtures")
 
 
 def tiny_cyclegan(**kwargs):
-    """Four 4-filter networks: a CycleGAN that traces and steps in seconds."""
+    """Four 4-filter networks: a CycleGAN that traces and steps in seconds (`kwargs` go to
+    `build_cyclegan` and win over these sizes)."""
     from tf_cyclegan.models.cyclegan import build_cyclegan
 
-    kwargs.setdefault("pool_size", 3)
-    kwargs.setdefault("pool_seed", 0)
-    return build_cyclegan(filters=4, num_residual_blocks=1, disc_filters=4, **kwargs)
+    return build_cyclegan(**{"filters": 4, "num_residual_blocks": 1, "disc_filters": 4, "pool_size": 3,
+                             "pool_seed": 0, **kwargs})
 
 
 def built_tiny_cyclegan():
@@ -215,3 +215,20 @@ def small_disk(tmp_path):
     yield make
     for mount_point in mounts:
         subprocess.run(["umount", "-l", str(mount_point)], capture_output=True)
+
+
+@pytest.fixture(scope="session")
+def exported_cyclegan(tmp_path_factory):
+    """A CycleGAN saved as `model.keras`, and its b2a generator exported into `export/b2a/` in every
+    format (SavedModel; TFLite float32, float16 and int8 at TINY_SIZE; ONNX), once a run: each
+    conversion costs seconds, so the tests that read an export share this one. The generators have
+    8 filters and 2 residual blocks (the export tests' PSNR floors were set on that size). No
+    metadata beyond what every export writes: the `b2a/` folder is what says the direction.
+    Returns (model, root)."""
+    from tf_cyclegan.inference.export import FORMATS, export_generator
+
+    root = tmp_path_factory.mktemp("exported")
+    model = saved_tiny_cyclegan(root / "model.keras", filters=8, num_residual_blocks=2)
+    export_generator(model.gen_b2a, root / "export" / "b2a", formats=FORMATS, tflite_size=TINY_SIZE)
+    return model, root
+
