@@ -1,6 +1,8 @@
 """Shared fixtures: tiny networks, a tiny synthetic dataset, one export, and a clean dtype policy."""
 
+import contextlib
 import os
+import threading
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -104,6 +106,36 @@ def images_that_crashed_or_misread(folder, prefix=""):
     red_and_blue[:, 8:, 2] = 255
     Image.fromarray(red_and_blue).quantize(4).save(os.path.join(folder, f"{prefix}palette.bmp"))
     return {"animated": np.asarray(frames[0]), "palette": red_and_blue}
+
+
+@contextlib.contextmanager
+def fifo_nobody_may_read(path):
+    """Makes a FIFO at `path`; fails the test, instead of hanging it, if anything opens it to read.
+
+    Opening a FIFO to read blocks until a writer comes: a watcher plays that writer (opening
+    it to write succeeds only while a reader waits), which lets the reader go on, and records it.
+    """
+    os.mkfifo(path)
+    readers = []
+    stop = threading.Event()
+
+    def watch():
+        while not stop.wait(0.05):
+            try:
+                fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK)
+            except OSError:  # ENXIO: nobody waits to read
+                continue
+            readers.append(path)
+            os.close(fd)  # the reader sees an empty file
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    try:
+        yield path
+    finally:
+        stop.set()
+        watcher.join()
+    assert not readers, f"{path} (a FIFO) was opened to be read"
 
 
 def run_layer_test(layer_class, init_kwargs, input_shape, expected_output_shape, tmp_path, reference=None,
