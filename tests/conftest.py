@@ -249,18 +249,52 @@ def small_disk(tmp_path):
         subprocess.run(["umount", "-l", str(mount_point)], capture_output=True)
 
 
+def shared_folder(tmp_path_factory, name):
+    """The folder `name` of this test run, one for all its xdist workers (without xdist, one of
+    this process's own): where `once_a_run` keeps what it made."""
+    base = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        base = base.parent  # the run's folder, above each worker's own
+    folder = base / name
+    folder.mkdir(exist_ok=True)
+    return folder
+
+
+def once_a_run(folder, key, make):
+    """What `make()` returned (JSON), made once in this test run: the first xdist worker to ask
+    runs it while the others wait on a lock, then all read its result from `folder`. For training
+    runs and conversions several tests read, so that they cost their seconds once, not once a
+    worker. A failed `make()` leaves no result: the next worker to ask tries again."""
+    import fcntl
+    import json
+
+    result = folder / f".{key}.json"
+    with open(folder / f".{key}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        if not result.exists():
+            result.write_text(json.dumps(make()))
+    return json.loads(result.read_text())
+
+
 @pytest.fixture(scope="session")
 def exported_cyclegan(tmp_path_factory):
     """A CycleGAN saved as `model.keras`, and its b2a generator exported into `export/b2a/` in every
-    format (SavedModel; TFLite float32, float16 and int8 at TINY_SIZE; ONNX), once a run: each
-    conversion costs seconds, so the tests that read an export share this one. The generators have
-    8 filters and 2 residual blocks (the export tests' PSNR floors were set on that size). No
-    metadata beyond what every export writes: the `b2a/` folder is what says the direction.
-    Returns (model, root)."""
+    format (SavedModel; TFLite float32, float16 and int8 at TINY_SIZE; ONNX), once a run
+    (`once_a_run`): each conversion costs seconds, so the tests that read an export share this one.
+    The generators have 8 filters and 2 residual blocks (the export tests' PSNR floors were
+    checked on that size). No metadata beyond what every export writes: the `b2a/` folder is what
+    says the direction. Returns (model, root), the model as read back from `model.keras`."""
+    import shutil
+
     from tf_cyclegan.inference.export import FORMATS, export_generator
 
-    root = tmp_path_factory.mktemp("exported")
-    model = saved_tiny_cyclegan(root / "model.keras", filters=8, num_residual_blocks=2)
-    export_generator(model.gen_b2a, root / "export" / "b2a", formats=FORMATS, tflite_size=TINY_SIZE)
-    return model, root
+    root = shared_folder(tmp_path_factory, "exported_cyclegan")
+
+    def make():
+        shutil.rmtree(root / "export", ignore_errors=True)  # what a failed attempt may have left
+        model = saved_tiny_cyclegan(root / "model.keras", filters=8, num_residual_blocks=2)
+        export_generator(model.gen_b2a, root / "export" / "b2a", formats=FORMATS, tflite_size=TINY_SIZE)
+
+    once_a_run(root, "made", make)
+    return keras.saving.load_model(root / "model.keras"), root
 
