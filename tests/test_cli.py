@@ -561,7 +561,6 @@ def test_export_overwrite_keeps_the_users_files_and_the_formats_not_exported_aga
     assert meta["kept_from_an_earlier_export"] == ["generator.onnx"]
 
 
-@pytest.mark.slow
 def test_train_with_imagenet_inception_weights_offline_is_one_line_before_any_step(demo_root, tmp_path, monkeypatch,
                                                                                   capsys):
     import keras
