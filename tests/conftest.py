@@ -1,6 +1,8 @@
-"""Shared fixtures: tiny networks, a tiny synthetic dataset, and a clean dtype policy."""
+"""Shared fixtures: tiny networks, a tiny synthetic dataset, one export, and a clean dtype policy."""
 
+import contextlib
 import os
+import threading
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -18,12 +20,12 @@ FIXTURES = os.path.join(TESTS, "fixtures")
 
 
 def tiny_cyclegan(**kwargs):
-    """Four 4-filter networks: a CycleGAN that traces and steps in seconds."""
+    """Four 4-filter networks: a CycleGAN that traces and steps in seconds (`kwargs` go to
+    `build_cyclegan` and win over these sizes)."""
     from tf_cyclegan.models.cyclegan import build_cyclegan
 
-    kwargs.setdefault("pool_size", 3)
-    kwargs.setdefault("pool_seed", 0)
-    return build_cyclegan(filters=4, num_residual_blocks=1, disc_filters=4, **kwargs)
+    return build_cyclegan(**{"filters": 4, "num_residual_blocks": 1, "disc_filters": 4, "pool_size": 3,
+                             "pool_seed": 0, **kwargs})
 
 
 def built_tiny_cyclegan():
@@ -104,6 +106,36 @@ def images_that_crashed_or_misread(folder, prefix=""):
     red_and_blue[:, 8:, 2] = 255
     Image.fromarray(red_and_blue).quantize(4).save(os.path.join(folder, f"{prefix}palette.bmp"))
     return {"animated": np.asarray(frames[0]), "palette": red_and_blue}
+
+
+@contextlib.contextmanager
+def fifo_nobody_may_read(path):
+    """Makes a FIFO at `path`; fails the test, instead of hanging it, if anything opens it to read.
+
+    Opening a FIFO to read blocks until a writer comes: a watcher plays that writer (opening
+    it to write succeeds only while a reader waits), which lets the reader go on, and records it.
+    """
+    os.mkfifo(path)
+    readers = []
+    stop = threading.Event()
+
+    def watch():
+        while not stop.wait(0.05):
+            try:
+                fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK)
+            except OSError:  # ENXIO: nobody waits to read
+                continue
+            readers.append(path)
+            os.close(fd)  # the reader sees an empty file
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    try:
+        yield path
+    finally:
+        stop.set()
+        watcher.join()
+    assert not readers, f"{path} (a FIFO) was opened to be read"
 
 
 def run_layer_test(layer_class, init_kwargs, input_shape, expected_output_shape, tmp_path, reference=None,
@@ -215,3 +247,54 @@ def small_disk(tmp_path):
     yield make
     for mount_point in mounts:
         subprocess.run(["umount", "-l", str(mount_point)], capture_output=True)
+
+
+def shared_folder(tmp_path_factory, name):
+    """The folder `name` of this test run, one for all its xdist workers (without xdist, one of
+    this process's own): where `once_a_run` keeps what it made."""
+    base = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        base = base.parent  # the run's folder, above each worker's own
+    folder = base / name
+    folder.mkdir(exist_ok=True)
+    return folder
+
+
+def once_a_run(folder, key, make):
+    """What `make()` returned (JSON), made once in this test run: the first xdist worker to ask
+    runs it while the others wait on a lock, then all read its result from `folder`. For training
+    runs and conversions several tests read, so that they cost their seconds once, not once a
+    worker. A failed `make()` leaves no result: the next worker to ask tries again."""
+    import fcntl
+    import json
+
+    result = folder / f".{key}.json"
+    with open(folder / f".{key}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        if not result.exists():
+            result.write_text(json.dumps(make()))
+    return json.loads(result.read_text())
+
+
+@pytest.fixture(scope="session")
+def exported_cyclegan(tmp_path_factory):
+    """A CycleGAN saved as `model.keras`, and its b2a generator exported into `export/b2a/` in every
+    format (SavedModel; TFLite float32, float16 and int8 at TINY_SIZE; ONNX), once a run
+    (`once_a_run`): each conversion costs seconds, so the tests that read an export share this one.
+    The generators have 8 filters and 2 residual blocks (the export tests' PSNR floors were
+    checked on that size). No metadata beyond what every export writes: the `b2a/` folder is what
+    says the direction. Returns (model, root), the model as read back from `model.keras`."""
+    import shutil
+
+    from tf_cyclegan.inference.export import FORMATS, export_generator
+
+    root = shared_folder(tmp_path_factory, "exported_cyclegan")
+
+    def make():
+        shutil.rmtree(root / "export", ignore_errors=True)  # what a failed attempt may have left
+        model = saved_tiny_cyclegan(root / "model.keras", filters=8, num_residual_blocks=2)
+        export_generator(model.gen_b2a, root / "export" / "b2a", formats=FORMATS, tflite_size=TINY_SIZE)
+
+    once_a_run(root, "made", make)
+    return keras.saving.load_model(root / "model.keras"), root
+

@@ -28,7 +28,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import subprocess_env
+from conftest import once_a_run, shared_folder, subprocess_env
 
 from tf_cyclegan.cli import main
 
@@ -171,7 +171,7 @@ def assert_printed(shown, printed):
 
 def workspace(path):
     """A scratch folder like a clone's top: README's relative paths (configs/demo.yaml) work in it."""
-    shutil.copytree(os.path.join(ROOT, "configs"), os.path.join(path, "configs"))
+    shutil.copytree(os.path.join(ROOT, "configs"), os.path.join(path, "configs"), dirs_exist_ok=True)
     return path
 
 
@@ -213,21 +213,28 @@ TRAIN_DEMO = "tf-cyclegan train --config configs/demo.yaml --run-dir runs/demo"
 
 
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory):
-    """README's make-demo-data and train commands run in one scratch folder: what `make demo` does."""
-    where = workspace(tmp_path_factory.mktemp("readme"))
-    code, data_printed = run_readme_command(where, MAKE_DEMO_DATA)
-    assert code == 0, data_printed
-    code, train_printed = run_readme_command(where, TRAIN_DEMO)
-    assert code == 0, train_printed
-    return where, data_printed + train_printed
+def readme_demo(tmp_path_factory):
+    """README's make-demo-data and train commands run in one scratch folder: what `make demo` does.
+    Once a run (conftest's `once_a_run`), whichever xdist workers run the tests that read it."""
+    where = shared_folder(tmp_path_factory, "readme")
+
+    def make_demo():
+        workspace(where)
+        code, data_printed = run_readme_command(where, MAKE_DEMO_DATA)
+        assert code == 0, data_printed
+        code, train_printed = run_readme_command(where, TRAIN_DEMO)
+        assert code == 0, train_printed
+        return data_printed + train_printed
+
+    return where, once_a_run(where, "demo", make_demo)
 
 
 @pytest.fixture(scope="module")
-def exported(demo):
-    where, _ = demo
-    return where, run_readme_command(
-        where, "tf-cyclegan export runs/demo --formats savedmodel,tflite,onnx --out saved_models/demo")
+def exported(readme_demo):
+    """README's export command on the demo run, once a run: (exit code, printed)."""
+    where, _ = readme_demo
+    return where, tuple(once_a_run(where, "export", lambda: run_readme_command(
+        where, "tf-cyclegan export runs/demo --formats savedmodel,tflite,onnx --out saved_models/demo")))
 
 
 # ---------------------------------------------------------------- the table itself
@@ -320,12 +327,12 @@ def _make_recipe(target):
 
 
 @pytest.mark.slow
-def test_make_demo(demo):
+def test_make_demo(readme_demo):
     """`make demo` runs README's make-demo-data and train commands (after installing), and prints
     what README shows."""
     commands = [line.replace("$(BIN)/", "") for line in _make_recipe("demo") if "tf-cyclegan" in line]
     assert commands == [MAKE_DEMO_DATA, TRAIN_DEMO]
-    _, printed = demo
+    _, printed = readme_demo
     session = session_starting_with("make demo")
     assert_printed(session[0][1], printed)
     assert "Translation error on the 2 paired test images" in printed  # the tiny test set's count
@@ -356,8 +363,8 @@ def _run_directory_listing():
 
 
 @pytest.mark.slow
-def test_train(demo):
-    where, printed = demo
+def test_train(readme_demo):
+    where, printed = readme_demo
     run_dir = where / "runs" / "demo"
     listed = _run_directory_listing()
     on_disk = sorted(name + "/" if (run_dir / name).is_dir() else name for name in os.listdir(run_dir))
@@ -427,9 +434,9 @@ def test_resume(tmp_path, monkeypatch):
 
 
 @pytest.mark.slow
-def test_tensorboard(demo):
+def test_tensorboard(readme_demo):
     """`tensorboard --logdir runs/` (on a free port) serves the run's losses, steps and samples."""
-    where, _ = demo
+    where, _ = readme_demo
     argv = readme_command("tensorboard --logdir runs/")
     executable = os.path.join(os.path.dirname(sys.executable), argv[0])
     server = subprocess.Popen([executable, *argv[1:], "--port", "0"], cwd=where, env=subprocess_env(),
@@ -508,9 +515,9 @@ def inception_weights(tmp_path_factory):
 
 
 @pytest.mark.slow
-def test_evaluate(demo, inception_weights):
+def test_evaluate(readme_demo, inception_weights):
     """With a local weights file in place of the ImageNet download (README's --inception-weights)."""
-    where, _ = demo
+    where, _ = readme_demo
     command = "tf-cyclegan evaluate --model runs/demo --data data/demo --out report.json"
     code, printed = run_readme_command(where, command, ["--inception-weights", str(inception_weights)])
     assert code == 0, printed

@@ -1,12 +1,10 @@
-import contextlib
 import logging
 import os
-import threading
 
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import image_folder
+from conftest import fifo_nobody_may_read, image_folder
 
 from tf_cyclegan.data.images import (
     IMAGE_EXTENSIONS,
@@ -271,36 +269,6 @@ def test_every_format_decodes_to_the_pixels_pillow_shows(tmp_path, name):
         # Both JPEG decoders run libjpeg's accurate IDCT (exact here); one level allows another build's rounding.
         tolerance = 1 if name.endswith((".jpg", ".jpeg")) else 0
         np.testing.assert_allclose(ours, expected, atol=tolerance, rtol=0, err_msg=name)
-
-
-@contextlib.contextmanager
-def fifo_nobody_may_read(path):
-    """Makes a FIFO at `path`; fails the test, instead of hanging it, if anything opens it to read.
-
-    Opening a FIFO to read blocks until a writer comes: a watcher plays that writer (opening
-    it to write succeeds only while a reader waits), which lets the reader go on, and records it.
-    """
-    os.mkfifo(path)
-    readers = []
-    stop = threading.Event()
-
-    def watch():
-        while not stop.wait(0.05):
-            try:
-                fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK)
-            except OSError:  # ENXIO: nobody waits to read
-                continue
-            readers.append(path)
-            os.close(fd)  # the reader sees an empty file
-
-    watcher = threading.Thread(target=watch, daemon=True)
-    watcher.start()
-    try:
-        yield path
-    finally:
-        stop.set()
-        watcher.join()
-    assert not readers, f"{path} (a FIFO) was opened to be read"
 
 
 def test_only_regular_files_are_images_a_fifo_is_skipped_by_name_never_opened(tmp_path, caplog):

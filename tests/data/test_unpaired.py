@@ -131,8 +131,7 @@ def test_animated_webp_palette_bmp_and_a_fifo_train_as_pillow_shows_them(tmp_pat
     pipeline: the first two train as the pixels Pillow shows, the FIFO is skipped by name."""
     import logging
 
-    from conftest import images_that_crashed_or_misread
-    from test_images import fifo_nobody_may_read
+    from conftest import fifo_nobody_may_read, images_that_crashed_or_misread
 
     folder = tmp_path / "a"
     pixels = images_that_crashed_or_misread(folder, prefix="0_")

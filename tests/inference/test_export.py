@@ -7,7 +7,7 @@ import textwrap
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import random_pairs, saved_tiny_cyclegan, tiny_cyclegan
+from conftest import TINY_SIZE, random_pairs, saved_tiny_cyclegan, tiny_cyclegan
 
 from tf_cyclegan import build_resnet_generator
 from tf_cyclegan.inference.export import computing_in_float32, export_generator, export_model, tflite_bytes
@@ -19,13 +19,11 @@ def _psnr(output, reference):
     return 10 * np.log10(1.0 / mse)
 
 
-@pytest.fixture(scope="module")
-def exported(tmp_path_factory):
-    generator = build_resnet_generator(filters=8, num_residual_blocks=2)
-    out = tmp_path_factory.mktemp("export")
-    export_generator(generator, out, formats=("savedmodel", "tflite", "onnx"), tflite_size=64,
-                     metadata={"direction": "a2b"})
-    return generator, out
+@pytest.fixture
+def exported(exported_cyclegan):
+    """The generator of the run's one export (conftest) and its folder: SavedModel, TFLite, ONNX."""
+    model, root = exported_cyclegan
+    return model.gen_b2a, root / "export" / "b2a"
 
 
 def _run_tflite(path, image):
@@ -63,7 +61,7 @@ def test_savedmodel_uint8_signature_keeps_size(exported):
 @pytest.mark.slow
 def test_tflite_variants_against_keras(exported):
     generator, out = exported
-    image = np.random.default_rng(2).uniform(-1, 1, (1, 64, 64, 3)).astype(np.float32)
+    image = np.random.default_rng(2).uniform(-1, 1, (1, TINY_SIZE, TINY_SIZE, 3)).astype(np.float32)
     reference = generator(image).numpy()
     outputs = {}
     for variant in ("float32", "float16", "int8"):

@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 from conftest import saved_tiny_cyclegan
 
-from tf_cyclegan.inference.export import export_generator
 from tf_cyclegan.inference.loading import (
     KerasTranslator,
     ModelPath,
@@ -23,19 +22,9 @@ from tf_cyclegan.inference.loading import (
 from tf_cyclegan.inference.translate import translate
 
 
-@pytest.fixture(scope="module")
-def trained_files(tmp_path_factory):
-    """A tiny CycleGAN's model.keras and its b2a generator exported in every format (slow: TFLite, ONNX)."""
-    root = tmp_path_factory.mktemp("models")
-    model = saved_tiny_cyclegan(root / "model.keras")
-    export_generator(model.gen_b2a, root / "export" / "b2a", formats=("savedmodel", "tflite", "onnx"),
-                     tflite_size=32)
-    return model, root
-
-
 @pytest.mark.slow
-def test_every_path_kind_loads_the_right_generator(trained_files):
-    model, root = trained_files
+def test_every_path_kind_loads_the_right_generator(exported_cyclegan):
+    model, root = exported_cyclegan
     image = np.random.default_rng(0).uniform(-1, 1, (36, 52, 3)).astype(np.float32)
     expected = translate(model.gen_b2a, image).numpy()
     for path, kind in [
@@ -53,8 +42,8 @@ def test_every_path_kind_loads_the_right_generator(trained_files):
 
 
 @pytest.mark.slow
-def test_tflite_translator_tiles_any_size(trained_files):
-    _, root = trained_files
+def test_tflite_translator_tiles_any_size(exported_cyclegan):
+    _, root = exported_cyclegan
     translator = load_translator(root / "export" / "b2a" / "generator_float32.tflite")
     assert isinstance(translator, TFLiteTranslator) and translator.fixed_size == 32
     assert translator.translate(np.zeros((70, 45, 3), np.float32)).shape == (70, 45, 3)
@@ -73,8 +62,8 @@ def test_wrong_model_paths_say_what_was_expected(tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("size", [(1, 1), (2, 3), (4, 4), (5, 7), (1, 9)])
-def test_images_smaller_than_the_generators_padding_translate_at_their_size(trained_files, size):
-    model, root = trained_files
+def test_images_smaller_than_the_generators_padding_translate_at_their_size(exported_cyclegan, size):
+    model, root = exported_cyclegan
     image = np.random.default_rng(5).uniform(-1, 1, (*size, 3)).astype(np.float32)
     for path in ("model.keras", "export/b2a/generator.onnx", "export/b2a/generator_float32.tflite", "export/b2a"):
         translator = load_translator(root / path, "b2a")
@@ -154,11 +143,11 @@ def test_load_translators_gives_the_directions_asked_and_the_reverse_ones_for_cy
 
 
 @pytest.mark.slow
-def test_precision_reaches_keras_and_savedmodel_translators_and_is_refused_for_fixed_files(trained_files, tmp_path):
+def test_precision_reaches_keras_and_savedmodel_translators_and_is_refused_for_fixed_files(exported_cyclegan, tmp_path):
     import keras
     import tensorflow as tf
 
-    model, root = trained_files
+    model, root = exported_cyclegan
     image = np.random.default_rng(1).uniform(-1, 1, (36, 52, 3)).astype(np.float32)
     full = translate(model.gen_b2a, image).numpy()
     for path in (root / "model.keras", root / "export" / "b2a" / "savedmodel"):
@@ -181,8 +170,8 @@ def test_precision_reaches_keras_and_savedmodel_translators_and_is_refused_for_f
 
 
 @pytest.mark.slow
-def test_a_one_generator_model_of_any_kind_refuses_the_direction_it_lacks(trained_files, tmp_path):
-    model, root = trained_files
+def test_a_one_generator_model_of_any_kind_refuses_the_direction_it_lacks(exported_cyclegan, tmp_path):
+    model, root = exported_cyclegan
     model.gen_a2b.save(tmp_path / "gen.keras")  # what import-torch writes of one .pth: the a2b direction
     export = root / "export"  # holds b2a only
     for path, has in [(tmp_path / "gen.keras", "a2b"), (export, "b2a"), (export / "b2a", "b2a"),
@@ -199,8 +188,8 @@ def test_a_one_generator_model_of_any_kind_refuses_the_direction_it_lacks(traine
 
 
 @pytest.mark.slow
-def test_an_export_folder_with_only_tflite_or_only_onnx_translates(trained_files, tmp_path, caplog):
-    model, root = trained_files
+def test_an_export_folder_with_only_tflite_or_only_onnx_translates(exported_cyclegan, tmp_path, caplog):
+    model, root = exported_cyclegan
     image = np.random.default_rng(3).uniform(-1, 1, (32, 32, 3)).astype(np.float32)
     expected = translate(model.gen_b2a, image).numpy()
     for name, kind in (("generator_float32.tflite", TFLiteTranslator), ("generator.onnx", OnnxTranslator)):

@@ -110,8 +110,9 @@ def test_ctrl_c_says_it_stops_after_the_step_then_names_the_step_and_exits_130(d
     from conftest import subprocess_env
 
     run_dir = tmp_path / "run"
+    # Through the installed console script, end to end: SIGINT to the process a user starts.
     process = subprocess.Popen(
-        [sys.executable, "-m", "tf_cyclegan.cli", "train", "--run-dir", str(run_dir), "--set",
+        [os.path.join(os.path.dirname(sys.executable), "tf-cyclegan"), "train", "--run-dir", str(run_dir), "--set",
          f"data.root={demo_root}", "data.load_size=36", "data.crop_size=32", "model.filters=4",
          "model.num_residual_blocks=1", "model.disc_filters=4", "train.epochs=50", "train.verbose=0",
          "backup.every_n_steps=2", "data.num_samples=0"],

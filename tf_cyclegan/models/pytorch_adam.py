@@ -37,17 +37,17 @@ class PyTorchAdam(keras.optimizers.Adam):
             raise ValueError(f"PyTorchAdam has no amsgrad. Received: amsgrad={self.amsgrad!r}")
 
     def update_step(self, gradient, variable, learning_rate):
-        dtype = variable.dtype
-        learning_rate = ops.cast(learning_rate, dtype)
-        gradient = ops.cast(gradient, dtype)
-        step = ops.cast(self.iterations + 1, dtype)
-        beta_1_power = ops.power(ops.cast(self.beta_1, dtype), step)
-        beta_2_power = ops.power(ops.cast(self.beta_2, dtype), step)
-        # The slot variables as Keras' own Adam.update_step reads them (its subclassing contract).
-        index = self._get_variable_index(variable)
-        m, v = self._momentums[index], self._velocities[index]
-        self.assign_add(m, ops.multiply(ops.subtract(gradient, m), 1 - self.beta_1))
-        self.assign_add(v, ops.multiply(ops.subtract(ops.square(gradient), v), 1 - self.beta_2))
-        corrected_root = ops.divide(ops.sqrt(v), ops.sqrt(1 - beta_2_power))
-        step_size = ops.divide(learning_rate, 1 - beta_1_power)
-        self.assign_sub(variable, ops.divide(ops.multiply(m, step_size), ops.add(corrected_root, self.epsilon)))
+        """Keras' own Adam step, with the epsilon that makes it PyTorch's at this step.
+
+        Keras' step is lr * sqrt(1 - b2^t) / (1 - b1^t) * m / (sqrt(v) + epsilon); with
+        epsilon * sqrt(1 - b2^t) in epsilon's place it is PyTorch's, exactly in real
+        arithmetic. Only the subclassing contract is used (`update_step`, `epsilon`,
+        `iterations`, `beta_2`): no slot variable is read here.
+        """
+        torch_epsilon = self.epsilon
+        step = ops.cast(self.iterations + 1, variable.dtype)
+        self.epsilon = torch_epsilon * ops.sqrt(1 - ops.power(ops.cast(self.beta_2, variable.dtype), step))
+        try:
+            super().update_step(gradient, variable, learning_rate)
+        finally:
+            self.epsilon = torch_epsilon
