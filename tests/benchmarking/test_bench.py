@@ -25,7 +25,8 @@ def test_a_tiny_benchmark_returns_every_key_with_sane_values():
                                   start_time=start)
     assert keras.mixed_precision.global_policy().name == "mixed_bfloat16"
     assert set(result) == {
-        "impl", "tensorflow", "keras", "size", "batch", "upsampling", "precision", "jit_compile", "cpu_allocator",
+        "impl", "tensorflow", "keras", "model_kind", "size", "batch", "upsampling", "precision", "jit_compile",
+        "cpu_allocator",
         "onednn", "images_per_s", "first_step_s", "peak_rss_mb", "gpu", "gpu_peak_memory_mb", "step_gflop",
         "gflop_per_s", "params_generator", "params_discriminator", "final_loss_g", "cpu_speedups",
     }

@@ -252,8 +252,9 @@ def test_init_from_a_cyclegan_with_other_upsampling_stops_naming_the_setting(tmp
     source = saved_tiny_cyclegan(tmp_path / "resize.keras", upsampling="resize")
     with pytest.raises(ConfigError, match="upsampling 'resize', the config builds 'transpose': "
                                           "add --set model.upsampling=resize"):
-        _init_from(tiny_cyclegan(), str(tmp_path / "resize.keras"), "reference", "transpose")
-    _init_from(model := tiny_cyclegan(upsampling="resize"), str(tmp_path / "resize.keras"), "reference", "resize")
+        _init_from(tiny_cyclegan(), str(tmp_path / "resize.keras"), load_config().model)
+    _init_from(model := tiny_cyclegan(upsampling="resize"), str(tmp_path / "resize.keras"),
+               load_config(overrides={"model": {"upsampling": "resize"}}).model)
     for ours, theirs in zip(model.gen_a2b.weights, source.gen_a2b.weights):
         np.testing.assert_array_equal(ours.numpy(), theirs.numpy())
 
