@@ -103,6 +103,7 @@ def updated_weights(network, names, step, prefix):
         yield layer.bias.numpy(), step[f"{prefix}{module}.bias"], inert_bias(layer_name)
 
 
+@pytest.mark.onednn  # fidelity to the official code, on both kernel libraries
 @pytest.mark.parametrize("mode", ["cut", "fastcut"])
 def test_one_step_is_the_official_step(mode):
     """From the same weights, batch, patch ids and flip (FastCUT's input flipped), one step of
@@ -164,6 +165,7 @@ def official_gradients(model, names, gradients, prefix):
         yield f"{layer_name}.bias", layer.bias, gradients[f"{prefix}/{module}.bias"], inert_bias(layer_name)
 
 
+@pytest.mark.onednn  # fidelity to the official code, on both kernel libraries
 def test_the_cut_steps_gradients_are_the_officials_layer_by_layer():
     """D's gradient, then G's and F's (taken with the D just updated), each weight against
     tests/fixtures/cut/cut_gradients.npz: within 1e-4 of its layer's largest (measured: D

@@ -65,6 +65,7 @@ def assert_close_to_scale(actual, desired, tolerance=1e-5, err_msg=""):
     np.testing.assert_allclose(actual, desired, rtol=0, atol=tolerance * np.abs(desired).max(), err_msg=err_msg)
 
 
+@pytest.mark.onednn  # fidelity to the official code, on both kernel libraries
 def test_networks_compute_what_the_official_networks_compute(official):
     generator = load_official_generator(build_cut_generator(filters=4, num_residual_blocks=9), official,
                                         prefix="generator/")

@@ -21,6 +21,7 @@ def official_head(official):
     return load_official_head(PatchSampleHead(channels, units=16), official, prefix="head/")
 
 
+@pytest.mark.onednn  # fidelity to the official code, on both kernel libraries
 def test_head_samples_and_projects_as_the_official_patch_sample_f(official):
     head = official_head(official)
     features = [official[f"feature_{i}"] for i in range(5)]
@@ -31,6 +32,7 @@ def test_head_samples_and_projects_as_the_official_patch_sample_f(official):
         assert np.linalg.norm(s.numpy(), axis=-1).max() <= 1  # x / (|x| + 1e-7): below 1 for tiny x
 
 
+@pytest.mark.onednn  # fidelity to the official code, on both kernel libraries
 def test_loss_and_its_gradient_are_the_official_patch_nce_loss(official):
     query, key = tf.constant(official["query"]), tf.constant(official["key"])
     with tf.GradientTape(persistent=True) as tape:
