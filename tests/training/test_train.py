@@ -1,6 +1,7 @@
 import dataclasses
 import io
 import json
+import logging
 import os
 import re
 import shutil
@@ -187,7 +188,7 @@ def _as_written_by(config, version):
     raw["checkpoint"] = {"backup_every_n_steps": backup["every_n_steps"], "keep_backups": backup["keep"],
                          "keras_every_n_epochs": checkpoint["every_n_epochs"],
                          "keras_every_n_steps": checkpoint["every_n_steps"], "keep_keras": checkpoint["keep"]}
-    del train["cpu_speedups"]
+    del train["cpu_speedups"], model["ema_decay"]
     if version == "0.1.0":  # one kind of generator (Keras' "same" padding) and of upsampling
         del model["generator_alignment"], model["upsampling"], model["norm_affine"], model["use_bias"]
         del train["init_from"]
@@ -231,16 +232,47 @@ def test_a_run_of_version_0_2_0_resumes_its_old_keys_read_under_the_new_names(de
     assert resuming(kept, str(tmp_path), restart=False)  # backup.* may change on a resume, as checkpoint.* may
 
 
+@pytest.mark.filterwarnings("ignore:.* is now .*:UserWarning")  # tested above
+def test_a_run_started_before_averaged_generators_were_the_default_resumes_without_them(demo_root, tmp_path, caplog):
+    from tf_cyclegan.training.run_directory import resuming, run_config
+
+    config = _config(demo_root)
+    assert config.model.ema_decay == 0.999  # the default for new runs
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(_as_written_by(config, "0.2.0"), sort_keys=False))
+    with caplog.at_level(logging.INFO, logger="tf_cyclegan.training.run_directory"):
+        assert run_config(config, str(tmp_path)).model.ema_decay is None  # its backups hold no averages
+    assert "started with model.ema_decay: None, and resumes with it" in caplog.text
+    assert resuming(config, str(tmp_path), restart=False)
+    assert run_config(config, str(tmp_path), restart=True) == config  # a restart is a new run
+    assert run_config(config, str(tmp_path / "new")) == config
+    # Asked for another decay than the default, it is a changed config, named.
+    other = dataclasses.replace(config, model=dataclasses.replace(config.model, ema_decay=0.99))
+    with pytest.raises(ConfigError, match=r"model.ema_decay: None in the run, 0.99 now"):
+        resuming(other, str(tmp_path), restart=False)
+    # A run of this version started with none resumes with none too; one with averages refuses none.
+    off = dataclasses.replace(config, model=dataclasses.replace(config.model, ema_decay=None))
+    dump_config(off, str(tmp_path / "config.yaml"))
+    assert run_config(config, str(tmp_path)).model.ema_decay is None
+    dump_config(config, str(tmp_path / "config.yaml"))
+    with pytest.raises(ConfigError, match=r"model.ema_decay: 0.999 in the run, None now"):
+        resuming(off, str(tmp_path), restart=False)
+
+
 @pytest.mark.slow
 @pytest.mark.filterwarnings("ignore:.* is now .*:UserWarning")  # after the first, checked
 def test_a_run_of_version_0_2_0_trains_on_from_its_backup_and_its_config_takes_the_new_names(demo_root, tmp_path):
     run_dir = tmp_path / "run"
-    train_and_evaluate(_config(demo_root), str(run_dir))
-    (run_dir / "config.yaml").write_text(yaml.safe_dump(_as_written_by(_config(demo_root), "0.2.0")))
+    then = _config(demo_root)
+    then = dataclasses.replace(then, model=dataclasses.replace(then.model, ema_decay=None))  # 0.2.0 had none
+    train_and_evaluate(then, str(run_dir))
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(_as_written_by(then, "0.2.0")))
     with pytest.warns(UserWarning, match=r"model\.disc_layers is now model\.disc_num_layers"):
-        result = train_and_evaluate(_config(demo_root, epochs=2), str(run_dir))
+        result = train_and_evaluate(_config(demo_root, epochs=2), str(run_dir))  # today's default: 0.999
     assert int(result["model"].gen_optimizer.iterations) == 4  # 2 steps from its backup, 2 more
-    assert load_config(run_dir / "config.yaml") == _config(demo_root, epochs=2)
+    assert result["model"].ema_decay is None  # the run kept what it was started with
+    now = _config(demo_root, epochs=2)
+    assert load_config(run_dir / "config.yaml") == dataclasses.replace(
+        now, model=dataclasses.replace(now.model, ema_decay=None))
     assert "disc_layers" not in (run_dir / "config.yaml").read_text()
 
 

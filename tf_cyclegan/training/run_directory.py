@@ -17,6 +17,7 @@ so that the rules of what is a run's and what is the user's are in one place.
 import csv
 import dataclasses
 import json
+import logging
 import os
 import re
 
@@ -46,6 +47,8 @@ from tf_cyclegan.training.config import (
     load_config,
     read_config_file,
 )
+
+logger = logging.getLogger(__name__)
 
 # The names a run gives its files and folders, at its top.
 CONFIG, LOG_CSV, MODEL, RESULTS = "config.yaml", "log.csv", "model.keras", "results.json"
@@ -141,8 +144,7 @@ def _saved_config(run_dir):
     """The config of the run in `run_dir` (None if it has no config.yaml); `ConfigError` naming
     the file if it is not a config this package wrote: the whole resolved config, every section,
     not a file of overrides. One written by an earlier version is read as `load_config` reads
-    it, its keys under their new names; version 0.1.0's has no model.alignment: its generators
-    were aligned by Keras' "same" padding, "keras_same"."""
+    it, its keys under their new names, and a key it lacks as its version had it (`_ADDED_KEYS`)."""
     path = os.path.join(run_dir, CONFIG)
     if not os.path.exists(path):
         return None
@@ -156,9 +158,16 @@ def _saved_config(run_dir):
     except ConfigError as error:
         raise ConfigError(f"{path} is not a config that tf_cyclegan wrote for a run ({error}). Use another "
                           "--run-dir; nothing there was changed.") from None
-    if "alignment" not in (saved.get("model") or {}):
-        config = dataclasses.replace(config, model=dataclasses.replace(config.model, alignment="keras_same"))
+    # Keys the file's version did not have take the value that version had, not today's default.
+    missing = {key: value for key, value in _ADDED_KEYS.items() if key not in (saved.get("model") or {})}
+    if missing:
+        config = dataclasses.replace(config, model=dataclasses.replace(config.model, **missing))
     return config
+
+
+# Model keys added after runs were written without them, with what those runs had: version
+# 0.1.0's generators were aligned by Keras' "same" padding; runs before averaged generators had none.
+_ADDED_KEYS = {"alignment": "keras_same", "ema_decay": None}
 
 
 def trained_outputs(run_dir):
@@ -218,12 +227,40 @@ def _same_setting(key, saved, wanted):
     return saved == wanted
 
 
+# Settings whose default changed after runs were started with the old one, with the value
+# those runs have: resumed by a command that leaves such a setting at its new default, a run
+# keeps the value it was started with (its backups were made with it). model.ema_decay:
+# averaged generators became the default after runs trained without them.
+_KEPT_BY_RUN = {"model.ema_decay": None}
+
+
+def run_config(config, run_dir, restart=False):
+    """`config` as the run in `run_dir` resumes it: each setting of `_KEPT_BY_RUN` that the
+    command leaves at its default takes the run's own value, said in the log. `config` itself
+    where nothing is kept, on a restart, or where `run_dir` holds no run."""
+    saved_config = None if restart else _saved_config(run_dir)
+    if saved_config is None:
+        return config
+    saved = flatten_config(saved_config.to_dict())
+    wanted = flatten_config(config.to_dict())
+    default = flatten_config(Config().to_dict())
+    for key, old_value in _KEPT_BY_RUN.items():
+        if saved.get(key) == old_value and wanted.get(key) == default[key] != old_value:
+            section, name = key.split(".")
+            logger.info("%s was started with %s: %s, and resumes with it (the default is %r now; start a new run "
+                        "for it).", run_dir, key, old_value, default[key])
+            config = dataclasses.replace(
+                config, **{section: dataclasses.replace(getattr(config, section), **{name: old_value})})
+    return config
+
+
 def resuming(config, run_dir, restart):
     """Whether `run_dir` holds a run with this config to resume (False: a new run starts there).
 
     Raises `ConfigError`, changing nothing, where training there would mix runs or touch the
     user's files: a config.yaml we did not write, a run's records without a config, a run
-    whose config differs in a setting that is not in `_RESUMABLE` (each named, old and new),
+    whose config differs in a setting that is not in `_RESUMABLE` (each named, old and new;
+    a setting the run keeps, `run_config`, is its own),
     or, with `restart`, a directory holding what is not a run of ours.
     """
     if restart:
@@ -237,7 +274,7 @@ def resuming(config, run_dir, restart):
                               "resume. Use another --run-dir (nothing there was changed).")
         return False
     saved = flatten_config(saved_config.to_dict())
-    wanted = flatten_config(config.to_dict())
+    wanted = flatten_config(run_config(config, run_dir).to_dict())
     changed = [f"{key}: {saved.get(key)!r} in the run, {wanted.get(key)!r} now" for key in sorted(wanted)
                if not _same_setting(key, saved.get(key), wanted.get(key)) and not key.startswith(_RESUMABLE)]
     if changed:
