@@ -247,14 +247,14 @@ def test_a_run_started_before_averaged_generators_were_the_default_resumes_witho
     assert run_config(config, str(tmp_path / "new")) == config
     # Asked for another decay than the default, it is a changed config, named.
     other = dataclasses.replace(config, model=dataclasses.replace(config.model, ema_decay=0.99))
-    with pytest.raises(ConfigError, match=r"model.ema_decay: None in the run, 0.99 now"):
+    with pytest.raises(ConfigError, match=r"model.ema_decay: 'None' in the run, 0.99 now"):
         resuming(other, str(tmp_path), restart=False)
     # A run of this version started with none resumes with none too; one with averages refuses none.
     off = dataclasses.replace(config, model=dataclasses.replace(config.model, ema_decay=None))
     dump_config(off, str(tmp_path / "config.yaml"))
     assert run_config(config, str(tmp_path)).model.ema_decay is None
     dump_config(config, str(tmp_path / "config.yaml"))
-    with pytest.raises(ConfigError, match=r"model.ema_decay: 0.999 in the run, None now"):
+    with pytest.raises(ConfigError, match=r"model.ema_decay: 0.999 in the run, 'None' now"):
         resuming(off, str(tmp_path), restart=False)
 
 

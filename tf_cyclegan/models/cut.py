@@ -63,16 +63,19 @@ class CUT(keras.Model):
         """
         patch_ids = patch_ids or {}
         with tf.GradientTape(persistent=True) as tape:
-            # One generator call on cat(real_a, real_b), as the official.
+            # One generator call on cat(real_a, real_b), as the official; it also gives the
+            # inputs' encoder features, PatchNCE's keys (the official computes them again).
             real = (real_a, real_b) if self.nce_identity else (real_a,)
-            translated = self._call_stacked(self.generator, True, *[flip_width(x, flip) for x in real])
-            fake_b = translated[0]
-            same_b = translated[1] if self.nce_identity else None
+            outputs = self._call_stacked(self.generator_with_features, True, *[flip_width(x, flip) for x in real])
+            fake_b = outputs[0][0]
+            same_b = outputs[1][0] if self.nce_identity else None
+            keys = [self._unflipped_keys(source, output[1:], flip) for source, output in zip(real, outputs)]
             # The official order: D learns on the translation of the current G first; G's
             # adversarial loss then asks the updated D.
             with tape.stop_recording():
                 disc_b = self.discriminator_step(real_b, tf.stop_gradient(fake_b))
-            losses = self.generator_losses(real_a, real_b, fake_b, same_b, flip, patch_ids, training=True)
+            losses = self.generator_losses(real_a, real_b, fake_b, same_b, flip, patch_ids, training=True,
+                                           keys=keys)
             gen_loss = average_over_replicas(losses["gen_total"])
             scaled_gen_loss = self.gen_optimizer.scale_loss(gen_loss)
             scaled_head_loss = self.head_optimizer.scale_loss(gen_loss)  # each optimizer its own loss scale
@@ -86,26 +89,38 @@ class CUT(keras.Model):
         del tape
         return {**losses, "disc_b": disc_b}
 
-    def generator_losses(self, real_a, real_b, fake_b, same_b=None, flip=False, patch_ids=None, training=False):
-        """Every generator loss term (per example, unweighted) and their weighted sum, `gen_total`."""
+    def generator_losses(self, real_a, real_b, fake_b, same_b=None, flip=False, patch_ids=None, training=False,
+                         keys=None):
+        """Every generator loss term (per example, unweighted) and their weighted sum, `gen_total`.
+
+        `keys`: None, or the encoder features of `real_a` (and of `real_b` where `same_b` is
+        given), one list each, where the caller has them already (`nce_loss`)."""
         patch_ids = patch_ids or {}
+        keys_a, keys_b = (keys or []) + [None] * (2 - len(keys or []))
         gan_a2b = gan_loss(self.discriminator(fake_b, training=training), True, "lsgan")  # fool the discriminator
         losses = {"gan_a2b": gan_a2b}
         gen_total = self.lambda_gan * gan_a2b
         if self.lambda_nce > 0:
             # Each patch of the translation should match the input's patch at its place.
-            nce = losses["nce_a2b"] = self.nce_loss(real_a, fake_b, flip, patch_ids.get("a2b"), training)
+            nce = losses["nce_a2b"] = self.nce_loss(real_a, fake_b, flip, patch_ids.get("a2b"), training, keys_a)
             if same_b is not None:
-                losses["nce_identity_b"] = self.nce_loss(real_b, same_b, flip, patch_ids.get("identity"), training)
+                losses["nce_identity_b"] = self.nce_loss(real_b, same_b, flip, patch_ids.get("identity"), training,
+                                                         keys_b)
                 nce = 0.5 * (nce + losses["nce_identity_b"])
             gen_total += self.lambda_nce * nce
         losses["gen_total"] = gen_total
         return losses
 
-    def nce_loss(self, source, translated, flip=False, patch_ids=None, training=False):
+    def nce_loss(self, source, translated, flip=False, patch_ids=None, training=False, keys=None):
         """PatchNCE between `source` (keys) and its translation (queries), averaged over the
-        tapped layers, per example. The translation of a flipped input is flipped back."""
-        keys, queries = self._calls(self.encoder, training, source, translated)
+        tapped layers, per example. The translation of a flipped input is flipped back.
+
+        `keys`: None, or `self.encoder(source)` where the caller has it already (the same
+        numbers: keys are constants either way)."""
+        if keys is None:
+            keys, queries = self._calls(self.encoder, training, source, translated)
+        else:
+            queries = self.encoder(translated, training=training)
         queries = [flip_width(q, flip) for q in queries]
         if patch_ids is None:
             patch_ids = sample_patch_ids(keys, self.num_patches, seed=self.seed_generator)
@@ -114,6 +129,16 @@ class CUT(keras.Model):
         per_layer = [tf.reduce_mean(patch_nce_loss(q, k, self.temperature), axis=1)
                      for q, k in zip(sampled_queries, sampled_keys)]
         return tf.add_n(per_layer) / len(per_layer)
+
+    def _unflipped_keys(self, source, features, flip):
+        """The encoder features of `source` given `features`, those of the generator's input:
+        the same where the step did not flip it, else computed (the official compares the
+        flipped translation's features, flipped back, with the unflipped input's)."""
+        if flip is False:
+            return list(features)
+        if flip is True:
+            return self.encoder(source, training=True)
+        return tf.cond(flip, lambda: self.encoder(source, training=True), lambda: list(features))
 
     def discriminator_step(self, real_b, fake_b):
         """The discriminator's update on a real and a generated B; returns its halved loss
@@ -217,6 +242,9 @@ class CUT(keras.Model):
         self.seed = seed
         # The generator's encoder up to the tapped layers: the same layers and weights.
         self.encoder = build_feature_extractor(generator, self.nce_layers)
+        # The generator's translation and those features of its input, from one call.
+        self.generator_with_features = keras.Model(generator.input, [generator.output, *self.encoder.outputs],
+                                                   name=f"{generator.name}_with_features")
         channels = [int(output.shape[-1]) for output in self.encoder.outputs]
         if list(feature_head.channels) != channels:
             raise ValueError(f"feature_head.channels must be the tapped layers' channels {channels}. "

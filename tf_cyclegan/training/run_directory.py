@@ -239,16 +239,21 @@ def run_config(config, run_dir, restart=False):
     command leaves at its default takes the run's own value, said in the log. `config` itself
     where nothing is kept, on a restart, or where `run_dir` holds no run."""
     saved_config = None if restart else _saved_config(run_dir)
-    if saved_config is None:
-        return config
-    saved = flatten_config(saved_config.to_dict())
-    wanted = flatten_config(config.to_dict())
-    default = flatten_config(Config().to_dict())
+    return config if saved_config is None else _keeping_run_settings(config, saved_config, run_dir)
+
+
+def _keeping_run_settings(config, saved_config, run_dir, log=True):
+    def value(of, key):
+        section, name = key.split(".")
+        return getattr(getattr(of, section), name)
+
     for key, old_value in _KEPT_BY_RUN.items():
-        if saved.get(key) == old_value and wanted.get(key) == default[key] != old_value:
+        default = value(Config(), key)
+        if value(saved_config, key) == old_value and value(config, key) == default != old_value:
+            if log:
+                logger.info("%s was started with %s: %s, and resumes with it (the default is %r now; start a new "
+                            "run for it).", run_dir, key, old_value, default)
             section, name = key.split(".")
-            logger.info("%s was started with %s: %s, and resumes with it (the default is %r now; start a new run "
-                        "for it).", run_dir, key, old_value, default[key])
             config = dataclasses.replace(
                 config, **{section: dataclasses.replace(getattr(config, section), **{name: old_value})})
     return config
@@ -260,21 +265,27 @@ def resuming(config, run_dir, restart):
     Raises `ConfigError`, changing nothing, where training there would mix runs or touch the
     user's files: a config.yaml we did not write, a run's records without a config, a run
     whose config differs in a setting that is not in `_RESUMABLE` (each named, old and new;
-    a setting the run keeps, `run_config`, is its own),
-    or, with `restart`, a directory holding what is not a run of ours.
+    a setting the run keeps, `run_config`, is its own), or, with `restart`, a directory
+    holding what is not a run of ours.
     """
+    return resume_plan(config, run_dir, restart)[0]
+
+
+def resume_plan(config, run_dir, restart):
+    """(`resuming`, `run_config`) of `config` and `run_dir`, the run's config.yaml read once."""
     if restart:
         check_restartable(run_dir)
-        return False
+        return False, config
     saved_config = _saved_config(run_dir)
     if saved_config is None:
         others = _binding_records(run_dir)
         if others:
             raise ConfigError(f"{run_dir} holds {', '.join(others)} but no config.yaml: not a run this package can "
                               "resume. Use another --run-dir (nothing there was changed).")
-        return False
-    saved = flatten_config(saved_config.to_dict())
-    wanted = flatten_config(run_config(config, run_dir).to_dict())
+        return False, config
+    kept = _keeping_run_settings(config, saved_config, run_dir, log=False)
+    saved = saved_config.to_dict()
+    saved, wanted = flatten_config(saved), flatten_config(kept.to_dict())
     changed = [f"{key}: {saved.get(key)!r} in the run, {wanted.get(key)!r} now" for key in sorted(wanted)
                if not _same_setting(key, saved.get(key), wanted.get(key)) and not key.startswith(_RESUMABLE)]
     if changed:
@@ -286,7 +297,7 @@ def resuming(config, run_dir, restart):
             f"{run_dir} holds a run with a different config ({'; '.join(changed)}). "
             "Use the same config to resume it, --restart to start it over, or another --run-dir." + hint
         )
-    return True
+    return True, _keeping_run_settings(config, saved_config, run_dir)
 
 
 class RecordConfig(keras.callbacks.Callback):

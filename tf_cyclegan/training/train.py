@@ -49,8 +49,7 @@ from tf_cyclegan.training.run_directory import (
     keep_csv_rows_before,
     remove_run_files,
     remove_stale_run_temporaries,
-    resuming,
-    run_config,
+    resume_plan,
     run_files,
     trained_outputs,
     write_results,
@@ -154,8 +153,7 @@ def _start(config, run_dir, restart, extra_callbacks, strategy, layout):
     fails before its first step deletes the files it made (and only those)."""
     t = config.train
     num_workers, worker_index, is_chief = layout
-    config = run_config(config, run_dir, restart)
-    resume = resuming(config, run_dir, restart)
+    resume, config = resume_plan(config, run_dir, restart)  # config: with what the run keeps
     backup_dir = os.path.join(run_dir, BACKUP)
     if resume and not os.path.isdir(backup_dir) and trained_outputs(run_dir):
         raise BackupError(
