@@ -64,7 +64,7 @@ def test_a_cyclegan_needs_its_four_networks(tmp_path):
 
 
 def test_a_file_that_is_not_a_generator_is_named(tmp_path):
-    with pytest.raises(ValueError, match=r"disc\.pth.*not the reference's ResNet generator"):
+    with pytest.raises(ValueError, match=r"disc\.pth.*PatchGAN discriminator.*not a ResNet generator"):
         tc.load_torch_generator(os.path.join(FIXTURES, "disc.pth"))
 
 
