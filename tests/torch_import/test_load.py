@@ -199,7 +199,8 @@ def test_load_torch_cut_takes_the_runs_options_from_its_train_opt(tmp_path):
     options = {"CUT_mode": "FastCUT", "lambda_NCE": "10.0", "nce_idt": "False", "flip_equivariance": "True",
                "nce_layers": "0,4,8,12,16", "num_patches": "128", "nce_T": "0.07", "name": "horse2zebra_fastcut"}
     model = load_torch_cut(cut_folder(tmp_path / "run", options=options))
-    assert (model.flip_equivariance, model.nce_identity, model.lambda_nce, model.num_patches) == (True, False, 10.0, 128)
+    assert (model.flip_equivariance, model.nce_identity) == (True, False)
+    assert (model.lambda_nce, model.num_patches) == (10.0, 128)
     options["nce_layers"] = "0,2,4"
     with pytest.raises(CheckpointError, match="--nce_layers 0,2,4; only the official 0,4,8,12,16"):
         load_torch_cut(cut_folder(tmp_path / "other", options=options))
@@ -218,7 +219,7 @@ def test_a_cut_folder_needs_its_three_networks_and_a_cut_generator(tmp_path):
     shutil.copy(os.path.join(LAYOUTS, "cut_run", "latest_net_F.pth"), os.path.join(folder, "latest_net_F.pth"))
     with pytest.raises(CheckpointError, match="holds a CycleGAN generator, not the official CUT's"):
         load_torch_cut(folder)
-    with pytest.raises(CheckpointError, match="no checkpoint files of the reference's CycleGAN.*nor of the official CUT"):
+    with pytest.raises(CheckpointError, match="no checkpoint files of the reference's CycleGAN.*nor of the official"):
         checkpoint_kind(str(tmp_path))
 
 

@@ -25,7 +25,6 @@ from tf_cyclegan.torch_import.convert import (
     SUPPORTED,
     conv_weights,
     load_plan,
-    log_reading,
     read_patchgan,
     with_bias,
 )

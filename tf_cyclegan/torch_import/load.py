@@ -137,7 +137,8 @@ def checkpoint_kind(paths_or_folder):
         return "cut"
     raise CheckpointError(f"{', '.join(map(os.fspath, paths))}: no checkpoint files of the reference's CycleGAN "
                           "(<epoch>_net_G_A.pth, _net_G_B.pth, _net_D_A.pth, _net_D_B.pth) nor of the official CUT "
-                          f"(<epoch>_net_G.pth, _net_D.pth, _net_F.pth); found: {', '.join(sorted(names)[:8]) or 'none'}")
+                          f"(<epoch>_net_G.pth, _net_D.pth, _net_F.pth); found: "
+                          f"{', '.join(sorted(names)[:8]) or 'none'}")
 
 
 def load_torch_cyclegan(paths_or_folder, **kwargs):
