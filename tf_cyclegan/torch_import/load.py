@@ -14,6 +14,7 @@ import logging
 import os
 import re
 
+from tf_cyclegan.models.cut_generator import NCE_LAYERS
 from tf_cyclegan.torch_import.checkpoint import CheckpointError, read_state_dict
 from tf_cyclegan.torch_import.convert import (
     discriminator_from_state_dict,
@@ -169,10 +170,10 @@ def find_cut_files(paths_or_folder):
 def read_cut_options(folder):
     """The official run's options that say how it trained (`train_opt.txt` beside its
     networks, as `BaseOptions.print_options` writes it), as `CUT`'s keyword arguments plus
-    "mode"; {} without the file. Read as text: nothing in it runs."""
+    "mode"; None without the file. Read as text: nothing in it runs."""
     path = os.path.join(folder, "train_opt.txt")
     if not os.path.isfile(path):
-        return {}
+        return None
     options = {}
     with open(path, encoding="utf-8", errors="replace") as f:
         for line in f:
@@ -211,19 +212,19 @@ def load_torch_cut(paths_or_folder, mode=None, **kwargs):
 
     files = find_cut_files(paths_or_folder)
     options = read_cut_options(os.path.dirname(files["G"]))
-    chosen = mode or options.pop("mode", None) or "cut"
-    options.pop("mode", None)
+    found = "train_opt.txt" if options is not None else "the official defaults (no train_opt.txt beside the networks)"
+    options = dict(options or {})
+    run_mode = options.pop("mode", None)
+    chosen = mode or run_mode or "cut"
     if chosen not in MODES:
         raise CheckpointError(f"mode must be one of {tuple(MODES)}. Received: mode={chosen!r}")
-    logger.info("Importing a %s model: its options from %s", "FastCUT" if chosen == "fastcut" else "CUT",
-                "train_opt.txt" if options else "the official defaults (no train_opt.txt beside the networks)")
+    logger.info("Importing a %s model: its options from %s%s", "FastCUT" if chosen == "fastcut" else "CUT", found,
+                f" (mode {chosen} as asked, the run's {run_mode})" if mode and run_mode and mode != run_mode else "")
     generator = _converted(files["G"], _generator_from_state_dict, "generator")
     if "down1_blur" not in {layer.name for layer in generator.layers}:
         raise CheckpointError(f"{files['G']!r} holds a CycleGAN generator, not the official CUT's")
     discriminator = _converted(files["D"], cut_discriminator_from_state_dict, "discriminator")
     head = _converted(files["F"], feature_head_from_state_dict, "feature_head")
-    from tf_cyclegan.models.cut_generator import NCE_LAYERS
-
     blocks = sum(1 for layer in generator.layers if layer.name.endswith("_add"))
     channels = [int(generator.get_layer(name).output.shape[-1]) for name in NCE_LAYERS] if blocks >= 5 else None
     if head.channels != channels:
