@@ -201,6 +201,9 @@ def test_load_torch_cut_takes_the_runs_options_from_its_train_opt(tmp_path):
     model = load_torch_cut(cut_folder(tmp_path / "run", options=options))
     assert (model.flip_equivariance, model.nce_identity) == (True, False)
     assert (model.lambda_nce, model.num_patches) == (10.0, 128)
+    as_cut = load_torch_cut(os.path.join(tmp_path, "run"), mode="cut")  # the mode's defaults, not the run's
+    assert (as_cut.nce_identity, as_cut.flip_equivariance, as_cut.lambda_nce, as_cut.num_patches) == (
+        True, False, 1.0, 256)
     options["nce_layers"] = "0,2,4"
     with pytest.raises(CheckpointError, match="--nce_layers 0,2,4; only the official 0,4,8,12,16"):
         load_torch_cut(cut_folder(tmp_path / "other", options=options))

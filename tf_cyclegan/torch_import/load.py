@@ -205,7 +205,8 @@ def load_torch_cut(paths_or_folder, mode=None, **kwargs):
 
     Args:
         paths_or_folder: a checkpoint folder or the three `.pth` files.
-        mode: "cut" or "fastcut", or None (default): the run's, else "cut".
+        mode: "cut" or "fastcut", or None (default): the run's, else "cut". Another mode
+            than the run's takes that mode's official defaults, not the run's options.
         **kwargs: passed to `CUT` (`num_patches`, `seed`, `ema_decay`, ...).
     """
     from tf_cyclegan.models.cut import CUT, MODES
@@ -218,8 +219,9 @@ def load_torch_cut(paths_or_folder, mode=None, **kwargs):
     chosen = mode or run_mode or "cut"
     if chosen not in MODES:
         raise CheckpointError(f"mode must be one of {tuple(MODES)}. Received: mode={chosen!r}")
-    logger.info("Importing a %s model: its options from %s%s", "FastCUT" if chosen == "fastcut" else "CUT", found,
-                f" (mode {chosen} as asked, the run's {run_mode})" if mode and run_mode and mode != run_mode else "")
+    if run_mode and chosen != run_mode:  # the run's loss weights belong to its mode
+        found, options = f"the official defaults of {chosen} (asked for; the run trained as {run_mode})", {}
+    logger.info("Importing a %s model: its options from %s", "FastCUT" if chosen == "fastcut" else "CUT", found)
     generator = _converted(files["G"], _generator_from_state_dict, "generator")
     if "down1_blur" not in {layer.name for layer in generator.layers}:
         raise CheckpointError(f"{files['G']!r} holds a CycleGAN generator, not the official CUT's")
