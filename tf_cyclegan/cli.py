@@ -264,13 +264,18 @@ def _import_torch(args):
     if not args.overwrite:
         refuse_existing([args.out])
     from tf_cyclegan.files import save_model_atomically
-    from tf_cyclegan.torch_import.load import load_torch_cyclegan, load_torch_generator
+    from tf_cyclegan.torch_import.load import checkpoint_kind, load_torch_cut, load_torch_cyclegan, load_torch_generator
 
+    paths = args.paths[0] if len(args.paths) == 1 else args.paths
     if len(args.paths) == 1 and not os.path.isdir(args.paths[0]):
         model = load_torch_generator(args.paths[0])
         what = "generator (use it as the a2b direction)"
+    elif checkpoint_kind(paths) == "cut":
+        model = load_torch_cut(paths)
+        what = (f"{'FastCUT' if model.flip_equivariance and not model.nce_identity else 'CUT'} model (G -> generator, "
+                "D -> discriminator, F -> feature_head; train --init-from it with model.kind cut or fastcut)")
     else:
-        model = load_torch_cyclegan(args.paths[0] if len(args.paths) == 1 else args.paths)
+        model = load_torch_cyclegan(paths)
         what = "CycleGAN (G_A -> gen_a2b, G_B -> gen_b2a, D_A -> disc_b, D_B -> disc_a)"
     with warnings.catch_warnings():  # Keras warns of the image pools, which get built when training starts
         warnings.filterwarnings("ignore", message="You are saving a model that has not yet been built")
@@ -392,10 +397,11 @@ def build_parser():
     bench.set_defaults(func=_bench)
 
     torch_import = commands.add_parser(
-        "import-torch", help="a PyTorch CycleGAN checkpoint (the reference's .pth files) as a .keras model")
+        "import-torch", help="a PyTorch CycleGAN or CUT checkpoint (.pth files) as a .keras model")
     torch_import.add_argument("paths", nargs="+", metavar="PATH",
-                              help="one generator .pth (e.g. latest_net_G.pth), a checkpoint folder, or its "
-                                   "four files *_net_G_A.pth, *_net_G_B.pth, *_net_D_A.pth, *_net_D_B.pth")
+                              help="one generator .pth (e.g. latest_net_G.pth; CycleGAN's or CUT's), a checkpoint "
+                                   "folder, or its files: a CycleGAN's *_net_G_A.pth, *_net_G_B.pth, *_net_D_A.pth, "
+                                   "*_net_D_B.pth, or an official CUT run's *_net_G.pth, *_net_D.pth, *_net_F.pth")
     torch_import.add_argument("--out", required=True, help="the .keras file to write")
     torch_import.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     torch_import.set_defaults(func=_import_torch)

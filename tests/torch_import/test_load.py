@@ -1,6 +1,7 @@
 import json
 import os
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -64,7 +65,7 @@ def test_a_cyclegan_needs_its_four_networks(tmp_path):
 
 
 def test_a_file_that_is_not_a_generator_is_named(tmp_path):
-    with pytest.raises(ValueError, match=r"disc\.pth.*not the reference's ResNet generator"):
+    with pytest.raises(ValueError, match=r"disc\.pth.*PatchGAN discriminator.*not a ResNet generator"):
         tc.load_torch_generator(os.path.join(FIXTURES, "disc.pth"))
 
 
@@ -143,3 +144,133 @@ def test_train_init_from_starts_a_run_from_an_imported_cyclegan(tmp_path, demo_r
     wrong = [s for s in sets if not s.startswith("model.filters")] + ["model.filters=4"]
     assert main(["train", "--run-dir", str(tmp_path / "run2"), "--init-from", str(model), "--set", *wrong]) == 2
     assert "model.norm_affine" in capsys.readouterr().err
+
+
+LAYOUTS = os.path.join(os.path.dirname(__file__), "..", "fixtures", "torch_layouts")
+LAYOUT_OUTPUTS = np.load(os.path.join(LAYOUTS, "outputs.npz"))
+
+
+def cut_folder(folder, epoch="latest", options=None):
+    """An official CUT checkpoint folder made of the fixtures: G, D, F (and train_opt.txt)."""
+    os.makedirs(folder, exist_ok=True)
+    for net in ("G", "D", "F"):
+        shutil.copy(os.path.join(LAYOUTS, "cut_run", f"latest_net_{net}.pth"), os.path.join(folder,
+                                                                                            f"{epoch}_net_{net}.pth"))
+    if options:  # as BaseOptions.print_options writes it
+        lines = ["----------------- Options ---------------"]
+        lines += [f"{key:>25}: {value:<30}" for key, value in options.items()]
+        (Path(folder) / "train_opt.txt").write_text("\n".join(lines + ["----------------- End -------------------"]))
+    return folder
+
+
+def test_load_torch_generator_reads_a_renamed_generator_and_logs_what_it_assumed(caplog):
+    with caplog.at_level("INFO"):
+        generator = tc.load_torch_generator(os.path.join(LAYOUTS, "block_affine.pth"))
+    assert "block_affine.pth read as a ResNet generator of 4 filters, 2 residual block(s)" in caplog.text
+    assert "stride 2 with zero padding 1" in caplog.text and "taking each pair in the file's order" in caplog.text
+    assert np.abs(generator(LAYOUT_OUTPUTS["input_square"]).numpy() - LAYOUT_OUTPUTS["block_affine_square"]).max() \
+        <= 1e-5
+
+
+def test_load_torch_generator_gives_the_official_cut_generator_as_ours():
+    generator = tc.load_torch_generator(os.path.join(LAYOUTS, "cut_run", "latest_net_G.pth"))
+    assert "down1_blur" in [layer.name for layer in generator.layers] and generator.name == "gen_a2b"
+    assert np.abs(generator(LAYOUT_OUTPUTS["input_oblong"]).numpy() - LAYOUT_OUTPUTS["cut_G_oblong"]).max() <= 1e-4
+
+
+def test_load_torch_cut_builds_a_cut_model_of_the_three_networks(tmp_path, caplog):
+    from tf_cyclegan.models.cut import CUT
+    from tf_cyclegan.torch_import.load import load_torch_cut
+
+    with caplog.at_level("INFO"):
+        model = load_torch_cut(cut_folder(tmp_path / "run"))
+    assert isinstance(model, CUT) and model.nce_identity and not model.flip_equivariance  # CUT, the default
+    assert "no train_opt.txt" in caplog.text
+    x = LAYOUT_OUTPUTS["input_square"]
+    assert np.abs(model.generator(x).numpy() - LAYOUT_OUTPUTS["cut_G_square"]).max() <= 1e-4
+    assert np.abs(model.discriminator(x).numpy() - LAYOUT_OUTPUTS["cut_D_square"]).max() <= 1e-4
+    sampled = model.feature_head(model.encoder(x), [LAYOUT_OUTPUTS[f"cut_F_ids_{i}"] for i in range(5)])
+    assert np.abs(sampled[4].numpy() - LAYOUT_OUTPUTS["cut_F_4"]).max() <= 1e-4
+
+
+def test_load_torch_cut_takes_the_runs_options_from_its_train_opt(tmp_path):
+    from tf_cyclegan.torch_import.load import load_torch_cut
+
+    options = {"CUT_mode": "FastCUT", "lambda_NCE": "10.0", "nce_idt": "False", "flip_equivariance": "True",
+               "nce_layers": "0,4,8,12,16", "num_patches": "128", "nce_T": "0.07", "name": "horse2zebra_fastcut"}
+    model = load_torch_cut(cut_folder(tmp_path / "run", options=options))
+    assert (model.flip_equivariance, model.nce_identity) == (True, False)
+    assert (model.lambda_nce, model.num_patches) == (10.0, 128)
+    as_cut = load_torch_cut(os.path.join(tmp_path, "run"), mode="cut")  # the mode's defaults, not the run's
+    assert (as_cut.nce_identity, as_cut.flip_equivariance, as_cut.lambda_nce, as_cut.num_patches) == (
+        True, False, 1.0, 256)
+    options["nce_layers"] = "0,2,4"
+    with pytest.raises(CheckpointError, match="--nce_layers 0,2,4; only the official 0,4,8,12,16"):
+        load_torch_cut(cut_folder(tmp_path / "other", options=options))
+
+
+def test_a_cut_folder_needs_its_three_networks_and_a_cut_generator(tmp_path):
+    from tf_cyclegan.torch_import.load import checkpoint_kind, load_torch_cut
+
+    folder = cut_folder(tmp_path / "run")
+    assert checkpoint_kind(str(folder)) == "cut"
+    assert checkpoint_kind(checkpoint_folder(tmp_path / "cyclegan")) == "cyclegan"
+    os.remove(os.path.join(folder, "latest_net_F.pth"))
+    with pytest.raises(CheckpointError, match="no complete set of the official CUT's checkpoint files"):
+        load_torch_cut(folder)
+    shutil.copy(os.path.join(FIXTURES, "gen.pth"), os.path.join(folder, "latest_net_G.pth"))
+    shutil.copy(os.path.join(LAYOUTS, "cut_run", "latest_net_F.pth"), os.path.join(folder, "latest_net_F.pth"))
+    with pytest.raises(CheckpointError, match="holds a CycleGAN generator, not the official CUT's"):
+        load_torch_cut(folder)
+    with pytest.raises(CheckpointError, match="no checkpoint files of the reference's CycleGAN.*nor of the official"):
+        checkpoint_kind(str(tmp_path))
+
+
+def test_import_torch_of_a_cut_folder_writes_a_cut_model(tmp_path, capsys):
+    import keras
+
+    from tf_cyclegan.models.cut import CUT
+
+    out = tmp_path / "cut.keras"
+    assert main(["import-torch", cut_folder(str(tmp_path / "run")), "--out", str(out)]) == 0
+    assert "a CUT model (G -> generator" in capsys.readouterr().out
+    model = keras.saving.load_model(out)
+    assert isinstance(model, CUT)
+    x = LAYOUT_OUTPUTS["input_oblong"]
+    assert np.abs(model.generator(x).numpy() - LAYOUT_OUTPUTS["cut_G_oblong"]).max() <= 1e-4
+
+
+def test_import_torch_says_in_one_line_what_a_file_that_is_no_generator_holds(tmp_path, capsys):
+    for path, holds in ((os.path.join(LAYOUTS, "cut_run", "latest_net_F.pth"), "a feature head of 5 two-layer MLP"),
+                        (os.path.join(LAYOUTS, "cut_run", "latest_net_D.pth"), "anti-aliased downsampling (CUT's)")):
+        assert main(["import-torch", path, "--out", str(tmp_path / "g.keras")]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and holds in err[0] and "not a ResNet generator" in err[0]
+    assert not (tmp_path / "g.keras").exists()
+
+
+@pytest.mark.slow
+def test_a_cut_generator_goes_from_pth_to_tflite_in_two_commands(tmp_path):
+    model = tmp_path / "horse2zebra_cut.keras"
+    assert main(["import-torch", os.path.join(LAYOUTS, "cut_run", "latest_net_G.pth"), "--out", str(model)]) == 0
+    assert main(["export", str(model), "--out", str(tmp_path / "export"), "--formats", "tflite",
+                 "--tflite-size", "32"]) == 0
+    from tf_cyclegan.inference.loading import load_translator
+
+    tflite = os.path.join(tmp_path, "export", "a2b", "generator_float32.tflite")
+    translated = load_translator(tflite, "a2b").translate(LAYOUT_OUTPUTS["input_square"][0])
+    assert np.abs(translated - LAYOUT_OUTPUTS["cut_G_square"][0]).max() <= 1e-4
+
+
+@pytest.mark.slow
+def test_train_init_from_continues_an_imported_cut_run(tmp_path, demo_root, caplog):
+    model = tmp_path / "cut.keras"
+    assert main(["import-torch", cut_folder(str(tmp_path / "run")), "--out", str(model)]) == 0
+    sets = [f"data.root={demo_root}", "data.load_size=32", "data.crop_size=32", "model.kind=cut", "model.filters=4",
+            "model.num_residual_blocks=5", "model.disc_filters=4", "model.head_units=16", "train.epochs=1",
+            "train.epochs_decay=0", "train.steps_per_epoch=1", "train.verbose=0", "eval.every_n_epochs=0",
+            "checkpoint.every_n_epochs=0"]
+    with caplog.at_level("INFO"):
+        assert main(["train", "--run-dir", str(tmp_path / "train"), "--init-from", str(model), "--set", *sets]) == 0
+    assert "Started the networks (generator, discriminator, feature_head)" in caplog.text
+    assert "the optimizers start fresh" in caplog.text

@@ -1,1 +1,2 @@
-"""Importing PyTorch CycleGAN checkpoints (the reference implementation's `.pth` files) without torch."""
+"""Importing PyTorch CycleGAN and CUT checkpoints (the reference implementation's and the official
+CUT code's `.pth` files) without torch."""
