@@ -38,6 +38,7 @@ _API = {
     "set_cpu_allocator": "tf_cyclegan.runtime",
     "load_torch_generator": "tf_cyclegan.torch_import.load",
     "load_torch_cyclegan": "tf_cyclegan.torch_import.load",
+    "load_torch_cut": "tf_cyclegan.torch_import.load",
 }
 
 __all__ = sorted(_API, key=str.lower)
