@@ -24,11 +24,10 @@ forward and backward at that size, for scale.
 """
 
 import argparse
-import statistics
-import time
-
 import os
+import statistics
 import sys
+import time
 
 import numpy as np
 import tensorflow as tf
@@ -125,7 +124,8 @@ def main():
     start = time.perf_counter()
     for _ in range(args.steps):
         tf.nest.map_structure(lambda t: t.numpy(), whole(image))
-    print(f"\nthe whole ResNet-9 generator, forward and backward: {(time.perf_counter() - start) / args.steps * 1000:.1f} ms")
+    whole_ms = (time.perf_counter() - start) / args.steps * 1000
+    print(f"\nthe whole ResNet-9 generator, forward and backward: {whole_ms:.1f} ms")
 
 
 if __name__ == "__main__":

@@ -298,3 +298,13 @@ def exported_cyclegan(tmp_path_factory):
     once_a_run(root, "made", make)
     return keras.saving.load_model(root / "model.keras"), root
 
+
+
+def assert_computes_as_pytorch(network, outputs, key, names, atol):
+    """`network` on each fixture input `outputs["input_<name>"]` gives `outputs["<key>_<name>"]`
+    (what the PyTorch network computed) within `atol`, at the same shape."""
+    for name in names:
+        ours = np.asarray(network(outputs[f"input_{name}"]))
+        theirs = outputs[f"{key}_{name}"]
+        assert ours.shape == theirs.shape, (name, ours.shape, theirs.shape)
+        assert np.abs(ours - theirs).max() <= atol, (name, np.abs(ours - theirs).max())

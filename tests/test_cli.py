@@ -9,6 +9,7 @@ from tf_cyclegan.benchmarking.flops import training_step_flops
 from tf_cyclegan.cli import main
 from tf_cyclegan.models.cyclegan import build_cyclegan
 from tf_cyclegan.runtime import has_gpu, onednn_enabled
+from tf_cyclegan.training.callbacks.samples import SampleGrid
 
 
 def test_make_demo_data(tmp_path, capsys):
@@ -43,14 +44,16 @@ def _check_tensorboard_tags(log_dir):
     for term in ("gen_total", "gan_a2b", "gan_b2a", "cycle_a", "cycle_b", "disc_a", "disc_b", "learning_rate"):
         assert f"epoch_{term}" in tags, (term, sorted(tags))
     samples = EventAccumulator(str(log_dir / "samples"), size_guidance={"tensors": 0}).Reload()
-    [image_tag] = samples.Tags()["tensors"]
-    events = samples.Tensors(image_tag)
-    # Every 4 steps and at each epoch's end (6 steps an epoch), once per step.
-    assert [event.step for event in events] == [4, 6, 8, 12]
-    width, height, png = tf.make_ndarray(events[-1].tensor_proto)
-    grid = tf.io.decode_png(png).numpy()
-    # Two 36-px test samples per row-pair: real, fake, cycled for A then B.
-    assert grid.shape == (2 * 36, 6 * 36, 3) and (int(width), int(height)) == (6 * 36, 2 * 36)
+    # The trained generators' grid, and the averaged ones' (model.ema_decay, on by default).
+    assert sorted(samples.Tags()["tensors"]) == sorted([SampleGrid.TAG, SampleGrid.TAG_AVERAGED])
+    for image_tag in (SampleGrid.TAG, SampleGrid.TAG_AVERAGED):
+        events = samples.Tensors(image_tag)
+        # Every 4 steps and at each epoch's end (6 steps an epoch), once per step.
+        assert [event.step for event in events] == [4, 6, 8, 12]
+        width, height, png = tf.make_ndarray(events[-1].tensor_proto)
+        grid = tf.io.decode_png(png).numpy()
+        # Two 36-px test samples per row-pair: real, fake, cycled for A then B.
+        assert grid.shape == (2 * 36, 6 * 36, 3) and (int(width), int(height)) == (6 * 36, 2 * 36)
     steps = EventAccumulator(str(log_dir / "steps"), size_guidance={"tensors": 0}).Reload()
     step_tags = set(steps.Tags()["tensors"])
     assert {"loss/gen_total", "loss/disc_b", "loss/cycle_a", "learning_rate", "images_per_second"} <= step_tags

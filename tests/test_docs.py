@@ -210,6 +210,18 @@ def layout_tree():
     return paths
 
 
+def test_no_two_test_files_share_a_name():
+    """pytest imports each test file by its name alone (tests/ has no packages), so a second
+    file of the same name in another folder fails to collect: name it after what it tests."""
+    seen = {}
+    for folder, folders, files in os.walk(os.path.join(ROOT, "tests")):
+        folders[:] = [name for name in folders if name != "fixtures" and not name.startswith((".", "_"))]
+        for name in files:
+            if name.startswith("test_") and name.endswith(".py"):
+                seen.setdefault(name, []).append(os.path.relpath(os.path.join(folder, name), ROOT))
+    assert not {name: paths for name, paths in seen.items() if len(paths) > 1}
+
+
 def test_the_layout_tree_lists_every_module_of_the_package():
     package = os.path.join(ROOT, "tf_cyclegan")
     modules = set()

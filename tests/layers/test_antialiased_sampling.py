@@ -132,3 +132,25 @@ def test_blur_upsampling_passes_the_layer_harness(tmp_path):
 
     run_layer_test(BlurUpSampling2D, {}, (2, 3, 5, 2), (2, 6, 10, 2), tmp_path,
                    reference=lambda x: tf.image.resize(x, (6, 10), "bilinear"))
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_blur_upsampling_gradient_has_the_input_dtype_under_xla(dtype):
+    """Its input's gradient adds to the gradients of the input's other uses (a generator's
+    tapped features): under XLA a float32 one among them is an error."""
+    import tensorflow as tf
+
+    layer = BlurUpSampling2D(dtype=f"mixed_{dtype}")
+
+    @tf.function(jit_compile=True)
+    def gradient(x):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            loss = tf.reduce_sum(tf.cast(layer(x), tf.float32)) + tf.reduce_sum(tf.cast(x * x, tf.float32))
+        return tape.gradient(loss, x)
+
+    x = np.random.default_rng(3).normal(size=(2, 3, 4, 2)).astype("float32")
+    got = gradient(tf.constant(x, dtype=dtype))
+    assert got.dtype == dtype
+    # Each input pixel feeds four output pixels with weights summing to 4: d/dx = 4 + 2x.
+    np.testing.assert_allclose(tf.cast(got, tf.float32).numpy(), 4 + 2 * x, atol=0.1)

@@ -2,6 +2,7 @@ import os
 
 import numpy as np
 import pytest
+from conftest import assert_computes_as_pytorch
 
 from tf_cyclegan.models.resnet_generator import build_resnet_generator, generator_alignment, generator_upsampling
 from tf_cyclegan.torch_import.checkpoint import CheckpointError, read_state_dict
@@ -24,11 +25,7 @@ def state(name):
 def test_the_generator_computes_what_pytorch_computed(file, reference):
     generator = generator_from_state_dict(state(file))
     assert generator_alignment(generator) == "reference"
-    for name in INPUTS:
-        ours = generator(OUTPUTS[f"input_{name}"]).numpy()
-        theirs = OUTPUTS[f"{reference}_{name}"]
-        assert ours.shape == theirs.shape
-        assert np.abs(ours - theirs).max() <= 1e-5, (name, np.abs(ours - theirs).max())
+    assert_computes_as_pytorch(generator, OUTPUTS, reference, INPUTS, atol=1e-5)
 
 
 @pytest.mark.onednn
@@ -37,11 +34,7 @@ def test_the_generator_computes_what_pytorch_computed(file, reference):
 ])
 def test_the_discriminator_computes_what_pytorch_computed(file, reference):
     discriminator = discriminator_from_state_dict(state(file))
-    for name in INPUTS:
-        ours = discriminator(OUTPUTS[f"input_{name}"]).numpy()
-        theirs = OUTPUTS[f"{reference}_{name}"]
-        assert ours.shape == theirs.shape
-        assert np.abs(ours - theirs).max() <= 1e-5, (name, np.abs(ours - theirs).max())
+    assert_computes_as_pytorch(discriminator, OUTPUTS, reference, INPUTS, atol=1e-5)
 
 
 def test_the_architecture_is_read_from_the_file():
@@ -119,11 +112,7 @@ def test_a_generator_of_the_reference_architecture_under_any_names_computes_what
     assert generator_alignment(generator) == "reference" and generator_upsampling(generator) == "transpose"
     assert generator.get_layer("stem_norm").affine is affine
     assert (len(generator.get_layer("stem_conv").weights) == 2) is use_bias
-    for name in ("square", "oblong"):
-        ours = generator(LAYOUT_OUTPUTS[f"input_{name}"]).numpy()
-        theirs = LAYOUT_OUTPUTS[f"{reference}_{name}"]
-        assert ours.shape == theirs.shape
-        assert np.abs(ours - theirs).max() <= 1e-5, (name, np.abs(ours - theirs).max())
+    assert_computes_as_pytorch(generator, LAYOUT_OUTPUTS, reference, ("square", "oblong"), atol=1e-5)
 
 
 @pytest.mark.onednn

@@ -66,7 +66,7 @@ class BlurUpSampling2D(keras.layers.Layer):
     op too: 12x faster for the step than the same sums written with slices and a stack
     (whose gradients are chains of copies), which the generator's backward pass felt. It
     traces with unknown sizes, compiles under XLA, and converts to TFLite (RESIZE_BILINEAR,
-    half-pixel centres) and ONNX (Resize); the result is cast back to the layer's dtype.
+    half-pixel centres) and ONNX (Resize); it computes in float32, cast back to the layer's dtype.
     Every output pixel gets its value the same way, so no period-2 grid, unlike a stride-2
     transposed convolution.
 
@@ -76,8 +76,10 @@ class BlurUpSampling2D(keras.layers.Layer):
     """
 
     def call(self, inputs):
+        # In float32 and cast back: the resize returns float32 whatever it is given, and under
+        # XLA its gradient does too, which a float16 graph cannot add to its other gradients.
         size = tf.shape(inputs)[1:3] * 2
-        return tf.cast(tf.image.resize(inputs, size, method="bilinear"), inputs.dtype)
+        return tf.cast(tf.image.resize(tf.cast(inputs, tf.float32), size, method="bilinear"), inputs.dtype)
 
     def compute_output_shape(self, input_shape):
         batch, height, width, channels = input_shape

@@ -2,6 +2,7 @@ import os
 
 import numpy as np
 import pytest
+from conftest import assert_computes_as_pytorch
 
 from tf_cyclegan.torch_import.checkpoint import CheckpointError, read_state_dict
 from tf_cyclegan.torch_import.convert import read_generator_layout
@@ -26,21 +27,13 @@ def test_the_official_cut_generator_computes_what_pytorch_computed(path):
     generator = cut_generator_from_layout(read_generator_layout(state(*path)))
     assert generator.get_layer("down1_blur") and generator.get_layer("up1_blur")
     assert len([layer for layer in generator.layers if layer.name.endswith("_add")]) == 5
-    for name in ("square", "oblong"):
-        ours = generator(OUTPUTS[f"input_{name}"]).numpy()
-        theirs = OUTPUTS[f"cut_G_{name}"]
-        assert ours.shape == theirs.shape
-        assert np.abs(ours - theirs).max() <= 1e-4, (name, np.abs(ours - theirs).max())
+    assert_computes_as_pytorch(generator, OUTPUTS, "cut_G", ("square", "oblong"), atol=1e-4)
 
 
 @pytest.mark.onednn
 def test_the_official_cut_discriminator_computes_what_pytorch_computed():
     discriminator = cut_discriminator_from_state_dict(state(RUN, "latest_net_D.pth"))
-    for name in ("square", "oblong"):
-        ours = discriminator(OUTPUTS[f"input_{name}"]).numpy()
-        theirs = OUTPUTS[f"cut_D_{name}"]
-        assert ours.shape == theirs.shape
-        assert np.abs(ours - theirs).max() <= 1e-4, (name, np.abs(ours - theirs).max())
+    assert_computes_as_pytorch(discriminator, OUTPUTS, "cut_D", ("square", "oblong"), atol=1e-4)
 
 
 @pytest.mark.onednn
