@@ -235,24 +235,16 @@ def test_the_optimizer_is_pytorchs_adam():
     assert float(variable[0]) == pytest.approx(-0.76 * LEARNING_RATE, rel=1e-2)
 
 
-def test_train_step_compiles_under_xla_and_reports_every_loss_by_name():
-    model = tiny_cut("cut")
+def test_train_step_compiles_under_xla_with_the_identity_term_and_the_random_flip():
+    # Both modes' paths in one compiled step: CUT's identity PatchNCE, FastCUT's random flip.
+    model = tiny_cut("cut", flip_equivariance=True)
     model.compile(jit_compile=True)
     step = tf.function(model.train_step, jit_compile=True)
     before = [w.numpy() for w in model.feature_head.weights]
-    logs = step(tiny_batch())
-    assert sorted(logs) == sorted(LOSS_NAMES)
-    assert all(np.isfinite(float(v)) for v in logs.values())
-    assert any(np.abs(b - a.numpy()).max() > 0 for b, a in zip(before, model.feature_head.weights))
-
-
-def test_fastcut_train_step_compiles_under_xla_with_its_random_flip():
-    model = tiny_cut("fastcut")
-    model.compile(jit_compile=True)
-    step = tf.function(model.train_step, jit_compile=True)
     logs = [step(tiny_batch(seed)) for seed in range(2)]
-    assert sorted(logs[0]) == ["disc_b", "gan_a2b", "gen_total", "nce_a2b"]
+    assert all(sorted(step_logs) == sorted(LOSS_NAMES) for step_logs in logs)
     assert all(np.isfinite(float(v)) for step_logs in logs for v in step_logs.values())
+    assert any(np.abs(b - a.numpy()).max() > 0 for b, a in zip(before, model.feature_head.weights))
 
 
 def test_mixed_float16_scales_every_optimizers_loss():
@@ -291,9 +283,9 @@ def test_compile_refuses_a_loss_or_a_single_optimizer():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("policy", ["float32", "mixed_float16"])
-def test_fit_and_evaluate_run_jit_compiled(policy):
-    keras.mixed_precision.set_global_policy(policy)
+def test_fit_and_evaluate_run_jit_compiled_under_mixed_float16():
+    # (float32 under XLA: the compiled train_step above.)
+    keras.mixed_precision.set_global_policy("mixed_float16")
     model = tiny_cut("cut")
     model.compile(jit_compile=True)
     data = tf.data.Dataset.from_tensor_slices(tiny_batch(batch=4)).batch(2)
