@@ -235,6 +235,7 @@ def test_the_optimizer_is_pytorchs_adam():
     assert float(variable[0]) == pytest.approx(-0.76 * LEARNING_RATE, rel=1e-2)
 
 
+@pytest.mark.slow  # trains
 def test_train_step_compiles_under_xla_with_the_identity_term_and_the_random_flip():
     # Both modes' paths in one compiled step: CUT's identity PatchNCE, FastCUT's random flip.
     model = tiny_cut("cut", flip_equivariance=True)
@@ -247,6 +248,7 @@ def test_train_step_compiles_under_xla_with_the_identity_term_and_the_random_fli
     assert any(np.abs(b - a.numpy()).max() > 0 for b, a in zip(before, model.feature_head.weights))
 
 
+@pytest.mark.slow  # trains
 def test_mixed_float16_scales_every_optimizers_loss():
     keras.mixed_precision.set_global_policy("mixed_float16")
     model = tiny_cut("cut")

@@ -80,7 +80,8 @@ def _pairs(steps):
     return tf.data.Dataset.from_tensor_slices(tiny_batch(batch=2 * steps)).batch(2)
 
 
-@pytest.mark.parametrize("jit_compile", [False, pytest.param(True, marks=pytest.mark.slow)])
+@pytest.mark.slow  # trains
+@pytest.mark.parametrize("jit_compile", [False, True])
 def test_the_average_after_n_steps_is_the_hand_computed_one(jit_compile):
     model = tiny_cut(ema_decay=0.8)
     model.compile(jit_compile=jit_compile)
@@ -113,6 +114,7 @@ def _as_saved(config):
     return json.loads(json.dumps(config))
 
 
+@pytest.mark.slow  # trains, saves and loads
 @pytest.mark.parametrize("mode, ema_decay", [("cut", 0.9), ("fastcut", None)])
 def test_save_and_load_keep_the_whole_config_every_weight_and_every_output(tmp_path, mode, ema_decay):
     model = tiny_cut(mode, ema_decay=ema_decay)

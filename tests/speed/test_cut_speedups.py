@@ -84,6 +84,7 @@ def _trained(speedups):
     return model, history
 
 
+@pytest.mark.slow  # trains
 def test_a_step_with_the_speedups_is_the_plain_step(every_device):
     """Same losses (1e-5 relative) and weights after two steps (1e-5) for every weight but
     those of the convolutions an instance norm follows: their gradient is rounding (the norm
