@@ -4,12 +4,16 @@
     python benchmarks/quality.py --out runs/quality --options transpose,resize --seeds 0
     python benchmarks/quality.py --out runs/quality --options transpose --ema-decays 0.999,0.99,0.9999
     python benchmarks/quality.py --out runs/quality --options transpose,cut,fastcut
+    python benchmarks/quality.py --out runs/quality_thicken --task thicken --options transpose,cut,fastcut
 
 Domain A: random crops of the colour photographs that scikit-image, scikit-learn and
 matplotlib install with themselves (no download; `pip install scikit-image scikit-learn
 matplotlib`, benchmark-only dependencies). Domain B: crops from other random places, restyled by
 `restyle` (a fixed colour transform and an unsharp mask: local, and sharpening rather than
-blurring, so it cannot hide a grid). Each photograph's bottom 35 % is held out: `testA` and
+blurring, so it cannot hide a grid); with `--task thicken`, by `thicken` instead (every dark
+stroke and detail made thicker, the colours kept: a change of shape that no generator can
+undo, where CUT's one-way loss should beat CycleGAN's cycle). Each photograph's bottom 35 %
+is held out: `testA` and
 `testB_paired` (the restyled truth of each testA crop) come only from there, at 96 px.
 
 Each option and seed trains with the library's own `train_and_evaluate` on the reference's
@@ -95,6 +99,23 @@ def restyle(image_uint8):
     return np.round(x * 255.0).astype(np.uint8)
 
 
+THICKEN_SIZE = 5  # the square a pixel takes the darkest value of, per channel
+
+
+def thicken(image_uint8):
+    """The `thicken` task's B rendering: every dark stroke, edge and detail made thicker (a
+    grey-level erosion, the darkest value of the 5x5 square around each pixel, per channel),
+    the colours kept. A change of shape, not of colour, and many to one: no generator can
+    undo it exactly, which a cycle asks of CycleGAN's and nothing asks of CUT's."""
+    from scipy.ndimage import grey_erosion
+
+    return grey_erosion(image_uint8, size=(THICKEN_SIZE, THICKEN_SIZE, 1), mode="reflect")
+
+
+# `--task`: how a B image is rendered from an A image (the truth of each test pair).
+TASKS = {"restyle": restyle, "thicken": thicken}
+
+
 def _crops(rng, regions, size, count):
     out = []
     for _ in range(count):
@@ -105,12 +126,19 @@ def _crops(rng, regions, size, count):
     return out
 
 
-def make_data(root, train_per_domain=600, test_count=64, seed=1234):
-    """Writes trainA, trainB, testA, testB, testB_paired under `root` (once)."""
+def make_data(root, task="restyle", train_per_domain=600, test_count=64, seed=1234):
+    """Writes trainA, trainB, testA, testB, testB_paired under `root` (once), B rendered by
+    `TASKS[task]`; an existing folder of another task is an error."""
     from PIL import Image
 
-    if os.path.exists(os.path.join(root, "done")):
+    done = os.path.join(root, "done")
+    if os.path.exists(done):
+        with open(done) as f:
+            made = f.read().strip() or "restyle"  # folders of before the task option: restyle
+        if made != task:
+            sys.exit(f"{root} holds the data of task {made!r}, not {task!r}: use another --out")
         return
+    render = TASKS[task]
     rng = np.random.default_rng(seed)
     train_regions, test_regions = [], []
     for _, image in photographs():
@@ -119,16 +147,17 @@ def make_data(root, train_per_domain=600, test_count=64, seed=1234):
         test_regions.append(image[split:])
     splits = {
         "trainA": _crops(rng, train_regions, TRAIN_CROP, train_per_domain),
-        "trainB": [restyle(c) for c in _crops(rng, train_regions, TRAIN_CROP, train_per_domain)],
+        "trainB": [render(c) for c in _crops(rng, train_regions, TRAIN_CROP, train_per_domain)],
         "testA": _crops(rng, test_regions, TEST_CROP, test_count),
-        "testB": [restyle(c) for c in _crops(rng, test_regions, TEST_CROP, test_count)],
+        "testB": [render(c) for c in _crops(rng, test_regions, TEST_CROP, test_count)],
     }
-    splits["testB_paired"] = [restyle(c) for c in splits["testA"]]
+    splits["testB_paired"] = [render(c) for c in splits["testA"]]
     for split, images in splits.items():
         os.makedirs(os.path.join(root, split), exist_ok=True)
         for i, image in enumerate(images):
             Image.fromarray(image).save(os.path.join(root, split, f"{i:04d}.png"))
-    open(os.path.join(root, "done"), "w").close()
+    with open(done, "w") as f:
+        f.write(task)
 
 
 def train_one(option, seed, steps, data_root, run_dir, threads, ema_decays=()):
@@ -310,6 +339,8 @@ def main():
     parser.add_argument("--options", default="transpose,resize")
     parser.add_argument("--seeds", default="0,1")
     parser.add_argument("--steps", type=int, default=5000, help=f"training steps, a multiple of {EPOCHS}")
+    parser.add_argument("--task", default="restyle", choices=sorted(TASKS),
+                        help="restyle: a colour transform and sharpening; thicken: dark strokes made thicker")
     parser.add_argument("--one", nargs=2, metavar=("OPTION", "SEED"), help=argparse.SUPPRESS)
     parser.add_argument("--ema-decays", default="",
                         help="score each run's averaged generators too, for these decays (the first kept by the model)")
@@ -330,7 +361,7 @@ def main():
         return
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    make_data(data_root)
+    make_data(data_root, args.task)
     options, seeds = args.options.split(","), [int(seed) for seed in args.seeds.split(",")]
     jobs = [(option, seed) for seed in seeds for option in options]
     # A seed's options side by side, the next seed after them; one option: two seeds at a time.

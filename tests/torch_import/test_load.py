@@ -24,6 +24,13 @@ def checkpoint_folder(folder, epoch="latest", g_b="gen_affine.pth", d_b="disc_le
     return folder
 
 
+def _one_step_sets(demo_root, *model_sets):
+    """`train --set` assignments for a one-step run on the demo data with these model keys."""
+    return [f"data.root={demo_root}", "data.load_size=32", "data.crop_size=32", *model_sets, "train.epochs=1",
+            "train.epochs_decay=0", "train.steps_per_epoch=1", "train.verbose=0", "eval.every_n_epochs=0",
+            "checkpoint.every_n_epochs=0"]
+
+
 def test_load_torch_generator_is_public_and_computes_what_pytorch_computed():
     generator = tc.load_torch_generator(os.path.join(FIXTURES, "gen.pth"))
     ours = generator(OUTPUTS["input_oblong"]).numpy()
@@ -129,10 +136,8 @@ def test_train_init_from_starts_a_run_from_an_imported_cyclegan(tmp_path, demo_r
     folder = checkpoint_folder(str(tmp_path / "ckpt"), g_a="gen_affine.pth", g_b="gen_affine.pth",
                                d_a="disc_affine.pth", d_b="disc_affine.pth")
     assert main(["import-torch", folder, "--out", str(model)]) == 0
-    sets = [f"data.root={demo_root}", "data.load_size=32", "data.crop_size=32", "model.filters=8",
-            "model.num_residual_blocks=2", "model.disc_filters=8", "model.norm_affine=true", "train.epochs=1",
-            "train.epochs_decay=0", "train.steps_per_epoch=1", "train.verbose=0", "eval.every_n_epochs=0",
-            "checkpoint.every_n_epochs=0"]
+    sets = _one_step_sets(demo_root, "model.filters=8", "model.num_residual_blocks=2", "model.disc_filters=8",
+                          "model.norm_affine=true")
     with caplog.at_level("INFO"):
         assert main(["train", "--run-dir", str(tmp_path / "run"), "--init-from", str(model), "--set", *sets]) == 0
     assert "optimizers start fresh" in caplog.text
@@ -266,10 +271,8 @@ def test_a_cut_generator_goes_from_pth_to_tflite_in_two_commands(tmp_path):
 def test_train_init_from_continues_an_imported_cut_run(tmp_path, demo_root, caplog):
     model = tmp_path / "cut.keras"
     assert main(["import-torch", cut_folder(str(tmp_path / "run")), "--out", str(model)]) == 0
-    sets = [f"data.root={demo_root}", "data.load_size=32", "data.crop_size=32", "model.kind=cut", "model.filters=4",
-            "model.num_residual_blocks=5", "model.disc_filters=4", "model.head_units=16", "train.epochs=1",
-            "train.epochs_decay=0", "train.steps_per_epoch=1", "train.verbose=0", "eval.every_n_epochs=0",
-            "checkpoint.every_n_epochs=0"]
+    sets = _one_step_sets(demo_root, "model.kind=cut", "model.filters=4", "model.num_residual_blocks=5",
+                          "model.disc_filters=4", "model.head_units=16")
     with caplog.at_level("INFO"):
         assert main(["train", "--run-dir", str(tmp_path / "train"), "--init-from", str(model), "--set", *sets]) == 0
     assert "Started the networks (generator, discriminator, feature_head)" in caplog.text
