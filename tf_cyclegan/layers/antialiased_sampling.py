@@ -63,8 +63,7 @@ class BlurUpSampling2D(keras.layers.Layer):
     That is exactly a bilinear resize by 2 with half-pixel centres: each new pixel is 3/4 of
     its nearest old pixel and 1/4 of the next nearest (the edge pixel itself at the borders),
     so it is computed as one, by TensorFlow's own resize kernel, whose gradient is one native
-    op too: 12x faster for the step than the same sums written with slices and a stack
-    (whose gradients are chains of copies), which the generator's backward pass felt. It
+    op too (the same sums written with slices have gradients that are chains of copies). It
     traces with unknown sizes, compiles under XLA, and converts to TFLite (RESIZE_BILINEAR,
     half-pixel centres) and ONNX (Resize); it computes in float32, cast back to the layer's dtype.
     Every output pixel gets its value the same way, so no period-2 grid, unlike a stride-2

@@ -96,7 +96,7 @@ class CUT(keras.Model):
         `keys`: None, or the encoder features of `real_a` (and of `real_b` where `same_b` is
         given), one list each, where the caller has them already (`nce_loss`)."""
         patch_ids = patch_ids or {}
-        keys_a, keys_b = (keys or []) + [None] * (2 - len(keys or []))
+        keys_a, keys_b = (list(keys or ()) + [None, None])[:2]
         gan_a2b = gan_loss(self.discriminator(fake_b, training=training), True, "lsgan")  # fool the discriminator
         losses = {"gan_a2b": gan_a2b}
         gen_total = self.lambda_gan * gan_a2b

@@ -239,24 +239,31 @@ def run_config(config, run_dir, restart=False):
     command leaves at its default takes the run's own value, said in the log. `config` itself
     where nothing is kept, on a restart, or where `run_dir` holds no run."""
     saved_config = None if restart else _saved_config(run_dir)
-    return config if saved_config is None else _keeping_run_settings(config, saved_config, run_dir)
+    if saved_config is None:
+        return config
+    config, kept = _keeping_run_settings(config, saved_config)
+    _log_kept(run_dir, kept)
+    return config
 
 
-def _keeping_run_settings(config, saved_config, run_dir, log=True):
-    def value(of, key):
-        section, name = key.split(".")
-        return getattr(getattr(of, section), name)
-
+def _keeping_run_settings(config, saved_config):
+    """(`config` with the settings the run keeps, {key: the run's value} of those)."""
+    kept = {}
     for key, old_value in _KEPT_BY_RUN.items():
-        default = value(Config(), key)
-        if value(saved_config, key) == old_value and value(config, key) == default != old_value:
-            if log:
-                logger.info("%s was started with %s: %s, and resumes with it (the default is %r now; start a new "
-                            "run for it).", run_dir, key, old_value, default)
-            section, name = key.split(".")
+        section, name = key.split(".")
+        default = getattr(getattr(Config(), section), name)
+        if getattr(getattr(saved_config, section), name) == old_value and \
+                getattr(getattr(config, section), name) == default != old_value:
+            kept[key] = old_value
             config = dataclasses.replace(
                 config, **{section: dataclasses.replace(getattr(config, section), **{name: old_value})})
-    return config
+    return config, kept
+
+
+def _log_kept(run_dir, kept):
+    for key, value in kept.items():
+        logger.info("%s was started with %s: %s, and resumes with it (the default differs now; start a new run "
+                    "for it).", run_dir, key, value)
 
 
 def resuming(config, run_dir, restart):
@@ -283,9 +290,8 @@ def resume_plan(config, run_dir, restart):
             raise ConfigError(f"{run_dir} holds {', '.join(others)} but no config.yaml: not a run this package can "
                               "resume. Use another --run-dir (nothing there was changed).")
         return False, config
-    kept = _keeping_run_settings(config, saved_config, run_dir, log=False)
-    saved = saved_config.to_dict()
-    saved, wanted = flatten_config(saved), flatten_config(kept.to_dict())
+    config, kept = _keeping_run_settings(config, saved_config)
+    saved, wanted = flatten_config(saved_config.to_dict()), flatten_config(config.to_dict())
     changed = [f"{key}: {saved.get(key)!r} in the run, {wanted.get(key)!r} now" for key in sorted(wanted)
                if not _same_setting(key, saved.get(key), wanted.get(key)) and not key.startswith(_RESUMABLE)]
     if changed:
@@ -297,7 +303,8 @@ def resume_plan(config, run_dir, restart):
             f"{run_dir} holds a run with a different config ({'; '.join(changed)}). "
             "Use the same config to resume it, --restart to start it over, or another --run-dir." + hint
         )
-    return True, _keeping_run_settings(config, saved_config, run_dir)
+    _log_kept(run_dir, kept)
+    return True, config
 
 
 class RecordConfig(keras.callbacks.Callback):
