@@ -59,6 +59,26 @@ def random_pairs(count=4, size=TINY_SIZE, seed=0):
     return tf.data.Dataset.from_tensor_slices((real_a, real_b)).batch(1)
 
 
+class RecordWeights(keras.callbacks.Callback):
+    """The weights of the model's networks `names` after every training step, in `seen`."""
+
+    def __init__(self, *names):
+        super().__init__()
+        self.names, self.seen = names, []
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.seen.append([np.asarray(w) for name in self.names for w in getattr(self.model, name).weights])
+
+
+def hand_average(history, decay):
+    """The bias-corrected moving average of weights seen at steps 1..t: the i-th weighted by
+    decay ** (t - i), normalised (what `tf_cyclegan.models.averaging` keeps)."""
+    t = len(history)
+    factors = np.array([decay ** (t - i) for i in range(1, t + 1)], np.float64)
+    return [sum(f * step[k].astype(np.float64) for f, step in zip(factors, history)) / factors.sum()
+            for k in range(len(history[0]))]
+
+
 def image_folder(root, name, count, size=(40, 50), seed=0):
     """`root/name/` holding `count` random RGB PNGs (`0.png`, `1.png`, ...) of `size` (H, W)."""
     folder = root / name

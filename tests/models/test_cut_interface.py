@@ -8,7 +8,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import tiny_cyclegan
+from conftest import RecordWeights, hand_average, tiny_cyclegan
 from test_cut import tiny_batch, tiny_cut
 
 from tf_cyclegan.choices import NETWORKS
@@ -59,37 +59,19 @@ def test_off_means_no_extra_variables_and_no_config_key():
     assert not trained & {id(v) for v in averaged.generator_ema.weights}
 
 
-class _RecordGenerator(keras.callbacks.Callback):
-    def __init__(self):
-        super().__init__()
-        self.seen = []
-
-    def on_train_batch_end(self, batch, logs=None):
-        self.seen.append([np.asarray(w) for w in self.model.generator.weights])
-
-
-def _hand_average(history, decay):
-    """Weights seen at steps 1..t, the i-th weighted by decay ** (t - i), normalised."""
-    t = len(history)
-    factors = np.array([decay ** (t - i) for i in range(1, t + 1)], np.float64)
-    return [sum(f * step[k].astype(np.float64) for f, step in zip(factors, history)) / factors.sum()
-            for k in range(len(history[0]))]
-
-
 def _pairs(steps):
     return tf.data.Dataset.from_tensor_slices(tiny_batch(batch=2 * steps)).batch(2)
 
 
-@pytest.mark.slow  # trains
-@pytest.mark.parametrize("jit_compile", [False, True])
-def test_the_average_after_n_steps_is_the_hand_computed_one(jit_compile):
+@pytest.mark.slow  # trains (under XLA and mixed_float16: tests/models/test_cut.py)
+def test_the_average_after_n_steps_is_the_hand_computed_one():
     model = tiny_cut(ema_decay=0.8)
-    model.compile(jit_compile=jit_compile)
-    record = _RecordGenerator()
+    model.compile(jit_compile=False)
+    record = RecordWeights("generator")
     model.fit(_pairs(3), epochs=1, verbose=0, callbacks=[record])
     assert int(np.asarray(model.ema_updates)) == 3
     averaged = [np.asarray(w) for w in model.generator_ema.weights]
-    for got, want in zip(averaged, _hand_average(record.seen, 0.8)):
+    for got, want in zip(averaged, hand_average(record.seen, 0.8)):
         np.testing.assert_allclose(got, want, atol=2e-6)
     assert max(float(np.abs(a - b).max()) for a, b in zip(averaged, record.seen[-1])) > 1e-5
 

@@ -101,3 +101,24 @@ def test_a_patch_the_head_maps_to_zero_gets_a_zero_gradient_not_nan():
         loss = tf.reduce_sum(sampled * tf.constant([1.0, 2.0, 3.0, 4.0]))
     assert not sampled[0, 0].numpy().any()
     assert all(np.isfinite(g.numpy()).all() for g in tape.gradient(loss, head.trainable_weights))
+
+
+@pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
+def test_the_head_computes_in_float32_under_any_policy_and_from_any_saved_config(policy):
+    """Its gradients overflow float16 where a projection is short (the normalisation divides
+    by its length): a float16 head was never updated under mixed_float16."""
+    keras.mixed_precision.set_global_policy(policy)
+    head = PatchSampleHead([3, 8], units=16)
+    saved_under_the_policy = {**head.get_config(), "dtype": policy}  # as an earlier version saved it
+    for layer in (head, PatchSampleHead.from_config(saved_under_the_policy)):
+        assert layer.compute_dtype == "float32" and layer.variable_dtype == "float32"
+        assert {sub.compute_dtype for sub in layer.hidden_layers + layer.output_layers} == {"float32"}
+    features = [tf.ones((1, 4, 4, 3), policy[6:]), tf.ones((1, 2, 2, 8), policy[6:])]
+    short = [tf.fill((1, 4, 4, 3), 1e-6), tf.fill((1, 2, 2, 8), 1e-6)]
+    for inputs in (features, short):
+        with tf.GradientTape() as tape:
+            projected = head([tf.cast(x, policy[6:]) for x in inputs], [tf.range(3), tf.range(2)])
+            loss = sum(tf.reduce_sum(p[..., 0]) for p in projected)
+        gradients = tape.gradient(loss, head.trainable_variables)
+        assert all(p.dtype == tf.float32 for p in projected)
+        assert all(bool(tf.reduce_all(tf.math.is_finite(g))) for g in gradients)

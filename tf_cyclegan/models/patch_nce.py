@@ -22,6 +22,11 @@ class PatchSampleHead(keras.layers.Layer):
     The official head builds its MLPs on the first batch it sees; this one is told the
     tapped layers' channel counts, so it is built (and can be saved) before any data.
 
+    It computes in float32 whatever the global policy (its `dtype` is always "float32",
+    files saved under another policy included): under mixed_float16 its gradients, which the
+    L2 normalisation makes large where a projection is short, overflow float16 at any loss
+    scale, so the head would never be updated. Its cost is a few small matrix products.
+
     Args:
         channels: list of int. Channels of each tapped feature map, in order.
         units: int, default 256 (the official `netF_nc`). Width of both Dense layers.
@@ -38,7 +43,7 @@ class PatchSampleHead(keras.layers.Layer):
     """
 
     def __init__(self, channels, units=256, **kwargs):
-        super().__init__(**kwargs)
+        super().__init__(**{**kwargs, "dtype": "float32"})
         if not channels or any(int(c) < 1 for c in channels) or units < 1:
             raise ValueError(f"Need channels (each >= 1) and units >= 1. Received: channels={channels!r}, "
                              f"units={units!r}")
@@ -68,8 +73,8 @@ class PatchSampleHead(keras.layers.Layer):
     def _project(feature, ids, hidden, output):
         shape = tf.shape(feature)
         flat = tf.reshape(feature, (shape[0], shape[1] * shape[2], feature.shape[-1]))  # row-major, as the official
-        sampled = tf.gather(flat, ids, axis=1)
-        projected = tf.cast(output(hidden(sampled)), tf.float32)
+        sampled = tf.cast(tf.gather(flat, ids, axis=1), tf.float32)
+        projected = output(hidden(sampled))
         # The official Normalize: x / (||x|| + 1e-7), not tf.math.l2_normalize's x / max(||x||, eps).
         # The root of a zero sum has no gradient (NaN, in PyTorch too); a patch whose ReLU MLP
         # gives exactly zero happens with narrow heads, so the sum is floored far below any value.
