@@ -217,6 +217,13 @@ def run_layer_test(layer_class, init_kwargs, input_shape, expected_output_shape,
     return layer
 
 
+def pytest_collection_modifyitems(config, items):
+    """The tests marked slow first (a stable sort; pytest-xdist's worksteal, `make test`, then
+    balances them): the workers end on short tests together, instead of one waiting while the
+    other runs a long test it drew last."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
 @pytest.fixture(autouse=True)
 def float32_policy():
     """Every test starts and ends under float32, whatever a test set."""

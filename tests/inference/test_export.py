@@ -160,7 +160,8 @@ def test_a_model_trained_under_mixed_float16_saves_reloads_and_exports_float32(t
     expected32 = in_float32(image).numpy()
     assert np.abs(expected32 - expected.numpy()).max() <= 5e-3
 
-    export_model(tmp_path / "model.keras", tmp_path / "out", formats=("savedmodel", "tflite"), tflite_size=32)
+    export_model(tmp_path / "model.keras", tmp_path / "out", formats=("savedmodel", "tflite"), directions=("a2b",),
+                 tflite_size=32)
     saved = tf.saved_model.load(str(tmp_path / "out" / "a2b" / "savedmodel"))
     result = saved.signatures["translate_float"](images=tf.constant(image))["images"]
     assert result.dtype == tf.float32

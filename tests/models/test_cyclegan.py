@@ -19,15 +19,13 @@ def _weights(model):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("policy", ["float32", "mixed_bfloat16", "mixed_float16"])
+@pytest.mark.parametrize("policy", ["float32", "mixed_bfloat16"])  # mixed_float16: under XLA, below
 def test_one_fit_epoch_changes_all_four_networks(policy):
     keras.mixed_precision.set_global_policy(policy)
     model = tiny_cyclegan()
     model.compile()
     before = _weights(model)
-    # 12 steps: under mixed_float16 the first few overflow at the initial 2**15 loss scale
-    # and are skipped while the scale halves.
-    history = model.fit(random_pairs(count=12), epochs=1, verbose=0)
+    history = model.fit(random_pairs(count=2), epochs=1, verbose=0)
     after = _weights(model)
     for name in NETWORKS:
         changed = [not np.array_equal(b, a) for b, a in zip(before[name], after[name])]
@@ -35,10 +33,6 @@ def test_one_fit_epoch_changes_all_four_networks(policy):
     for key, values in history.history.items():
         assert np.isfinite(values[-1]), (key, values)
     assert set(history.history) >= {"gen_total", "gan_a2b", "cycle_a", "identity_b", "disc_a", "disc_b"}
-    if policy == "mixed_float16":
-        for optimizer in (model.gen_optimizer, model.disc_optimizer):
-            assert isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
-            assert 0 < int(optimizer.inner_optimizer.iterations.numpy()) <= 12
 
 
 @pytest.mark.slow
@@ -108,6 +102,10 @@ def test_the_whole_step_compiles_under_xla_and_matches_the_plain_graph(policy, b
     for name in NETWORKS:
         changed = [not np.array_equal(b, a) for b, a in zip(xla.weights_at_start[name], after[name])]
         assert all(changed), f"{name}: {changed.count(False)} variables did not change under XLA"
+    if policy == "mixed_float16":
+        for optimizer in (xla.gen_optimizer, xla.disc_optimizer):
+            assert isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
+            assert 0 < int(optimizer.inner_optimizer.iterations.numpy()) <= steps
 
 
 @pytest.mark.parametrize("stacked", [False, True])
