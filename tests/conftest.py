@@ -218,9 +218,9 @@ def run_layer_test(layer_class, init_kwargs, input_shape, expected_output_shape,
 
 
 def pytest_collection_modifyitems(config, items):
-    """The tests marked slow first (a stable sort; pytest-xdist's worksteal, `make test`, then
-    balances them): the workers end on short tests together, instead of one waiting while the
-    other runs a long test it drew last."""
+    """The tests marked slow first (a stable sort): pytest-xdist hands the workers tests in
+    this order, so they end on short tests together, instead of one waiting while the other
+    runs a long test it drew last."""
     items.sort(key=lambda item: item.get_closest_marker("slow") is None)
 
 
