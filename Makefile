@@ -24,13 +24,13 @@ demo: $(STAMP) data/demo/trainA
 
 test: $(STAMP)
 	$(BIN)/lint-imports  # the layers of pyproject.toml's [tool.importlinter]
-	$(BIN)/python -m pytest -n auto tests  # one worker per core (pytest-xdist): 1.7x on 2 cores
+	$(BIN)/python -m pytest -n auto --dist worksteal tests  # one worker per core (pytest-xdist): 1.7x on 2 cores
 
 # The tests marked `onednn` once more with TensorFlow's oneDNN setting flipped from what this
 # process's TensorFlow runs (on by default on recent Intel CPUs, off on AMD ones).
 test-onednn-flipped: $(STAMP)
 	flipped=$$($(BIN)/python -c "from tf_cyclegan.runtime import onednn_enabled; print(int(not onednn_enabled()))") \
-	  && test -n "$$flipped" && TF_ENABLE_ONEDNN_OPTS=$$flipped $(BIN)/python -m pytest -n auto tests -m onednn
+	  && test -n "$$flipped" && TF_ENABLE_ONEDNN_OPTS=$$flipped $(BIN)/python -m pytest -n auto --dist worksteal tests -m onednn
 
 clean:
 	rm -rf runs data

@@ -218,9 +218,10 @@ def run_layer_test(layer_class, init_kwargs, input_shape, expected_output_shape,
 
 
 def pytest_collection_modifyitems(config, items):
-    """The tests marked slow first (a stable sort): pytest-xdist hands the workers tests in
-    this order, so they end on short tests together, instead of one waiting while the other
-    runs a long test it drew last."""
+    """The tests marked slow first (a stable sort), so that the workers end on short tests
+    together. `make test` also lets an idle pytest-xdist worker take tests queued for the other
+    (`--dist worksteal`): the default hands each worker a block of tests in advance, and one
+    worker was seen running its block of slow tests for minutes while the other waited."""
     items.sort(key=lambda item: item.get_closest_marker("slow") is None)
 
 
