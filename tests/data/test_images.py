@@ -69,33 +69,51 @@ def _photo_with_orientation(path, orientation):
     return pixels
 
 
-@pytest.mark.parametrize("orientation, turn", [
-    (1, lambda p: p),
-    (2, lambda p: p[:, ::-1]),
-    (3, lambda p: p[::-1, ::-1]),
-    (4, lambda p: p[::-1]),
-    (5, lambda p: p.transpose(1, 0, 2)),
-    (6, lambda p: np.rot90(p, k=-1)),  # stored rotated; viewed turned 90 degrees clockwise
-    (7, lambda p: np.rot90(p, k=-1)[::-1]),
-    (8, lambda p: np.rot90(p, k=1)),
-])
-@pytest.mark.parametrize("cache", [True, False])
-def test_exif_orientation_is_applied_as_pillow_shows_the_photo(tmp_path, orientation, turn, cache):
+# EXIF orientation -> how every viewer turns the stored pixels.
+ORIENTATIONS = {
+    1: lambda p: p,
+    2: lambda p: p[:, ::-1],
+    3: lambda p: p[::-1, ::-1],
+    4: lambda p: p[::-1],
+    5: lambda p: p.transpose(1, 0, 2),
+    6: lambda p: np.rot90(p, k=-1),  # stored rotated; viewed turned 90 degrees clockwise
+    7: lambda p: np.rot90(p, k=-1)[::-1],
+    8: lambda p: np.rot90(p, k=1),
+}
+
+
+@pytest.mark.parametrize("orientation", sorted(ORIENTATIONS))
+def test_exif_orientation_is_applied_as_pillow_shows_the_photo(tmp_path, orientation):
     from PIL import Image, ImageOps
 
+    pixels = _photo_with_orientation(tmp_path / "photo.png", orientation)
+    with Image.open(tmp_path / "photo.png") as photo:
+        viewed = np.asarray(ImageOps.exif_transpose(photo))  # what every viewer shows
+    np.testing.assert_array_equal(viewed, ORIENTATIONS[orientation](pixels))
+    np.testing.assert_array_equal(read_image(tmp_path / "photo.png").numpy(), viewed)
+
+
+@pytest.mark.parametrize("cache", [True, False])
+def test_the_training_pipeline_turns_every_exif_orientation_as_pillow_shows_it(tmp_path, cache):
+    """One photo per orientation in each domain, read in order (no shuffle): each is resized to a
+    square as it is viewed, not as it is stored; not cropped, not flipped."""
+    from PIL import Image, ImageOps
+
+    viewed = []
     for domain in ("a", "b"):
         os.makedirs(tmp_path / domain)
-        pixels = _photo_with_orientation(tmp_path / domain / "photo.png", orientation)
-    with Image.open(tmp_path / "a" / "photo.png") as photo:
-        viewed = np.asarray(ImageOps.exif_transpose(photo))  # what every viewer shows
-    np.testing.assert_array_equal(viewed, turn(pixels))
-    np.testing.assert_array_equal(read_image(tmp_path / "a" / "photo.png").numpy(), viewed)
-    # Through the training pipeline: resized to a square, not cropped, not flipped.
+        for orientation in sorted(ORIENTATIONS):
+            _photo_with_orientation(tmp_path / domain / f"{orientation}.png", orientation)
+    for orientation in sorted(ORIENTATIONS):
+        with Image.open(tmp_path / "a" / f"{orientation}.png") as photo:
+            viewed.append(np.asarray(ImageOps.exif_transpose(photo)))
     dataset = make_unpaired_dataset(tmp_path / "a", tmp_path / "b", load_size=8, crop_size=8, flip=False,
-                                    cache=cache, seed=0)
-    real_a, _ = next(iter(dataset))
-    expected = to_minus_one_one(resize_to_load_size(tf.constant(viewed), 8)).numpy()
-    np.testing.assert_allclose(real_a[0].numpy(), expected, atol=1e-6)
+                                    cache=cache, shuffle=False, seed=0)
+    batches = [real_a[0].numpy() for real_a, _ in dataset]
+    assert len(batches) == len(ORIENTATIONS)
+    for orientation, view, got in zip(sorted(ORIENTATIONS), viewed, batches):
+        expected = to_minus_one_one(resize_to_load_size(tf.constant(view), 8)).numpy()
+        np.testing.assert_allclose(got, expected, atol=1e-6, err_msg=f"orientation {orientation}")
 
 
 def test_webp_files_are_read(tmp_path):

@@ -4,7 +4,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import FIXTURES, TINY_SIZE, conv_path, random_pairs, tiny_cyclegan
+from conftest import FIXTURES, TINY_SIZE, RecordWeights, conv_path, hand_average, random_pairs, tiny_cyclegan
 
 from tf_cyclegan import CycleGAN
 from tf_cyclegan.layers.legacy import load_weights
@@ -57,11 +57,12 @@ def test_loss_scaling_acts_on_both_optimizers_under_mixed_float16():
         assert int(opt.inner_optimizer.iterations.numpy()) == 0
 
 
-def _first_step_and_trained(jit_compile, initial=None, steps=1, cpu_speedups="off"):
+def _first_step_and_trained(jit_compile, initial=None, steps=1, cpu_speedups="off", ema_decay=None):
     """A tiny CycleGAN's losses on its first batch (one fit epoch of one batch), then the model
-    after `steps - 1` more batches; `initial` weights, or a fresh model's."""
+    after `steps - 1` more batches; `initial` weights, or a fresh model's. The generators'
+    weights after every step are in `model.recorded.seen`."""
     keras.utils.set_random_seed(3)
-    model = tiny_cyclegan()
+    model = tiny_cyclegan(ema_decay=ema_decay)
     model.compile(jit_compile=jit_compile)
     apply_cpu_speedups(model, cpu_speedups)
     model.build((1, TINY_SIZE, TINY_SIZE, 3))
@@ -69,9 +70,10 @@ def _first_step_and_trained(jit_compile, initial=None, steps=1, cpu_speedups="of
         model.set_weights(initial)
     start = [np.asarray(w).copy() for w in model.weights]
     model.weights_at_start = _weights(model)
-    first = model.fit(random_pairs(count=1, seed=9), epochs=1, verbose=0).history
+    model.recorded = RecordWeights("gen_a2b", "gen_b2a")
+    first = model.fit(random_pairs(count=1, seed=9), epochs=1, verbose=0, callbacks=[model.recorded]).history
     if steps > 1:
-        model.fit(random_pairs(count=steps - 1, seed=10), epochs=1, verbose=0)
+        model.fit(random_pairs(count=steps - 1, seed=10), epochs=1, verbose=0, callbacks=[model.recorded])
     return {key: float(values[0]) for key, values in first.items()}, start, model
 
 
@@ -90,8 +92,11 @@ def test_the_whole_step_compiles_under_xla_and_matches_the_plain_graph(policy, b
     # Under mixed_float16 the first steps overflow at the initial 2**15 loss scale and are
     # skipped while the scale halves, so more steps are needed for every network to change.
     steps = 12 if policy == "mixed_float16" else 2
-    plain_losses, start, _ = _first_step_and_trained(jit_compile=False)
-    xla_losses, _, xla = _first_step_and_trained(jit_compile=True, initial=start, steps=steps, cpu_speedups="auto")
+    # On the GPU's path, with averaged generators as well (the config's default).
+    ema_decay = 0.8 if policy == "mixed_float16" else None
+    plain_losses, start, _ = _first_step_and_trained(jit_compile=False, ema_decay=ema_decay)
+    xla_losses, _, xla = _first_step_and_trained(jit_compile=True, initial=start, steps=steps, cpu_speedups="auto",
+                                                 ema_decay=ema_decay)
     assert all(cpu_speedups_applied(xla).values()) is (branches == "cpu")
     assert xla.jit_compile and xla.train_function is not None
     worst = max(abs(xla_losses[key] - plain_losses[key]) for key in plain_losses)
@@ -106,6 +111,16 @@ def test_the_whole_step_compiles_under_xla_and_matches_the_plain_graph(policy, b
         for optimizer in (xla.gen_optimizer, xla.disc_optimizer):
             assert isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
             assert 0 < int(optimizer.inner_optimizer.iterations.numpy()) <= steps
+        # The averaged generators under XLA and mixed_float16 (they stay float32 variables and
+        # compute as the generators do): the hand-computed average of every step's weights,
+        # skipped steps included, and not the last iterate.
+        assert int(np.asarray(xla.ema_updates)) == steps
+        assert {w.dtype for w in xla.gen_a2b_ema.weights} == {"float32"}
+        assert xla.gen_a2b_ema.dtype_policy.name == policy
+        averaged = [np.asarray(w) for w in xla.gen_a2b_ema.weights + xla.gen_b2a_ema.weights]
+        for got, want in zip(averaged, hand_average(xla.recorded.seen, 0.8), strict=True):
+            np.testing.assert_allclose(got, want, atol=2e-6)
+        assert max(float(np.abs(a - b).max()) for a, b in zip(averaged, xla.recorded.seen[-1])) > 1e-4
 
 
 @pytest.mark.parametrize("stacked", [False, True])
