@@ -328,6 +328,63 @@ def exported_cyclegan(tmp_path_factory):
 
 
 
+# The CLI's arguments of `trained_run` after `train --run-dir <folder>`: configs/demo.yaml at
+# test sizes, 1 constant epoch and 1 decaying one of 6 steps each (6 images a domain), averaged
+# generators (on by default), evaluation at the second epoch's end, scalars every 2 steps and
+# images every 4.
+TRAINED_RUN_ARGS = [
+    "--config", os.path.join(CONFIGS, "demo.yaml"),
+    "--set", "data.load_size=36", "data.crop_size=32", "model.filters=4", "model.num_residual_blocks=1",
+    "model.disc_filters=4", "train.epochs=1", "train.epochs_decay=1", "train.verbose=0", "data.num_samples=2",
+    "eval.every_n_epochs=2", "monitor.scalars_every_n_steps=2", "monitor.images_every_n_steps=4",
+]
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory):
+    """A finished tiny run, trained once a run (`once_a_run`) by `tf-cyclegan train --run-dir
+    <run> --set data.root=<data> TRAINED_RUN_ARGS` on its own synthetic dataset (6 training and
+    3 test images a domain, 36 px, as `demo_root`). For the tests that read a run: each that
+    changes one works on `copy_run`'s copy. Returns {"run_dir", "argv" (the command's arguments
+    after "train", the run directory included), "printed" (its standard output)}."""
+    import io
+    import shutil
+    import sys
+
+    from tf_cyclegan.cli import main
+
+    root = shared_folder(tmp_path_factory, "trained_run")
+    run_dir, data = root / "run", root / "data"
+    argv = ["--run-dir", str(run_dir), "--set", f"data.root={data}", *TRAINED_RUN_ARGS]
+
+    def make():
+        shutil.rmtree(run_dir, ignore_errors=True)  # what a failed attempt may have left
+        shutil.rmtree(data, ignore_errors=True)
+        make_demo_data(data, num_train=6, num_test=3, size=36, seed=1)
+        printed, stdout = io.StringIO(), sys.stdout
+        sys.stdout = printed
+        try:
+            code = main(["train", *argv])
+        finally:
+            sys.stdout = stdout
+        assert code == 0, printed.getvalue()
+        return printed.getvalue()
+
+    return {"run_dir": run_dir, "argv": argv, "printed": once_a_run(root, "trained", make)}
+
+
+def copy_run(trained_run, destination):
+    """A copy of `trained_run`'s run directory at `destination`, and the CLI arguments that train
+    it there (the run's own, with `--run-dir destination`)."""
+    import shutil
+
+    shutil.copytree(trained_run["run_dir"], destination)
+    argv = list(trained_run["argv"])
+    argv[argv.index("--run-dir") + 1] = str(destination)
+    return argv
+
+
+
 def assert_computes_as_pytorch(network, outputs, key, names, atol):
     """`network` on each fixture input `outputs["input_<name>"]` gives `outputs["<key>_<name>"]`
     (what the PyTorch network computed) within `atol`, at the same shape."""

@@ -3,7 +3,7 @@ import os
 
 import pytest
 import tensorflow as tf
-from conftest import CONFIGS, saved_tiny_cyclegan
+from conftest import copy_run, saved_tiny_cyclegan
 
 from tf_cyclegan.benchmarking.flops import training_step_flops
 from tf_cyclegan.cli import main
@@ -67,18 +67,9 @@ def _check_tensorboard_tags(log_dir):
     assert [event.step for event in evaluation.Tensors("eval/a2b/paired_mae")] == [2]
 
 
-@pytest.mark.slow
-def test_train_writes_a_complete_run_directory(demo_root, tmp_path, capsys):
-    run_dir = tmp_path / "run"
-    code = main([
-        "train", "--config", os.path.join(CONFIGS, "demo.yaml"), "--run-dir", str(run_dir),
-        "--set", f"data.root={demo_root}", "--set", "data.load_size=36", "--set", "data.crop_size=32",
-        "--set", "model.filters=4", "--set", "model.num_residual_blocks=1", "--set", "model.disc_filters=4",
-        "--set", "train.epochs=1", "--set", "train.epochs_decay=1", "--set", "train.verbose=0",
-        "--set", "data.num_samples=2", "--set", "eval.every_n_epochs=2",
-        "--set", "monitor.scalars_every_n_steps=2", "--set", "monitor.images_every_n_steps=4",
-    ])
-    assert code == 0
+@pytest.mark.slow  # trains, in conftest's trained_run
+def test_train_writes_a_complete_run_directory(trained_run):
+    run_dir = trained_run["run_dir"]
     files = set(os.listdir(run_dir))
     assert {"config.yaml", "model.keras", "log.csv", "results.json", "logs", "samples", "backup",
             "checkpoints"} <= files
@@ -92,7 +83,7 @@ def test_train_writes_a_complete_run_directory(demo_root, tmp_path, capsys):
     assert {"gen_total", "disc_a", "cycle_b", "learning_rate"} <= set(header)
     rates = [float(row.split(",")[header.index("learning_rate")]) for row in rows[1:]]
     assert rates == pytest.approx([2e-4, 1e-4])  # 1 constant epoch, then decay over 1 (/2)
-    assert "baseline" in capsys.readouterr().out
+    assert "baseline" in trained_run["printed"]
     _check_tensorboard_tags(run_dir / "logs")
     # Neither temporary nor partial model files are left behind.
     assert not [name for name in files if ".tmp" in name]
@@ -342,10 +333,9 @@ def test_a_duplicate_key_and_a_config_with_no_epoch_are_one_line_naming_them(tmp
 
 
 @pytest.mark.slow
-def test_train_restart_deletes_the_runs_files_and_keeps_the_users(demo_root, tmp_path, capsys):
+def test_train_restart_deletes_the_runs_files_and_keeps_the_users(trained_run, tmp_path):
     run_dir = tmp_path / "run"
-    argv = ["train", "--run-dir", str(run_dir), "--set", f"data.root={demo_root}", *_TINY_TRAIN]
-    assert main(argv) == 0
+    argv = ["train", *copy_run(trained_run, run_dir)]
     mine = ["checkpoints/best_by_hand.keras", "samples/mine.png", "logs/myexp/events.out.tfevents.1.me.1.v2",
             "backup/notes.txt", "notes.txt"]
     for rel in mine:
@@ -355,7 +345,8 @@ def test_train_restart_deletes_the_runs_files_and_keeps_the_users(demo_root, tmp
     assert main(argv + ["--restart"]) == 0
     assert all((run_dir / rel).read_text() == "mine" for rel in mine)
     assert os.path.getmtime(run_dir / "model.keras") > 0  # the run's own files were written anew
-    assert sorted(os.listdir(run_dir / "checkpoints")) == ["best_by_hand.keras", "epoch_0001.keras"]
+    assert sorted(os.listdir(run_dir / "checkpoints")) == ["best_by_hand.keras", "epoch_0001.keras",
+                                                           "epoch_0002.keras"]
     assert len(os.listdir(run_dir / "logs" / "train")) == 1  # the first run's event file was deleted
 
 

@@ -63,11 +63,12 @@ def test_an_unwritable_run_directory_is_reported_before_the_data_is_read(tmp_pat
 
 
 @pytest.mark.slow
-def test_a_trained_run_without_its_backup_stops_and_restart_starts_it_over(demo_root, tmp_path):
+def test_a_trained_run_without_its_backup_stops_and_restart_starts_it_over(trained_run, tmp_path):
+    from conftest import copy_run
+
     run_dir = tmp_path / "run"
-    config = _config(demo_root)
-    train_and_evaluate(config, str(run_dir))
-    assert yaml.safe_load((run_dir / "config.yaml").read_text())["train"]["epochs"] == 1
+    copy_run(trained_run, run_dir)
+    config = load_config(run_dir / "config.yaml")
     shutil.rmtree(run_dir / "backup")
     before = {rel: os.path.getmtime(run_dir / rel) for rel in _tree(run_dir)}
     with pytest.raises(BackupError, match="no backup to resume it from.*--restart"):
@@ -131,21 +132,19 @@ def test_ctrl_c_says_it_stops_after_the_step_then_names_the_step_and_exits_130(d
     assert "interrupted at step" in lines[1] and "run the same command to resume" in lines[1]
 
 
-@pytest.mark.slow
-def test_a_run_directory_holds_the_config_model_logs_checkpoints_samples_and_results(demo_root, tmp_path):
-    from tf_cyclegan import CycleGAN
+@pytest.mark.slow  # trains, in conftest's trained_run
+def test_a_run_directory_holds_the_config_model_logs_checkpoints_samples_and_results(trained_run):
+    import keras
 
-    run_dir = tmp_path / "run"
-    config = load_config(overrides={
-        "data": {"root": str(demo_root), "load_size": 36, "crop_size": 32, "num_samples": 1},
-        "model": {"filters": 4, "num_residual_blocks": 1, "disc_filters": 4, "pool_size": 2, "ema_decay": 0.9},
-        "train": {"epochs": 1, "epochs_decay": 1, "verbose": 0, "steps_per_epoch": 2},
-        "checkpoint": {"every_n_epochs": 1},
-    })
-    result = train_and_evaluate(config, str(run_dir))
+    from tf_cyclegan import CycleGAN
+    from tf_cyclegan.precision import resolve_precision
+
+    run_dir = trained_run["run_dir"]
+    argv = trained_run["argv"]  # --run-dir, --config and --set's section.key=value
+    config = load_config(argv[argv.index("--config") + 1], sets=[arg for arg in argv if "=" in arg])
     assert sorted(os.listdir(run_dir)) == ["backup", "checkpoints", "config.yaml", "log.csv", "logs", "model.keras",
                                            "results.json", "samples"]
-    assert load_config(run_dir / "config.yaml") == config
+    assert load_config(run_dir / "config.yaml") == config  # the run's resolved config
     assert sorted(os.listdir(run_dir / "checkpoints")) == ["epoch_0001.keras", "epoch_0002.keras"]
     assert sorted(os.listdir(run_dir / "samples")) == ["epoch_001.png", "epoch_002.png"]
     assert len((run_dir / "log.csv").read_text().splitlines()) == 1 + 2  # a header and a row per epoch
@@ -155,14 +154,16 @@ def test_a_run_directory_holds_the_config_model_logs_checkpoints_samples_and_res
 
     written = [rel for rel in _tree(run_dir) if (run_dir / rel).is_file()]
     assert find_matching(run_dir, RUN_FILES, RUN_FOLDERS) == written and len(written) > 12
-    assert isinstance(result["model"], CycleGAN) and int(result["model"].gen_optimizer.iterations) == 4
+    model = keras.saving.load_model(run_dir / "model.keras")
+    assert isinstance(model, CycleGAN) and int(model.gen_optimizer.iterations) == 12  # 2 epochs of 6 steps
     saved = json.loads((run_dir / "results.json").read_text())
-    assert saved["run_dir"] == str(run_dir) and saved["precision"] == result["precision"]
+    assert saved["run_dir"] == str(run_dir) and saved["precision"] == resolve_precision("auto")  # this machine's
     assert set(saved["final_losses"]) >= {"gen_total", "disc_a", "disc_b", "learning_rate"}
     assert saved["paired_test"]["images"] == 3 and saved["paired_test"]["model"]["mae"] > 0
-    # With averaged generators (model.ema_decay): their error, and the trained ones' beside it.
+    # With averaged generators (model.ema_decay, on by default): their error, and the trained
+    # ones' beside it.
     assert saved["paired_test"]["generator"] == "averaged" and saved["paired_test_raw"]["model"]["mae"] > 0
-    assert int(result["model"].ema_updates) == 4
+    assert int(model.ema_updates) == 12
 
 
 def test_resuming_refuses_a_changed_config_and_changes_nothing(demo_root, tmp_path):
@@ -377,20 +378,29 @@ def _contents(folder):
 
 
 @pytest.mark.slow
-def test_a_finished_run_is_read_not_rewritten_unless_more_epochs_are_asked(demo_root, tmp_path):
+def test_a_finished_run_is_read_not_rewritten_unless_more_epochs_are_asked(trained_run, tmp_path):
+    from conftest import copy_run
+
     run_dir = tmp_path / "run"
-    first = train_and_evaluate(_config(demo_root, epochs=2), str(run_dir))
+    copy_run(trained_run, run_dir)
+    config = load_config(run_dir / "config.yaml")  # 1 constant epoch and 1 decaying one, 6 steps each
+    first = json.loads((run_dir / "results.json").read_text())
     before = _contents(run_dir)
-    for epochs in (2, 1):  # the same command again, and one asking for fewer epochs than were trained
-        result = train_and_evaluate(_config(demo_root, epochs=epochs), str(run_dir))
+
+    def epochs(epochs, epochs_decay):
+        return dataclasses.replace(config, train=dataclasses.replace(config.train, epochs=epochs,
+                                                                     epochs_decay=epochs_decay))
+
+    for asked in (config, epochs(1, 0)):  # the same command again, and one asking for fewer epochs than trained
+        result = train_and_evaluate(asked, str(run_dir))
         assert result["final_losses"] == pytest.approx(first["final_losses"]) and result["final_losses"]
         assert _contents(run_dir) == before  # config.yaml still says 2 epochs, results.json its losses
-    result = train_and_evaluate(_config(demo_root, epochs=3), str(run_dir))  # more: trains on, records follow
-    assert yaml.safe_load((run_dir / "config.yaml").read_text())["train"]["epochs"] == 3
+    result = train_and_evaluate(epochs(1, 2), str(run_dir))  # more: trains on, records follow
+    assert yaml.safe_load((run_dir / "config.yaml").read_text())["train"]["epochs_decay"] == 2
     assert [row.split(",")[0] for row in (run_dir / "log.csv").read_text().splitlines()[1:]] == ["0", "1", "2"]
     saved = json.loads((run_dir / "results.json").read_text())
     assert saved["final_losses"] == pytest.approx(result["final_losses"]) != first["final_losses"]
-    assert int(result["model"].gen_optimizer.iterations) == 6
+    assert int(result["model"].gen_optimizer.iterations) == 18
 
 
 @pytest.mark.slow
