@@ -127,6 +127,15 @@ def read_image(path):
     return orient(decode_image(tf.io.read_file(path)), exif_orientation(path))
 
 
+
+@tf.function(input_signature=[tf.TensorSpec([], tf.string), tf.TensorSpec([], tf.int32)], autograph=False)
+def read_oriented(path, orientation):
+    """The file at `path` (a string tensor) decoded as `decode_image` does and turned as EXIF
+    `orientation` says: the graph that every `tf.data` pipeline reading files calls. Traced
+    once a process and shared, so that making a pipeline does not build the decoders again."""
+    return orient(decode_image(tf.io.read_file(path)), orientation)
+
+
 def decoded_by_pillow(head):
     """True if Pillow, not TensorFlow, decodes the file whose first bytes are `head` (bytes)."""
     return any(all(head[at:at + len(magic)] == magic for at, magic in signature) for signature in _PILLOW_SIGNATURES)

@@ -13,7 +13,7 @@ import random
 import tensorflow as tf
 
 from tf_cyclegan.checks import check_pipeline_sizes
-from tf_cyclegan.data.images import decode_image, exif_orientation, list_images, orient, to_minus_one_one
+from tf_cyclegan.data.images import exif_orientation, list_images, read_oriented, to_minus_one_one
 
 AUTOTUNE = tf.data.AUTOTUNE
 
@@ -83,8 +83,7 @@ class _Domain:
     def __getitem__(self, index):
         if self.store is not None:
             return tf.gather(self.store, index)
-        image = orient(decode_image(tf.io.read_file(tf.gather(self.paths, index))),
-                       tf.gather(self.orientations, index))
+        image = read_oriented(tf.gather(self.paths, index), tf.gather(self.orientations, index))
         if self.load_size:
             image = resize_to_load_size(image, self.load_size)
         return image
@@ -204,7 +203,7 @@ def make_unpaired_dataset(dir_a, dir_b, load_size=286, crop_size=256, batch_size
         if cache:
             orientations = [exif_orientation(path) for path in paths]
             files = tf.data.Dataset.from_tensor_slices((paths, orientations)).map(
-                lambda path, orientation: orient(decode_image(tf.io.read_file(path)), orientation),
+                read_oriented,
                 num_parallel_calls=AUTOTUNE)
             domains.append(_Domain(len(paths), load_size, images=files))
         else:
