@@ -324,9 +324,27 @@ def fake_writers(monkeypatch):
 
     monkeypatch.setattr(export, "export_savedmodel", savedmodel)
     monkeypatch.setattr(export, "export_onnx", onnx)
+    monkeypatch.setattr(export, "fixed_size_savedmodel", lambda generator, size, path: None)
     monkeypatch.setattr(export, "tflite_bytes", lambda *args, **kwargs: state["round"].encode())
     monkeypatch.setattr(export, "computing_in_float32", lambda generator: generator)
     return state
+
+
+def test_every_tflite_variant_converts_from_one_fixed_size_savedmodel(fake_writers, tmp_path, monkeypatch):
+    from tf_cyclegan.inference import export
+
+    written, converted = [], []
+    monkeypatch.setattr(export, "fixed_size_savedmodel", lambda generator, size, path: written.append((size, path)))
+
+    def tflite_bytes(generator, size, variant, calibration=None, saved_model=None):
+        converted.append((variant, saved_model))
+        return b"tflite"
+
+    monkeypatch.setattr(export, "tflite_bytes", tflite_bytes)
+    export_generator(None, tmp_path / "a2b", formats=("tflite",), tflite_size=32)
+    [(size, folder)] = written
+    assert size == 32 and [variant for variant, _ in converted] == list(export.TFLITE_VARIANTS)
+    assert all(saved_model == folder for _, saved_model in converted) and not os.path.exists(folder)
 
 
 def test_overwrite_replaces_only_what_this_export_writes(fake_writers, tmp_path):

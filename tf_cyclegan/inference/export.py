@@ -103,23 +103,11 @@ def calibration_folder(root, direction, directions=1):
     return os.fspath(root)
 
 
-def tflite_bytes(generator, size, variant="float32", calibration=None):
-    """Converts the generator at a fixed [1, size, size, 3] float input to a TFLite flatbuffer.
-
-    `float32`: as trained. `float16`: weights stored in float16 (half the file).
-    `int8`: dynamic-range quantisation, int8 weights (about a quarter of the file).
-    `int8_full`: weights and activations in int8, their ranges calibrated on `calibration`
-    (a list of (1, size, size, 3) batches, `calibration_images`); input and output stay float32.
-    Built-in ops only: no Flex/SELECT_TF_OPS, so the file runs on a phone.
-    """
-    if variant not in TFLITE_VARIANTS + (CALIBRATED_VARIANT,):
-        raise ValueError(f"variant must be one of {TFLITE_VARIANTS + (CALIBRATED_VARIANT,)}. "
-                         f"Received: variant={variant!r}")
-    if (variant == CALIBRATED_VARIANT) != bool(calibration):
-        raise ValueError(f"calibration images are for variant {CALIBRATED_VARIANT!r}, and it needs some")
-    check_export_arguments(("tflite",), size)
-    # Through a fixed-size SavedModel, as Keras' own LiteRT export does: converting from
-    # there freezes the variables into constants (no READ_VARIABLE ops in the file).
+def fixed_size_savedmodel(generator, size, path):
+    """Writes `generator` at a fixed [1, size, size, 3] float input as a SavedModel in the folder
+    `path`: what `tflite_bytes` converts. Through a SavedModel, as Keras' own LiteRT export
+    does: converting from there freezes the variables into constants (no READ_VARIABLE ops in
+    the file). One such folder serves every TFLite variant of the generator at that size."""
     archive = keras.export.ExportArchive()
     archive.track(generator)
     archive.add_endpoint(
@@ -127,18 +115,40 @@ def tflite_bytes(generator, size, variant="float32", calibration=None):
         lambda images: tf.cast(generator(images, training=False), tf.float32),
         input_signature=[tf.TensorSpec([1, size, size, 3], tf.float32, name="images")],
     )
-    with tempfile.TemporaryDirectory() as tmp:
-        archive.write_out(tmp, verbose=False)
-        converter = tf.lite.TFLiteConverter.from_saved_model(tmp)
-        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
-        if variant != "float32":
-            converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        if variant == "float16":
-            converter.target_spec.supported_types = [tf.float16]
-        if variant == CALIBRATED_VARIANT:
-            converter.representative_dataset = lambda: ([batch] for batch in calibration)
-            converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8, tf.lite.OpsSet.TFLITE_BUILTINS]
-        return converter.convert()
+    archive.write_out(os.fspath(path), verbose=False)
+
+
+def tflite_bytes(generator, size, variant="float32", calibration=None, saved_model=None):
+    """Converts the generator at a fixed [1, size, size, 3] float input to a TFLite flatbuffer.
+
+    `float32`: as trained. `float16`: weights stored in float16 (half the file).
+    `int8`: dynamic-range quantisation, int8 weights (about a quarter of the file).
+    `int8_full`: weights and activations in int8, their ranges calibrated on `calibration`
+    (a list of (1, size, size, 3) batches, `calibration_images`); input and output stay float32.
+    Built-in ops only: no Flex/SELECT_TF_OPS, so the file runs on a phone.
+    `saved_model`: the folder `fixed_size_savedmodel` wrote for this generator and size, so that
+    several variants convert from one (without it, one is written here and removed).
+    """
+    if variant not in TFLITE_VARIANTS + (CALIBRATED_VARIANT,):
+        raise ValueError(f"variant must be one of {TFLITE_VARIANTS + (CALIBRATED_VARIANT,)}. "
+                         f"Received: variant={variant!r}")
+    if (variant == CALIBRATED_VARIANT) != bool(calibration):
+        raise ValueError(f"calibration images are for variant {CALIBRATED_VARIANT!r}, and it needs some")
+    check_export_arguments(("tflite",), size)
+    if saved_model is None:
+        with tempfile.TemporaryDirectory() as tmp:
+            fixed_size_savedmodel(generator, size, tmp)
+            return tflite_bytes(generator, size, variant, calibration, saved_model=tmp)
+    converter = tf.lite.TFLiteConverter.from_saved_model(os.fspath(saved_model))
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+    if variant != "float32":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    if variant == "float16":
+        converter.target_spec.supported_types = [tf.float16]
+    if variant == CALIBRATED_VARIANT:
+        converter.representative_dataset = lambda: ([batch] for batch in calibration)
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8, tf.lite.OpsSet.TFLITE_BUILTINS]
+    return converter.convert()
 
 
 def export_onnx(generator, path):
@@ -247,11 +257,13 @@ def _write_formats(generator, folder, names, formats, variants, tflite_size, bat
         export_onnx(generator, os.path.join(folder, names["onnx"]))
         written.append("onnx")
     if "tflite" in formats:
-        for variant in variants:
-            with open(os.path.join(folder, names[f"tflite_{variant}"]), "wb") as f:
-                f.write(tflite_bytes(generator, tflite_size, variant,
-                                     calibration=batches if variant == CALIBRATED_VARIANT else None))
-            written.append(f"tflite_{variant}")
+        with tempfile.TemporaryDirectory() as fixed_size:  # one SavedModel for every variant
+            fixed_size_savedmodel(generator, tflite_size, fixed_size)
+            for variant in variants:
+                with open(os.path.join(folder, names[f"tflite_{variant}"]), "wb") as f:
+                    f.write(tflite_bytes(generator, tflite_size, variant, saved_model=fixed_size,
+                                         calibration=batches if variant == CALIBRATED_VARIANT else None))
+                written.append(f"tflite_{variant}")
     meta = {
         **(metadata or {}),
         "normalisation": "images in [-1, 1] = uint8 / 127.5 - 1; SavedModel serving_default takes uint8",
