@@ -43,12 +43,12 @@ _MIRRORED_SCRIPT = textwrap.dedent("""
     def networks(model):  # the trained networks and the average, not the loss trackers' sums
         return {name: getattr(model, name).weights for name in model.network_names + ("generator_ema",)}
 
-    start_of = dict(zip([v.path for v in single.weights], start))
+    position = {id(v): i for i, v in enumerate(single.weights)}  # paths repeat: the average's are the generator's
     # Per network, its largest difference against its largest move: the head's gradients are
     # far larger than the others' (its normalisation divides by small MLP outputs here).
     rows = []
     for name, weights in networks(single).items():
-        move = max(float(np.abs(np.asarray(w) - start_of[w.path]).max()) for w in weights)
+        move = max(float(np.abs(np.asarray(w) - start[position[id(w)]]).max()) for w in weights)
         gap = max(float(np.abs(np.asarray(a) - np.asarray(b)).max())
                   for a, b in zip(weights, networks(mirrored)[name]))
         rows.append((gap / move, move, name))

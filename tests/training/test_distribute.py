@@ -72,20 +72,17 @@ _MIRRORED_SCRIPT = textwrap.dedent("""
     from conftest import random_pairs, tiny_cyclegan
     from tf_cyclegan.speed import apply_cpu_speedups
 
-    policy = sys.argv[1]
-    keras.mixed_precision.set_global_policy(policy)
-
-    def optimizer():
+    def optimizer(policy):
         # SGD, not Adam: Adam's update hardly depends on the gradient's scale, so it would
         # hide a gradient summed or averaged the wrong number of times. Under mixed_float16
         # a loss scale small enough that no step of these tiny networks overflows.
         sgd = keras.optimizers.SGD(0.01)
         return keras.optimizers.LossScaleOptimizer(sgd, initial_scale=16.0) if policy == "mixed_float16" else sgd
 
-    def trained(strategy, initial=None):
+    def trained(strategy, policy, initial=None):
         with strategy.scope():
             model = tiny_cyclegan(pool_size=0, ema_decay=0.5)  # the averaged generators too
-            model.compile(gen_optimizer=optimizer(), disc_optimizer=optimizer())
+            model.compile(gen_optimizer=optimizer(policy), disc_optimizer=optimizer(policy))
             # The step as `train` runs it on a CPU. (With the switch off, each image set goes
             # through a network in its own call, and float16 rounding then differs by about 22%
             # of the change here against 10% stacked; float32 stays within 5% either way.)
@@ -102,42 +99,54 @@ _MIRRORED_SCRIPT = textwrap.dedent("""
         model.fit(data, epochs=1, verbose=0)
         return start, model
 
-    keras.utils.set_random_seed(0)
-    start, single = trained(tf.distribute.get_strategy())
     mirrored_strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
     assert mirrored_strategy.num_replicas_in_sync == 2
-    _, mirrored = trained(mirrored_strategy, initial=start)
-    names = [v.path for v in single.weights]
-    after_single = [np.asarray(w) for w in single.weights]
-    after_mirrored = [np.asarray(w) for w in mirrored.weights]
-    moved = max(float(np.abs(a - s).max()) for a, s in zip(after_single, start))
-    worst, where = max((float(np.abs(a - b).max()), name) for a, b, name in zip(after_single, after_mirrored, names))
-    applied = min(int(np.asarray(getattr(o, "inner_optimizer", o).iterations))
-                  for o in (mirrored.gen_optimizer, mirrored.disc_optimizer))
-    # Every replica holds the same average (bit for bit), updated once a step.
-    averaged = mirrored.gen_a2b_ema.weights + mirrored.gen_b2a_ema.weights
-    spread = max(float(np.abs(np.asarray(r) - np.asarray(v.value.values[0])).max())
-                 for v in averaged for r in v.value.values)
-    assert len(averaged[0].value.values) == 2 and spread == 0.0, spread
-    assert int(np.asarray(mirrored.ema_updates)) == 2
-    print("RESULT", worst, moved, where, applied)
+    for policy in sys.argv[1:]:  # one process for every policy: a TensorFlow start costs seconds
+        keras.mixed_precision.set_global_policy(policy)
+        keras.utils.set_random_seed(0)
+        start, single = trained(tf.distribute.get_strategy(), policy)
+        _, mirrored = trained(mirrored_strategy, policy, initial=start)
+        # The four networks' weights (not the optimizers' and loss trackers' counts).
+        def networks(model):
+            return model.gen_a2b.weights + model.gen_b2a.weights + model.disc_a.weights + model.disc_b.weights
+
+        position = {id(v): i for i, v in enumerate(single.weights)}
+        names = [v.path for v in networks(single)]
+        before = [start[position[id(v)]] for v in networks(single)]
+        after_single = [np.asarray(w) for w in networks(single)]
+        after_mirrored = [np.asarray(w) for w in networks(mirrored)]
+        moved = max(float(np.abs(a - b).max()) for a, b in zip(after_single, before))
+        worst, where = max((float(np.abs(a - b).max()), name)
+                           for a, b, name in zip(after_single, after_mirrored, names))
+        applied = min(int(np.asarray(getattr(o, "inner_optimizer", o).iterations))
+                      for o in (mirrored.gen_optimizer, mirrored.disc_optimizer))
+        # Every replica holds the same average (bit for bit), updated once a step.
+        averaged = mirrored.gen_a2b_ema.weights + mirrored.gen_b2a_ema.weights
+        spread = max(float(np.abs(np.asarray(r) - np.asarray(v.value.values[0])).max())
+                     for v in averaged for r in v.value.values)
+        assert len(averaged[0].value.values) == 2 and spread == 0.0, spread
+        assert int(np.asarray(mirrored.ema_updates)) == 2
+        print("RESULT", policy, worst, moved, where, applied)
 """)
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("policy", ["float32", "mixed_float16"])
-def test_mirrored_over_two_devices_makes_the_same_update_as_one_device(policy):
-    out = subprocess.run([sys.executable, "-c", _MIRRORED_SCRIPT, policy], capture_output=True, text=True,
+def test_mirrored_over_two_devices_makes_the_same_update_as_one_device():
+    policies = ["float32", "mixed_float16"]
+    out = subprocess.run([sys.executable, "-c", _MIRRORED_SCRIPT, *policies], capture_output=True, text=True,
                          env=_ENV, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
-    worst, moved, where, applied = out.stdout.split("RESULT")[1].split()
-    assert int(applied) == 2  # both steps applied by both optimizers: none skipped, none lost
-    # All four networks: the largest difference is float noise next to how far the steps moved
-    # (4-filter instance norms amplify rounding, float16's most: about 7% of the change; a
-    # gradient off by the replica count would differ by about half the change).
-    assert float(moved) > 1e-4
-    print("worst", worst, "moved", moved, where)
-    assert float(worst) < (0.2 if policy == "mixed_float16" else 5e-2) * float(moved), (worst, moved, where)
+    results = [line.split()[1:] for line in out.stdout.splitlines() if line.startswith("RESULT")]
+    assert [policy for policy, *_ in results] == policies
+    for policy, worst, moved, where, applied in results:
+        assert int(applied) == 2, policy  # both steps applied by both optimizers: none skipped, none lost
+        # All four networks: the largest difference is float noise next to how far the steps
+        # moved (4-filter instance norms amplify rounding, float16's most: about 10% of the
+        # change; a gradient off by the replica count would differ by about half the change).
+        assert float(moved) > 1e-4, policy
+        print(policy, "worst", worst, "moved", moved, where)
+        assert float(worst) < (0.2 if policy == "mixed_float16" else 5e-2) * float(moved), (policy, worst, moved,
+                                                                                            where)
 
 
 def _worker_overrides(root, strategy, epochs):
