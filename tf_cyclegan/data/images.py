@@ -127,7 +127,6 @@ def read_image(path):
     return orient(decode_image(tf.io.read_file(path)), exif_orientation(path))
 
 
-
 @tf.function(input_signature=[tf.TensorSpec([], tf.string), tf.TensorSpec([], tf.int32)], autograph=False)
 def read_oriented(path, orientation):
     """The file at `path` (a string tensor) decoded as `decode_image` does and turned as EXIF
