@@ -11,29 +11,36 @@ from tf_cyclegan import runtime
 from tf_cyclegan.runtime import cpu_allocator_in_use, onednn_enabled, set_cpu_allocator
 
 _CHILD = """
-import json, sys, warnings
-from tf_cyclegan.runtime import cpu_allocator_in_use, set_cpu_allocator
+import json, sys
+from tf_cyclegan.runtime import cpu_allocator_in_use, onednn_enabled, set_cpu_allocator
 import tensorflow as tf
 applied = set_cpu_allocator(sys.argv[1])
 tf.ones([1000]).numpy()
-print(json.dumps({"applied": applied, "in_use": cpu_allocator_in_use()}))
+print(json.dumps({"applied": applied, "in_use": cpu_allocator_in_use(), "onednn": onednn_enabled()}))
 """
 
 
 @pytest.mark.slow
 @pytest.mark.onednn
-@pytest.mark.parametrize("choice", ["bfc", "malloc", "auto"])
-def test_the_choice_made_before_the_first_op_is_the_allocator_tensorflow_uses(choice):
-    # A fresh process each: TensorFlow reads the choice once, when it creates its devices.
-    # Where TensorFlow runs oneDNN, its default ("malloc") is oneDNN's own allocator.
-    env = subprocess_env()
+@pytest.mark.parametrize("choice, switch", [
+    ("bfc", "0"),  # oneDNN off, whatever the CPU
+    ("malloc", "1"),  # oneDNN on, whatever the CPU
+    ("auto", None),  # as this process runs
+])
+def test_a_fresh_process_uses_the_allocator_chosen_before_its_first_op_and_reports_onednn_as_told(choice, switch):
+    # A fresh process each: TensorFlow reads the allocator choice when it creates its devices,
+    # and TF_ENABLE_ONEDNN_OPTS when it loads. Where it runs oneDNN, its default allocator
+    # ("malloc") is oneDNN's own.
+    env = subprocess_env() if switch is None else subprocess_env(TF_ENABLE_ONEDNN_OPTS=switch)
     env.pop("TF_CPU_ALLOCATOR_USE_BFC", None)
     done = subprocess.run([sys.executable, "-c", _CHILD, choice], env=env, capture_output=True, text=True,
                           timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
-    default = "onednn" if onednn_enabled() else "malloc"  # TensorFlow's own
+    onednn = onednn_enabled() if switch is None else switch == "1"
+    default = "onednn" if onednn else "malloc"  # TensorFlow's own
     expected = {"bfc": "bfc", "auto": default, "malloc": default}[choice]
-    assert json.loads(done.stdout.strip().splitlines()[-1]) == {"applied": choice != "auto", "in_use": expected}
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    assert report == {"applied": choice != "auto", "in_use": expected, "onednn": onednn}
 
 
 def test_after_tensorflow_started_the_choice_is_refused_with_a_warning():
@@ -53,18 +60,6 @@ def test_after_tensorflow_started_the_choice_is_refused_with_a_warning():
 def test_unknown_allocator_is_named():
     with pytest.raises(ValueError, match="'tcmalloc'"):
         set_cpu_allocator("tcmalloc")
-
-
-@pytest.mark.slow
-@pytest.mark.onednn
-@pytest.mark.parametrize("switch, expected", [("1", True), ("0", False)])
-def test_onednn_is_reported_as_tensorflow_was_told_to_run_it(switch, expected):
-    # A fresh process each: TensorFlow reads the switch once.
-    env = subprocess_env(TF_ENABLE_ONEDNN_OPTS=switch)
-    code = "from tf_cyclegan.runtime import onednn_enabled; print(onednn_enabled())"
-    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert done.stdout.strip().splitlines()[-1] == str(expected)
 
 
 @pytest.mark.parametrize("flags, switch, platform, machine, expected", [
