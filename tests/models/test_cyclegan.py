@@ -289,15 +289,15 @@ def test_the_keyword_names_of_version_0_2_0_warn_and_build_the_same_networks():
 
 
 @pytest.mark.slow
-def test_keras_file_round_trip_keeps_outputs_optimizer_state_and_pools(tmp_path):
-    model = tiny_cyclegan(gan_mode="vanilla", lambda_identity=0.0)
+def test_keras_file_round_trip_keeps_outputs_optimizer_state_pools_and_averages(tmp_path):
+    model = tiny_cyclegan(gan_mode="vanilla", lambda_identity=0.0, ema_decay=0.9)
     model.compile(jit_compile=False)
     model.fit(random_pairs(), epochs=1, verbose=0)
     model.save(tmp_path / "model.keras")
     loaded = keras.saving.load_model(tmp_path / "model.keras")
 
     assert isinstance(loaded, CycleGAN)
-    assert (loaded.gan_mode, loaded.lambda_identity, loaded.pool_size) == ("vanilla", 0.0, 3)
+    assert (loaded.gan_mode, loaded.lambda_identity, loaded.pool_size, loaded.ema_decay) == ("vanilla", 0.0, 3, 0.9)
     x = np.random.default_rng(5).uniform(-1, 1, (1, 40, 24, 3)).astype("float32")
     for name in NETWORKS:
         np.testing.assert_array_equal(getattr(loaded, name)(x).numpy(), getattr(model, name)(x).numpy())
@@ -310,10 +310,16 @@ def test_keras_file_round_trip_keeps_outputs_optimizer_state_and_pools(tmp_path)
             np.testing.assert_array_equal(np.asarray(a), np.asarray(b), err_msg=f"{attr}: {a.path}")
     np.testing.assert_array_equal(loaded.pool_a.images.numpy(), model.pool_a.images.numpy())
     assert int(loaded.pool_b.count.numpy()) == int(model.pool_b.count.numpy()) == 3
+    # The averaged generators, their update count, and what translates by default.
+    assert int(np.asarray(loaded.ema_updates)) == 4
+    for got, want in zip(loaded.gen_a2b_ema.weights + loaded.gen_b2a_ema.weights,
+                         model.gen_a2b_ema.weights + model.gen_b2a_ema.weights, strict=True):
+        np.testing.assert_array_equal(np.asarray(got), np.asarray(want), err_msg=want.path)
+    np.testing.assert_array_equal(loaded.get_generator("a2b")(x), model.gen_a2b_ema(x))
 
     # The restored model trains on from where it stopped.
     loaded.fit(random_pairs(seed=1), epochs=1, verbose=0)
-    assert int(loaded.disc_optimizer.iterations.numpy()) == 8
+    assert int(loaded.disc_optimizer.iterations.numpy()) == 8 and int(np.asarray(loaded.ema_updates)) == 8
 
 
 def test_call_translates_a_to_b_at_any_size():
