@@ -327,7 +327,6 @@ def exported_cyclegan(tmp_path_factory):
     return keras.saving.load_model(root / "model.keras"), root
 
 
-
 # The CLI's arguments of `trained_run` after `train --run-dir <folder>`: configs/demo.yaml at
 # test sizes, 1 constant epoch and 1 decaying one of 6 steps each (6 images a domain), averaged
 # generators (on by default), evaluation at the second epoch's end, scalars every 2 steps and
@@ -349,7 +348,6 @@ def trained_run(tmp_path_factory):
     after "train", the run directory included), "printed" (its standard output)}."""
     import io
     import shutil
-    import sys
 
     from tf_cyclegan.cli import main
 
@@ -361,12 +359,9 @@ def trained_run(tmp_path_factory):
         shutil.rmtree(run_dir, ignore_errors=True)  # what a failed attempt may have left
         shutil.rmtree(data, ignore_errors=True)
         make_demo_data(data, num_train=6, num_test=3, size=36, seed=1)
-        printed, stdout = io.StringIO(), sys.stdout
-        sys.stdout = printed
-        try:
+        printed = io.StringIO()
+        with contextlib.redirect_stdout(printed):
             code = main(["train", *argv])
-        finally:
-            sys.stdout = stdout
         assert code == 0, printed.getvalue()
         return printed.getvalue()
 
@@ -382,7 +377,6 @@ def copy_run(trained_run, destination):
     argv = list(trained_run["argv"])
     argv[argv.index("--run-dir") + 1] = str(destination)
     return argv
-
 
 
 def assert_computes_as_pytorch(network, outputs, key, names, atol):

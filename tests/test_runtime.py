@@ -24,6 +24,7 @@ print(json.dumps({"applied": applied, "in_use": cpu_allocator_in_use(), "onednn"
 @pytest.mark.onednn
 @pytest.mark.parametrize("choice, switch", [
     ("bfc", "0"),  # oneDNN off, whatever the CPU
+    ("malloc", "0"),
     ("malloc", "1"),  # oneDNN on, whatever the CPU
     ("auto", None),  # as this process runs
 ])
