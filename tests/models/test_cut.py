@@ -271,8 +271,10 @@ def test_a_jit_compiled_mixed_float16_fit_runs_both_modes_paths_scales_every_los
 
 
 def test_the_flip_mirrors_the_input_for_every_network():
-    """FastCUT's flipped step: D is trained on the translation of the mirrored input, and the
-    NCE term compares the input with its translation's features mirrored back."""
+    """FastCUT's flipped step, as `train_step` runs it (in a graph, the flip a tensor): D is
+    trained on the translation of the mirrored input, and the NCE term compares the input
+    with its translation's features mirrored back. The keys, constants, are built off the
+    tape: a `tf.cond` built on it is built with its gradient, which once doubled the tracing."""
     model = tiny_cut("fastcut")
     model.compile()
     real_a, real_b = tiny_batch()
@@ -281,7 +283,11 @@ def test_the_flip_mirrors_the_input_for_every_network():
     ids = [tf.range(10)] * len(TINY_NCE_LAYERS)
     expected = model.nce_loss(real_a, fake_b, flip=True, patch_ids=ids)
     unflipped = model.nce_loss(real_a, fake_b, flip=False, patch_ids=ids)
-    losses = model.update(real_a, real_b, flip=True, patch_ids={"a2b": ids})
+    step = tf.function(model.update)
+    losses = step(real_a, real_b, flip=tf.constant(True), patch_ids={"a2b": ids})
+    graph = step.get_concrete_function(real_a, real_b, flip=tf.constant(True), patch_ids={"a2b": ids}).graph
+    functions = [f.signature.name for f in graph.as_graph_def().library.function]
+    assert functions and not [name for name in functions if "gradient_wrapper" in name], functions
     # The generator's loss is taken before its own update, with the discriminator just updated.
     np.testing.assert_allclose(losses["nce_a2b"].numpy(), expected.numpy(), rtol=1e-5)
     assert np.abs(expected.numpy() - unflipped.numpy()).max() > 1e-4

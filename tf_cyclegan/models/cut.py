@@ -69,7 +69,10 @@ class CUT(keras.Model):
             outputs = self._call_stacked(self.generator_with_features, True, *[flip_width(x, flip) for x in real])
             fake_b = outputs[0][0]
             same_b = outputs[1][0] if self.nce_identity else None
-            keys = [self._unflipped_keys(source, output[1:], flip) for source, output in zip(real, outputs)]
+            # Keys are constants (PatchNCE stops their gradient): left off the tape, the flip's
+            # `tf.cond` is not built with its gradient, which doubled the step's tracing time.
+            with tape.stop_recording():
+                keys = [self._unflipped_keys(source, output[1:], flip) for source, output in zip(real, outputs)]
             # The official order: D learns on the translation of the current G first; G's
             # adversarial loss then asks the updated D.
             with tape.stop_recording():
