@@ -12,8 +12,8 @@ from tf_cyclegan.data.images import (
     describe_error,
     exif_orientation,
     list_images,
-    orient,
     read_image,
+    read_oriented,
     to_minus_one_one,
     to_uint8,
 )
@@ -273,15 +273,16 @@ def test_every_listed_format_has_a_decoding_case():
 
 @pytest.mark.parametrize("name", sorted(_FORMAT_CASES))
 def test_every_format_decodes_to_the_pixels_pillow_shows(tmp_path, name):
-    """Our decoder, eagerly (translation, evaluation) and inside `tf.data` (training), against
-    Pillow's decoding of the same file; an animation is its first frame."""
+    """Our decoder, eagerly (translation, evaluation) and inside `tf.data` as training reads a
+    file (`read_oriented`), against Pillow's decoding of the same file; an animation is its
+    first frame."""
     path = tmp_path / name
     _FORMAT_CASES[name](path)
     expected = _as_pillow_shows(path).astype(int)
     assert list_images(tmp_path) == [str(path)]
     eager = read_image(path).numpy()
-    in_pipeline = next(iter(tf.data.Dataset.from_tensors(str(path)).map(
-        lambda p: orient(decode_image(tf.io.read_file(p)), exif_orientation(str(path)))))).numpy()
+    in_pipeline = next(iter(tf.data.Dataset.from_tensors((str(path), exif_orientation(str(path)))).map(
+        read_oriented))).numpy()
     for ours in (eager, in_pipeline):
         assert ours.dtype == np.uint8 and ours.shape == expected.shape, name
         # Both JPEG decoders run libjpeg's accurate IDCT (exact here); one level allows another build's rounding.
