@@ -5,6 +5,12 @@ import os
 import threading
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# The XLA tests check that a step compiles and what it computes, not how fast the compiled
+# code runs: LLVM's optimisation of XLA's CPU code, off, changes that code's speed but not its
+# arithmetic (no fast-math either way), and takes a third to a half off each compile here.
+# Child processes inherit it; benchmarks keep XLA's default. A level the caller set is kept.
+if "--xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
+    os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} --xla_backend_optimization_level=0".strip()
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
@@ -215,6 +221,26 @@ def run_layer_test(layer_class, init_kwargs, input_shape, expected_output_shape,
             assert np.abs(grad_ref).max() > 0, name  # a gradient that is there to compare
             np.testing.assert_allclose(grad, grad_ref, atol=1e-4 * np.abs(grad_ref).max(), err_msg=name)
     return layer
+
+
+def pytest_configure(config):
+    """Imports every module of the package once, before any test runs. A test that patches a
+    module's attribute must not be the first to import a module that takes that attribute by
+    `from ... import`: that module would keep the patched object after the test. (Seen: the
+    benchmark's argument test was the first to import `models.kinds` on one worker, and every
+    later benchmark there failed on the patched builder.) Deprecated modules' warnings are
+    their own tests' (tests/test_deprecated_modules.py imports them afresh)."""
+    import importlib
+    import pkgutil
+    import warnings
+
+    import tf_cyclegan
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for module in pkgutil.walk_packages(tf_cyclegan.__path__, "tf_cyclegan."):
+            if not module.name.endswith(".__main__"):
+                importlib.import_module(module.name)
 
 
 def pytest_collection_modifyitems(config, items):
