@@ -270,6 +270,7 @@ def test_a_jit_compiled_mixed_float16_fit_runs_both_modes_paths_scales_every_los
     assert sorted(model.evaluate(data, verbose=0, return_dict=True)) == sorted(LOSS_NAMES)
 
 
+@pytest.mark.slow  # traces a training step
 def test_the_flip_mirrors_the_input_for_every_network():
     """FastCUT's flipped step, as `train_step` runs it (in a graph, the flip a tensor): D is
     trained on the translation of the mirrored input, and the NCE term compares the input
@@ -298,6 +299,7 @@ def test_compile_refuses_a_loss_or_a_single_optimizer():
         tiny_cut().compile(loss="mse")
 
 
+@pytest.mark.slow  # traces a training step
 def test_lambda_nce_0_trains_the_generator_on_the_gan_loss_alone_and_leaves_the_head():
     """The official skips PatchNCE and F's optimizer when lambda_NCE is 0: so does CUT."""
     model = tiny_cut("cut", lambda_nce=0)
