@@ -41,11 +41,6 @@ def computing_in_float32(generator):
 # The reduced precisions a SavedModel of ours carries a float signature for.
 SAVEDMODEL_PRECISIONS = ("bfloat16", "float16")
 
-# An exported generator is served, not trained: its SavedModels are written without the
-# gradient functions of the layers' own gradients (the instance norm's), whose tracing took a
-# third of a save here.
-SERVING_SAVE_OPTIONS = tf.saved_model.SaveOptions(experimental_custom_gradients=False)
-
 
 def export_savedmodel(generator, path):
     """Writes a SavedModel for images of any size, with these signatures:
@@ -74,7 +69,7 @@ def export_savedmodel(generator, path):
         with computing_in(generator, precision):
             reduced.get_concrete_function()  # traced here, so the graph holds the reduced computation
         archive.add_endpoint(savedmodel_signature(precision), reduced)
-    archive.write_out(os.fspath(path), options=SERVING_SAVE_OPTIONS, verbose=False)
+    archive.write_out(os.fspath(path), verbose=False)
     return path
 
 
@@ -120,7 +115,7 @@ def fixed_size_savedmodel(generator, size, path):
         lambda images: tf.cast(generator(images, training=False), tf.float32),
         input_signature=[tf.TensorSpec([1, size, size, 3], tf.float32, name="images")],
     )
-    archive.write_out(os.fspath(path), options=SERVING_SAVE_OPTIONS, verbose=False)
+    archive.write_out(os.fspath(path), verbose=False)
 
 
 def tflite_bytes(generator, size, variant="float32", calibration=None, saved_model=None):
