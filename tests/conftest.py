@@ -6,9 +6,10 @@ import threading
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # The XLA tests check that a step compiles and what it computes, not how fast the compiled
-# code runs: LLVM's optimisation of XLA's CPU code, off, changes that code's speed but not its
-# arithmetic (no fast-math either way), and takes a third to a half off each compile here.
-# Child processes inherit it; benchmarks keep XLA's default. A level the caller set is kept.
+# code runs: LLVM's optimisation of XLA's CPU code, off, changes that code's speed and at most
+# its rounding (whether multiply-adds are fused), and takes a third to a half off each compile
+# here. Child processes inherit it; benchmarks run outside the tests keep XLA's default. A
+# level the caller set is kept.
 if "--xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
     os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} --xla_backend_optimization_level=0".strip()
 
@@ -239,8 +240,7 @@ def pytest_configure(config):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         for module in pkgutil.walk_packages(tf_cyclegan.__path__, "tf_cyclegan."):
-            if not module.name.endswith(".__main__"):
-                importlib.import_module(module.name)
+            importlib.import_module(module.name)
 
 
 def pytest_collection_modifyitems(config, items):

@@ -53,7 +53,6 @@ def test_the_copies_are_seen_by_no_optimizer_and_off_means_no_extra_variables():
     assert not gen_ids & {id(v) for v in averaged.gen_a2b_ema.weights + averaged.gen_b2a_ema.weights}
 
 
-@pytest.mark.slow  # trains
 def test_training_is_unchanged_by_averaging():
     """Three steps (eagerly: the graph's averaging is checked against the hand-computed
     average above) train the same four networks with or without averaged generators."""

@@ -272,10 +272,10 @@ def test_a_jit_compiled_mixed_float16_fit_runs_both_modes_paths_scales_every_los
 
 @pytest.mark.slow  # traces a training step
 def test_the_flip_mirrors_the_input_for_every_network():
-    """FastCUT's flipped step, as `train_step` runs it (in a graph, the flip a tensor): D is
-    trained on the translation of the mirrored input, and the NCE term compares the input
-    with its translation's features mirrored back. The keys, constants, are built off the
-    tape: a `tf.cond` built on it is built with its gradient, which once doubled the tracing."""
+    """FastCUT's flipped step, as `train_step` runs it (in a graph, the flip a tensor): the NCE
+    term compares the input with its translation's features mirrored back. The keys,
+    constants, are built off the tape: a `tf.cond` built on a persistent tape is wrapped in a
+    function built with its gradient, which once doubled the tracing."""
     model = tiny_cut("fastcut")
     model.compile()
     real_a, real_b = tiny_batch()
@@ -287,6 +287,9 @@ def test_the_flip_mirrors_the_input_for_every_network():
     step = tf.function(model.update)
     losses = step(real_a, real_b, flip=tf.constant(True), patch_ids={"a2b": ids})
     graph = step.get_concrete_function(real_a, real_b, flip=tf.constant(True), patch_ids={"a2b": ids}).graph
+    # The flip's conditional sits in the step's own graph, not in a wrapping function
+    # (TensorFlow names that one `cflow_gradient_wrapper`).
+    assert {op.type for op in graph.get_operations()} & {"If", "StatelessIf"}
     functions = [f.signature.name for f in graph.as_graph_def().library.function]
     assert functions and not [name for name in functions if "gradient_wrapper" in name], functions
     # The generator's loss is taken before its own update, with the discriminator just updated.
@@ -299,7 +302,6 @@ def test_compile_refuses_a_loss_or_a_single_optimizer():
         tiny_cut().compile(loss="mse")
 
 
-@pytest.mark.slow  # traces a training step
 def test_lambda_nce_0_trains_the_generator_on_the_gan_loss_alone_and_leaves_the_head():
     """The official skips PatchNCE and F's optimizer when lambda_NCE is 0: so does CUT."""
     model = tiny_cut("cut", lambda_nce=0)
@@ -313,5 +315,11 @@ def test_lambda_nce_0_trains_the_generator_on_the_gan_loss_alone_and_leaves_the_
     for before, after in zip(head_before, model.feature_head.weights):
         np.testing.assert_array_equal(before, after.numpy())
     assert any(np.abs(b - a.numpy()).max() > 0 for b, a in zip(generator_before, model.generator.weights))
+
+
+@pytest.mark.slow  # traces a training step
+def test_lambda_nce_0_traces_a_step_that_logs_the_three_losses():
+    model = tiny_cut("cut", lambda_nce=0)
+    model.compile()
     logs = tf.function(model.train_step)(tiny_batch(seed=1))
     assert sorted(logs) == ["disc_b", "gan_a2b", "gen_total"]

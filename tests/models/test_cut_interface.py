@@ -63,7 +63,6 @@ def _pairs(steps):
     return tf.data.Dataset.from_tensor_slices(tiny_batch(batch=2 * steps)).batch(2)
 
 
-@pytest.mark.slow  # trains
 def test_the_average_after_n_steps_is_the_hand_computed_one():
     """Three eager steps; in fit's compiled graph (XLA, mixed_float16) in tests/models/test_cut.py."""
     model = tiny_cut(ema_decay=0.8)

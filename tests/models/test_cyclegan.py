@@ -57,20 +57,21 @@ def test_loss_scaling_acts_on_both_optimizers_under_mixed_float16():
         assert int(opt.inner_optimizer.iterations.numpy()) == 0
 
 
-def _first_step_and_trained(jit_compile, initial=None, steps=1, cpu_speedups="off", ema_decay=None):
+def _first_step_and_trained(jit_compile=False, initial=None, steps=1, cpu_speedups="off", ema_decay=None,
+                            eager=False):
     """A tiny CycleGAN's losses on its first batch (one fit epoch of one batch), then the model
     after `steps - 1` more batches; `initial` weights, or a fresh model's. The generators'
-    weights after every step are in `model.recorded.seen`. `jit_compile=None`: the first
-    step only, run eagerly (`train_step`, nothing traced), the reference the graphs match."""
+    weights after every step are in `model.recorded.seen`. `eager`: the first step only, run
+    eagerly (`train_step`, nothing traced), the reference the compiled step matches."""
     keras.utils.set_random_seed(3)
     model = tiny_cyclegan(ema_decay=ema_decay)
-    model.compile(jit_compile=bool(jit_compile))
+    model.compile(jit_compile=jit_compile)
     apply_cpu_speedups(model, cpu_speedups)
     model.build((1, TINY_SIZE, TINY_SIZE, 3))
     if initial is not None:
         model.set_weights(initial)
     start = [np.asarray(w).copy() for w in model.weights]
-    if jit_compile is None:
+    if eager:
         logs = model.train_step(next(iter(random_pairs(count=1, seed=9))))
         return {key: float(value) for key, value in logs.items()}, start, model
     model.weights_at_start = _weights(model)
@@ -98,14 +99,14 @@ def test_the_whole_step_compiles_under_xla_and_matches_the_eager_step(policy, br
     steps = 12 if policy == "mixed_float16" else 2
     # On the GPU's path, with averaged generators as well (the config's default).
     ema_decay = 0.8 if policy == "mixed_float16" else None
-    plain_losses, start, _ = _first_step_and_trained(jit_compile=None, ema_decay=ema_decay)
+    eager_losses, start, _ = _first_step_and_trained(eager=True, ema_decay=ema_decay)
     xla_losses, _, xla = _first_step_and_trained(jit_compile=True, initial=start, steps=steps, cpu_speedups="auto",
                                                  ema_decay=ema_decay)
     assert all(cpu_speedups_applied(xla).values()) is (branches == "cpu")
     assert xla.jit_compile and xla.train_function is not None
-    worst = max(abs(xla_losses[key] - plain_losses[key]) for key in plain_losses)
+    worst = max(abs(xla_losses[key] - eager_losses[key]) for key in eager_losses)
     print(f"{policy}/{branches}: largest first-step loss difference, XLA against the eager step: {worst:.2e}")
-    assert set(xla_losses) == set(plain_losses) and worst <= 1e-3, (xla_losses, plain_losses)
+    assert set(xla_losses) == set(eager_losses) and worst <= 1e-3, (xla_losses, eager_losses)
     assert all(np.isfinite(value) for value in xla_losses.values())
     after = _weights(xla)
     for name in NETWORKS:

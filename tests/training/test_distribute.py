@@ -80,8 +80,6 @@ _MIRRORED_SCRIPT = textwrap.dedent("""
         return keras.optimizers.LossScaleOptimizer(sgd, initial_scale=16.0) if policy == "mixed_float16" else sgd
 
     def trained(strategy, policy, initial=None):
-        # One device: its two steps run eagerly (`train_step`), the reference, with no graph
-        # to trace. The replicas' steps run in `fit`'s graph, as training runs them.
         with strategy.scope():
             model = tiny_cyclegan(pool_size=0, ema_decay=0.5)  # the averaged generators too
             model.compile(gen_optimizer=optimizer(policy), disc_optimizer=optimizer(policy))
@@ -98,10 +96,10 @@ _MIRRORED_SCRIPT = textwrap.dedent("""
         # more at the end, where the optimizers count one more iteration before the end of
         # the data is found.)
         data = random_pairs(count=4).unbatch().batch(2).apply(tf.data.experimental.assert_cardinality(2))
-        if strategy.num_replicas_in_sync == 1:
+        if strategy.num_replicas_in_sync == 1:  # the reference: its two steps eagerly, no graph to trace
             for batch in data:
                 model.train_step(batch)
-        else:
+        else:  # the replicas' steps in fit's graph, as training runs them
             model.fit(data, epochs=1, verbose=0)
         return start, model
 

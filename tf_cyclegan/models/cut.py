@@ -69,13 +69,12 @@ class CUT(keras.Model):
             outputs = self._call_stacked(self.generator_with_features, True, *[flip_width(x, flip) for x in real])
             fake_b = outputs[0][0]
             same_b = outputs[1][0] if self.nce_identity else None
-            # Keys are constants (PatchNCE stops their gradient): left off the tape, the flip's
-            # `tf.cond` is not built with its gradient, which doubled the step's tracing time.
             with tape.stop_recording():
+                # Keys are constants (PatchNCE stops their gradient): left off the tape, the
+                # flip's `tf.cond` is not built with its gradient, which doubled the tracing.
                 keys = [self._unflipped_keys(source, output[1:], flip) for source, output in zip(real, outputs)]
-            # The official order: D learns on the translation of the current G first; G's
-            # adversarial loss then asks the updated D.
-            with tape.stop_recording():
+                # The official order: D learns on the translation of the current G first; G's
+                # adversarial loss then asks the updated D.
                 disc_b = self.discriminator_step(real_b, tf.stop_gradient(fake_b))
             losses = self.generator_losses(real_a, real_b, fake_b, same_b, flip, patch_ids, training=True,
                                            keys=keys)
